@@ -1,0 +1,143 @@
+"""The running server: composes the store, services, listeners and the web app on one loop.
+
+`Postoffice` is the composition root used by `postoffice serve` and by the end-to-end tests,
+which start it on port 0 listeners in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config, ConfigError, HostPort
+from .servers.listener import ConnectionLimiter, ListenerSpec, serve
+from .services.accounts import AccountService
+from .services.auth import Authenticator
+from .services.events import EventBus
+from .services.sessions import SessionRegistry
+from .store import Store
+from .tls import server_context
+
+log = logging.getLogger(__name__)
+
+# (listener name, implicit TLS, what to answer when a client IP has too many connections)
+LISTENERS: dict[str, tuple[bool, bytes]] = {
+    "smtp": (False, b"421 4.7.0 Too many connections from your address, try again later\r\n"),
+    "submission": (False, b"421 4.7.0 Too many connections from your address, try again later\r\n"),
+    "submissions": (True, b"421 4.7.0 Too many connections from your address, try again later\r\n"),
+    "imap": (False, b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"),
+    "imaps": (True, b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"),
+    "pop3": (False, b"-ERR [SYS/TEMP] Too many connections from your address\r\n"),
+    "pop3s": (True, b"-ERR [SYS/TEMP] Too many connections from your address\r\n"),
+}
+
+
+@dataclass
+class Postoffice:
+    config: Config
+    store: Store
+    bus: EventBus
+    auth: Authenticator
+    sessions: SessionRegistry
+    accounts: AccountService
+    tls: ssl.SSLContext | None = None
+    servers: dict[str, asyncio.AbstractServer] = field(default_factory=dict)
+    bound: dict[str, HostPort] = field(default_factory=dict)
+    _web: Any = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, config: Config) -> Postoffice:
+        """Open the store and build the services (no listeners yet). Call inside the loop."""
+        bus = EventBus(asyncio.get_running_loop())
+        store = Store.open(config.data_path, config.database_path, on_commit=bus.publish_threadsafe)
+        auth = Authenticator(store, config.security)
+        sessions = SessionRegistry(store)
+        bus.listeners.append(sessions.on_event)
+        return cls(config, store, bus, auth, sessions, AccountService(store, auth))
+
+    def protocol_server(self, name: str) -> Any:
+        from .servers.imap import ImapServer
+        from .servers.pop3 import Pop3Server
+        from .servers.smtp import SmtpServer
+
+        if name in ("smtp", "submission", "submissions"):
+            return SmtpServer(self, name)
+        if name in ("imap", "imaps"):
+            return ImapServer(self)
+        return Pop3Server(self)
+
+    async def start(self) -> None:
+        """Bind every configured listener. Raises ConfigError naming a port that is taken."""
+        domains = [d.name for d in await self.store.list_domains()]
+        self.tls = server_context(self.config, domains)
+        limiter = ConnectionLimiter(self.config.limits.max_connections_per_ip, self.config.limits.max_connections)
+        try:
+            for name, addr in self.config.listen.addresses().items():
+                if name == "http":
+                    await self._start_web(addr)
+                    continue
+                implicit, refuse = LISTENERS[name]
+                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse)
+                server = await serve(spec, self.protocol_server(name), self.tls, limiter)
+                self.servers[name] = server
+                port = server.sockets[0].getsockname()[1]
+                self.bound[name] = HostPort(addr.host, port)
+        except OSError as exc:
+            await self.stop()
+            raise ConfigError(f"cannot listen on {addr} for {name}: {exc.strerror or exc}") from None
+
+    async def _start_web(self, addr: HostPort) -> None:
+        import uvicorn
+
+        from .web.app import create_app
+
+        class EmbeddedServer(uvicorn.Server):
+            def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+                return contextlib.nullcontext()  # the Postoffice process handles signals
+
+        family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((addr.host, addr.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        self.bound["http"] = HostPort(addr.host, sock.getsockname()[1])
+        app = create_app(self)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                proxy_headers=False, server_header=False)
+        self._web = EmbeddedServer(config)
+        task = asyncio.ensure_future(self._web.serve(sockets=[sock]))
+        self._tasks.append(task)
+        while not self._web.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+
+    async def stop(self) -> None:
+        for server in self.servers.values():
+            server.close()
+        for session in self.sessions.all():
+            if session.terminate is not None:
+                with contextlib.suppress(Exception):
+                    result = session.terminate("the server is shutting down")
+                    if asyncio.iscoroutine(result):
+                        await asyncio.wait_for(result, 2)
+        for server in self.servers.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        self.servers.clear()
+        if self._web is not None:
+            self._web.should_exit = True
+            for task in self._tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 5)
+            self._web = None
+
+    def close(self) -> None:
+        self.store.close()

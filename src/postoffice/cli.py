@@ -1,0 +1,400 @@
+"""The `postoffice` command: serve, and manage domains, addresses and aliases.
+
+Every failure the operator can fix (bad config, unknown domain, port in use...) is one line on
+stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import config as config_module
+from .config import Config, ConfigError
+from .services.accounts import AccountService, UserError
+from .services.auth import Authenticator
+from .store import Store
+
+T = TypeVar("T")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+class Context:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = config_module.load(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc), 2)
+        assert self._config is not None
+        return self._config
+
+    def run(self, work: Callable[[AccountService], Awaitable[T]]) -> T:
+        """Run ``work`` against the store, turning user errors into one-line failures."""
+        async def main() -> T:
+            try:
+                store = Store.open(self.config.data_path, self.config.database_path)
+            except Exception as exc:  # noqa: BLE001 - reported as one line
+                fail(f"cannot open the store in {self.config.data_path}: {exc}")
+            try:
+                return await work(AccountService(store, Authenticator(store, self.config.security)))
+            finally:
+                store.close()
+        try:
+            return asyncio.run(main())
+        except UserError as exc:
+            fail(str(exc))
+            raise  # unreachable
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="POSTOFFICE_CONFIG", type=click.Path(dir_okay=False),
+              help="postoffice.toml to use (or POSTOFFICE_CONFIG).")
+@click.version_option(package_name="postoffice")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """postoffice: SMTP, IMAP, POP3 and a control panel for your own domains."""
+    ctx.obj = Context(config_path)
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@main.command()
+@pass_ctx
+def serve(ctx: Context) -> None:
+    """Run every listener (SMTP, submission, IMAP, POP3, the panel) in one process."""
+    config = ctx.config
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(_serve(config))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(config: Config) -> None:
+    from .app import Postoffice
+
+    try:
+        office = Postoffice.open(config)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"cannot open the store in {config.data_path}: {exc}") from None
+    try:
+        await _first_admin(office)
+        await office.start()
+        _print_banner(office)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        console.print("shutting down")
+        await office.stop()
+    finally:
+        office.close()
+
+
+async def _first_admin(office: Any) -> None:
+    """On first start, create the panel's admin login and show its password once."""
+    if await office.store.count_admins():
+        return
+    password = secrets.token_urlsafe(12)
+    await office.store.add_admin("admin", await office.auth.hash_password(password))
+    console.print("[bold green]Created the control panel login[/]  user: [bold]admin[/]  "
+                  f"password: [bold]{password}[/]  (shown only this once)")
+
+
+def _print_banner(office: Any) -> None:
+    table = Table(title=f"postoffice is running as {office.config.hostname}", show_header=True)
+    table.add_column("service")
+    table.add_column("address")
+    table.add_column("security")
+    labels = {
+        "http": ("Control panel", "http"), "smtp": ("SMTP (from other servers)", "STARTTLS"),
+        "submission": ("SMTP submission", "STARTTLS"), "submissions": ("SMTP submission", "SSL/TLS"),
+        "imap": ("IMAP", "STARTTLS"), "imaps": ("IMAP", "SSL/TLS"),
+        "pop3": ("POP3", "STLS"), "pop3s": ("POP3", "SSL/TLS"),
+    }
+    for name, addr in office.bound.items():
+        label, security = labels[name]
+        table.add_row(label, f"http://{addr}/" if name == "http" else str(addr), security)
+    console.print(table)
+
+
+# -- check-config ---------------------------------------------------------------------------
+
+
+@main.command("check-config")
+@pass_ctx
+def check_config(ctx: Context) -> None:
+    """Validate the configuration and the TLS certificates, then print the listeners."""
+    config = ctx.config
+    from .tls import server_context
+
+    try:
+        server_context(config)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    for name, addr in config.listen.addresses().items():
+        console.print(f"{name:12} {addr}")
+    console.print(f"[green]configuration {config.source} is valid[/]")
+
+
+# -- domains --------------------------------------------------------------------------------
+
+
+@main.group()
+def domain() -> None:
+    """Hosted domains."""
+
+
+@domain.command("add")
+@click.argument("name")
+@pass_ctx
+def domain_add(ctx: Context, name: str) -> None:
+    d = ctx.run(lambda svc: svc.add_domain(name))
+    console.print(f"added domain [bold]{d.name}[/]")
+
+
+@domain.command("list")
+@pass_ctx
+def domain_list(ctx: Context) -> None:
+    async def work(svc: AccountService) -> list[Any]:
+        return [(d, len(await svc.store.list_accounts(d.name))) for d in await svc.store.list_domains()]
+    table = Table("domain", "protocols", "addresses", "catch-all")
+    for d, count in ctx.run(work):
+        table.add_row(d.name, d.protocol_policy, str(count), d.catch_all or "")
+    console.print(table)
+
+
+@domain.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def domain_remove(ctx: Context, name: str, yes: bool) -> None:
+    if not yes:
+        click.confirm(f"Remove {name} with all its addresses and their mail?", abort=True)
+    ctx.run(lambda svc: svc.remove_domain(name))
+    console.print(f"removed domain {name}")
+
+
+@domain.command("set")
+@click.argument("name")
+@click.option("--protocols", type=click.Choice(["any", "imap-only", "pop3-only"]),
+              help="Force every address of the domain to one protocol.")
+@click.option("--catch-all", help="Deliver mail for unknown addresses to this address ('' to turn off).")
+@pass_ctx
+def domain_set(ctx: Context, name: str, protocols: str | None, catch_all: str | None) -> None:
+    async def work(svc: AccountService) -> Any:
+        d = await svc.domain(name)
+        if protocols:
+            d = await svc.set_domain_policy(name, protocols)
+        if catch_all is not None:
+            d = await svc.set_catch_all(name, catch_all or None)
+        return d
+    d = ctx.run(work)
+    console.print(f"{d.name}: protocols {d.protocol_policy}, catch-all {d.catch_all or 'off'}")
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+def _read_password(password: str | None, password_stdin: bool, prompt: bool = True) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if password is not None:
+        return password
+    if not prompt:
+        fail("give --password or --password-stdin")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@main.group()
+def account() -> None:
+    """Mail addresses (accounts)."""
+
+
+@account.command("add")
+@click.argument("address")
+@click.option("--password", help="The password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--quota", default="0", help="Quota, e.g. 500M or 2G (0 = unlimited).")
+@pass_ctx
+def account_add(ctx: Context, address: str, password: str | None, password_stdin: bool,
+                display_name: str, quota: str) -> None:
+    secret = _read_password(password, password_stdin)
+    quota_bytes = parse_size(quota)
+    a = ctx.run(lambda svc: svc.add_account(address, secret, display_name=display_name, quota_bytes=quota_bytes))
+    console.print(f"added [bold]{a.address}[/] with INBOX, Sent, Drafts, Trash, Junk and Archive")
+
+
+@account.command("list")
+@click.argument("domain_name", required=False)
+@pass_ctx
+def account_list(ctx: Context, domain_name: str | None) -> None:
+    from .services.access import protocol_access
+
+    async def work(svc: AccountService) -> list[Any]:
+        rows = []
+        domains = {d.id: d for d in await svc.store.list_domains()}
+        for a in await svc.store.list_accounts(svc.clean_domain(domain_name) if domain_name else None):
+            used = await svc.store.quota_used(a.id)
+            rows.append((a, domains[a.domain_id], used))
+        return rows
+    table = Table("address", "name", "IMAP", "POP3", "SMTP", "used", "quota")
+    for a, d, used in ctx.run(work):
+        marks = ["on" if protocol_access(a, d, p).allowed else "[red]off[/]" for p in ("imap", "pop3", "smtp")]
+        table.add_row(a.address, a.display_name, *marks, format_size(used),
+                      format_size(a.quota_bytes) if a.quota_bytes else "unlimited")
+    console.print(table)
+
+
+@account.command("passwd")
+@click.argument("address")
+@click.option("--password")
+@click.option("--password-stdin", is_flag=True)
+@pass_ctx
+def account_passwd(ctx: Context, address: str, password: str | None, password_stdin: bool) -> None:
+    secret = _read_password(password, password_stdin)
+    ctx.run(lambda svc: svc.set_password(address, secret))
+    console.print(f"password of {address} changed")
+
+
+@account.command("remove")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def account_remove(ctx: Context, address: str, yes: bool) -> None:
+    if not yes:
+        click.confirm(f"Remove {address} and all its mail?", abort=True)
+    ctx.run(lambda svc: svc.remove_account(address))
+    console.print(f"removed {address}")
+
+
+ON_OFF = click.Choice(["on", "off"])
+
+
+@account.command("set")
+@click.argument("address")
+@click.option("--imap", type=ON_OFF)
+@click.option("--pop3", type=ON_OFF)
+@click.option("--smtp", type=ON_OFF)
+@click.option("--name", "display_name")
+@click.option("--quota", help="e.g. 500M, 2G, 0 = unlimited")
+@click.option("--forward", "forward_to", help="Forward copies to these addresses (comma-separated, '' = off).")
+@click.option("--pop3-policy", type=click.Choice(["delete", "keep", "mark-read", "trash", "archive"]),
+              help="What POP3 deletion does.")
+@click.option("--pop3-only-new", type=ON_OFF, help="POP3 shows only mail that arrives from now on.")
+@pass_ctx
+def account_set(ctx: Context, address: str, imap: str | None, pop3: str | None, smtp: str | None,
+                display_name: str | None, quota: str | None, forward_to: str | None, pop3_policy: str | None,
+                pop3_only_new: str | None) -> None:
+    import time
+
+    since: float | None | bool = False
+    if pop3_only_new is not None:
+        since = time.time() if pop3_only_new == "on" else None
+    a = ctx.run(lambda svc: svc.update(
+        address, imap=on_off(imap), pop3=on_off(pop3), smtp=on_off(smtp), display_name=display_name,
+        quota_bytes=parse_size(quota) if quota is not None else None, forward_to=forward_to,
+        pop3_policy=pop3_policy, pop3_since=since))
+    console.print(f"{a.address}: IMAP {'on' if a.imap_enabled else 'off'}, POP3 {'on' if a.pop3_enabled else 'off'}, "
+                  f"SMTP {'on' if a.smtp_enabled else 'off'}")
+
+
+# -- aliases --------------------------------------------------------------------------------
+
+
+@main.group()
+def alias() -> None:
+    """Aliases: addresses that deliver to other addresses."""
+
+
+@alias.command("add")
+@click.argument("address")
+@click.argument("targets", nargs=-1, required=True)
+@pass_ctx
+def alias_add(ctx: Context, address: str, targets: tuple[str, ...]) -> None:
+    ctx.run(lambda svc: svc.add_alias(address, list(targets)))
+    console.print(f"{address} -> {', '.join(targets)}")
+
+
+@alias.command("list")
+@click.argument("domain_name", required=False)
+@pass_ctx
+def alias_list(ctx: Context, domain_name: str | None) -> None:
+    table = Table("alias", "delivers to")
+    for a in ctx.run(lambda svc: svc.store.list_aliases(svc.clean_domain(domain_name) if domain_name else None)):
+        table.add_row(a.address, ", ".join(a.targets))
+    console.print(table)
+
+
+@alias.command("remove")
+@click.argument("address")
+@pass_ctx
+def alias_remove(ctx: Context, address: str) -> None:
+    ctx.run(lambda svc: svc.remove_alias(address))
+    console.print(f"removed alias {address}")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    value = text.strip().upper()
+    number = value.rstrip("KMGB")
+    unit = value[len(number):]
+    if not number.isdigit() or unit not in _UNITS:
+        fail(f"{text!r} is not a size (examples: 0, 500M, 2G)")
+    return int(number) * _UNITS[unit]
+
+
+def format_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,245 @@
+"""Settings: one typed, frozen object loaded once from TOML plus ``POSTOFFICE_*`` variables.
+
+Every key has a default, so an empty file is a valid configuration for local use. An unknown
+key, a wrong type or a malformed ``host:port`` is a `ConfigError` naming the file and the key;
+the CLI prints it on one line and exits non-zero.
+
+Environment variables override the file: ``POSTOFFICE_HOSTNAME``, ``POSTOFFICE_DATA_DIR`` and
+``POSTOFFICE_<TABLE>_<KEY>`` for keys inside a table (``POSTOFFICE_LISTEN_IMAPS=0.0.0.0:993``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line for the operator."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> HostPort:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{where}: expected \"host:port\", got {text!r}")
+        host = host.strip("[]") or "0.0.0.0"
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Bind addresses; an empty string switches a listener off."""
+
+    smtp: str = "127.0.0.1:2525"
+    submission: str = "127.0.0.1:5587"
+    submissions: str = "127.0.0.1:5465"
+    imap: str = "127.0.0.1:1143"
+    imaps: str = "127.0.0.1:1993"
+    pop3: str = "127.0.0.1:1110"
+    pop3s: str = "127.0.0.1:1995"
+    http: str = "127.0.0.1:8080"
+
+    def addresses(self) -> dict[str, HostPort]:
+        return {
+            f.name: HostPort.parse(getattr(self, f.name), f"listen.{f.name}")
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name)
+        }
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Certificates. With ``cert`` empty a self-signed one is generated under data_dir."""
+
+    cert: str = ""
+    key: str = ""
+    # Per-domain certificates chosen by SNI: {"example.com": {"cert": ..., "key": ...}}.
+    sni: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    max_connections_per_ip: int = 20
+    max_connections: int = 10000
+    imap_max_literal: int = 50 * 1024 * 1024
+    idle_timeout: int = 1800  # seconds; RFC 9051 §5.4 asks for at least 30 minutes
+    command_timeout: int = 300  # SMTP/POP3 inactivity (RFC 5321 §4.5.3.2.7: 5 minutes)
+    send_rate_per_hour: int = 500
+
+
+@dataclass(frozen=True)
+class Security:
+    # Allow passwords over unencrypted connections (never on by default).
+    allow_plaintext_auth: bool = False
+    # Allow them only from loopback clients (local testing, webmail on the same host).
+    allow_plaintext_auth_loopback: bool = False
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    # Failures in `throttle_window` seconds after which answers are delayed, then refused.
+    throttle_window: int = 900
+    throttle_delay_after: int = 3
+    throttle_max_delay: float = 15.0
+    throttle_block_after: int = 30
+    auth_cache_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Outbound:
+    dns: str = ""  # "host:port" of the resolver to use; empty = system resolver
+    smtp_port: int = 25
+    retry_for: int = 5 * 24 * 3600
+    delay_notice_after: int = 4 * 3600
+    smarthost: str = ""  # "host:port"; empty = deliver to MX directly
+    smarthost_username: str = ""
+    smarthost_password: str = ""
+    smarthost_tls: str = "starttls"  # starttls | tls | none
+    dmarc_reject_action: str = "reject"  # reject | quarantine
+
+
+@dataclass(frozen=True)
+class Panel:
+    secret_key: str = ""  # empty: generated once and kept in data_dir
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    hostname: str = "localhost"
+    data_dir: str = "./data"
+    database: str = ""  # empty: SQLite file data_dir/postoffice.db
+    log_level: str = "info"
+    listen: Listen = field(default_factory=Listen)
+    tls: Tls = field(default_factory=Tls)
+    limits: Limits = field(default_factory=Limits)
+    security: Security = field(default_factory=Security)
+    outbound: Outbound = field(default_factory=Outbound)
+    panel: Panel = field(default_factory=Panel)
+    source: str = ""  # the file this came from, for messages
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database) if self.database else self.data_path / "postoffice.db"
+
+
+_TABLES = {f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]
+
+
+def load(path: str | os.PathLike[str] | None, env: typing.Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file at ``path`` (None: defaults only) and apply environment overrides."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    where = str(path) if path else "(defaults)"
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except PermissionError:
+            raise ConfigError(f"{path}: config file is not readable (permission denied)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _apply_env(raw, env)
+    config = _build(Config, raw, where, "")
+    config = dataclasses.replace(config, source=where)
+    validate(config)
+    return config
+
+
+def _apply_env(raw: dict[str, Any], env: typing.Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith("POSTOFFICE_") or name == "POSTOFFICE_CONFIG":
+            continue
+        key = name[len("POSTOFFICE_"):].lower()
+        table, _, rest = key.partition("_")
+        if table in _TABLES and rest:
+            raw.setdefault(table, {})[rest] = value
+        else:
+            raw[key] = value
+
+
+def _build(cls: type, raw: dict[str, Any], where: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.')} must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            values[key] = _build(kind, value, where, f"{prefix}{key}.")
+        else:
+            values[key] = _coerce(kind, value, f"{where}: {prefix}{key}")
+    return cls(**values)
+
+
+def _coerce(kind: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table")
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def validate(config: Config) -> None:
+    """Checks that need more than one key, or the file system."""
+    seen: dict[tuple[str, int], str] = {}
+    for name, addr in config.listen.addresses().items():
+        if addr.port and (addr.host, addr.port) in seen:
+            raise ConfigError(
+                f"{config.source}: listen.{name} and listen.{seen[(addr.host, addr.port)]} both use {addr}"
+            )
+        seen[(addr.host, addr.port)] = name
+    if bool(config.tls.cert) != bool(config.tls.key):
+        raise ConfigError(f"{config.source}: tls.cert and tls.key must be set together")
+    for domain, pair in config.tls.sni.items():
+        if set(pair) - {"cert", "key"} or not pair.get("cert") or not pair.get("key"):
+            raise ConfigError(f"{config.source}: tls.sni.\"{domain}\" needs exactly 'cert' and 'key'")
+    if config.outbound.dns:
+        HostPort.parse(config.outbound.dns, f"{config.source}: outbound.dns")
+    if config.outbound.smarthost:
+        HostPort.parse(config.outbound.smarthost, f"{config.source}: outbound.smarthost")
+    if config.outbound.dmarc_reject_action not in ("reject", "quarantine"):
+        raise ConfigError(f"{config.source}: outbound.dmarc_reject_action must be reject or quarantine")
+    if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):
+        raise ConfigError(f"{config.source}: outbound.smarthost_tls must be starttls, tls or none")

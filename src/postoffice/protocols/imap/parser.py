@@ -1,0 +1,576 @@
+"""``parse_command``: one complete command (literals inline) -> event value.
+
+RFC 9051 section 9::
+
+    command         = tag SP (command-any / command-auth / command-nonauth /
+                      command-select) CRLF
+    command-any     = "CAPABILITY" / "LOGOUT" / "NOOP" / id
+    command-auth    = append / create / delete / enable / examine / list /
+                      namespace-command / rename / select / status / subscribe /
+                      unsubscribe / idle / getquota / getquotaroot / setquota
+    command-nonauth = login / authenticate / "STARTTLS"
+    command-select  = "CHECK" / "CLOSE" / "UNSELECT" / "EXPUNGE" / copy / move /
+                      fetch / store / search / uid
+    uid             = "UID" SP (copy / move / fetch / search / store / uid-expunge)
+
+Extensions: RFC 7162 (CONDSTORE/QRESYNC), 5258/5819 (LIST-EXTENDED/STATUS),
+6154 (SPECIAL-USE), 4731/5182 (ESEARCH/SEARCHRES), 3502 (MULTIAPPEND),
+3516 (BINARY), 6855 (UTF8=ACCEPT), 2971 (ID), 9208 (QUOTA), 4959 (SASL-IR).
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable
+
+from .commands import (
+    LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATUS_ITEMS,
+    Append, AppendMessage, Authenticate, Capability, Check, Close, Command, Copy, Create,
+    Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
+    Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select, SetQuota,
+    StartTls, Status, Store, StoreMode, Subscribe, UidExpunge, Unselect, Unsubscribe,
+)
+from .events import CommandReceived, InvalidCommand
+from .grammar.fetch_att import parse_fetch_atts
+from .grammar.reader import ATOM_RE, MAX_NUMBER64, TAG_RE, ParseError, Reader
+from .grammar.search import MAX_SEARCH_DEPTH, SearchAnd, parse_flag, parse_search_key
+from .grammar.sequence_set import SequenceSet, parse_sequence_set
+
+__all__ = ["parse_command", "COMMAND_VERBS"]
+
+_Parser = Callable[[Reader], Command]
+
+
+def parse_command(data: bytes, *, max_search_depth: int = MAX_SEARCH_DEPTH) -> CommandReceived | InvalidCommand:
+    """Parse one complete command.
+
+    ``data`` is the tag, the command and its arguments with every literal's
+    contents inline exactly as on the wire (``{n}`` / ``{n+}`` / ``~{n}``
+    header, CRLF, then n bytes); the final CRLF is optional. Returns
+    ``CommandReceived(tag, command)`` or ``InvalidCommand(tag, message)``;
+    never raises for bad input.
+    """
+    m = TAG_RE.match(data)
+    if m is None or data[m.end() : m.end() + 1] != b" ":
+        tag = m.group() if m is not None and m.end() == len(data.rstrip(b"\r\n")) else None
+        return InvalidCommand(tag, "missing command" if tag else "invalid or missing tag")
+    tag = m.group()
+    r = Reader(data, m.end() + 1)
+    vm = ATOM_RE.match(data, r.pos)
+    if vm is None:
+        return InvalidCommand(tag, "missing or invalid command name")
+    verb = vm.group().upper()
+    r.pos = vm.end()
+    uid = verb == b"UID"
+    if uid:
+        if not r.try_sp() or (um := ATOM_RE.match(data, r.pos)) is None:
+            return InvalidCommand(tag, "UID needs a command", verb=verb)
+        sub = um.group().upper()
+        r.pos = um.end()
+        verb = b"UID " + sub
+        handler = _UID_COMMANDS.get(sub)
+    else:
+        handler = _COMMANDS.get(verb)
+    if handler is None:
+        return InvalidCommand(
+            tag, f"unknown command {verb.decode('ascii', 'replace')}", unknown=True, verb=verb
+        )
+    try:
+        if handler is _search:
+            command: Command = _search(r, uid=uid, max_depth=max_search_depth)
+        elif uid:
+            command = handler(r, True)  # type: ignore[call-arg]
+        else:
+            command = handler(r)
+        rest = data[r.pos :]
+        if rest not in (b"", b"\r\n", b"\n"):
+            raise ParseError("unexpected data after the command" if rest[:1] != b"\r" else "stray CR", r.pos)
+    except ParseError as exc:
+        return InvalidCommand(tag, f"{verb.decode('ascii')}: {exc.message}", verb=verb)
+    except RecursionError:  # pragma: no cover - depth limits make this unreachable
+        return InvalidCommand(tag, "command is nested too deeply", verb=verb)
+    return CommandReceived(tag, command)
+
+
+# -- helpers ----------------------------------------------------------------------
+def _no_args(cls: type) -> _Parser:
+    def parse(r: Reader) -> Command:
+        return cls()  # type: ignore[no-any-return]
+
+    return parse
+
+
+def _mod_sequence(r: Reader, *, zero_ok: bool = True) -> int:
+    # mod-sequence-value = 1*DIGIT (positive 63-bit); mod-sequence-valzer allows 0.
+    n = r.number("a mod-sequence value", limit=MAX_NUMBER64)
+    if n == 0 and not zero_ok:
+        raise r.fail("mod-sequence value must be positive")
+    return n
+
+
+def _flag_list(r: Reader) -> tuple[str, ...]:
+    return tuple(r.paren_list(lambda: parse_flag(r), what="flag list"))
+
+
+# -- any state ---------------------------------------------------------------
+def _id(r: Reader) -> Command:
+    # id = "ID" SP id-params-list; id-params-list = "(" *(string SP nstring) ")" / nil
+    r.sp()
+    if r.try_keyword(b"NIL"):
+        return Id(None)
+    r.expect(b"(", "'(' or NIL")
+    params: dict[str, str | None] = {}
+    if r.peek() == 0x29:
+        r.pos += 1
+        return Id(params)
+    while True:
+        key = r.string().decode("utf-8", "replace")
+        r.sp()
+        value = r.nstring()
+        params[key] = None if value is None else value.decode("utf-8", "replace")
+        if r.peek() == 0x29:
+            r.pos += 1
+            return Id(params)
+        r.sp()
+
+
+def _enable(r: Reader) -> Command:
+    # enable = "ENABLE" 1*(SP capability)
+    caps = []
+    r.sp()
+    caps.append(r.upper_atom("a capability name"))
+    while r.try_sp():
+        caps.append(r.upper_atom("a capability name"))
+    return Enable(tuple(caps))
+
+
+# -- not authenticated ---------------------------------------------------------
+def _authenticate(r: Reader) -> Command:
+    # authenticate = "AUTHENTICATE" SP auth-type [SP initial-resp] ; RFC 4959
+    # initial-resp = (base64 / "=")
+    r.sp()
+    mechanism = r.upper_atom("a SASL mechanism name")
+    if not r.try_sp():
+        return Authenticate(mechanism)
+    if r.at(b"=") and r.data[r.pos + 1 : r.pos + 2] in (b"", b"\r", b"\n"):
+        r.pos += 1
+        return Authenticate(mechanism, b"")
+    raw = r.base64("a base64 initial response")
+    try:
+        decoded = binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error:
+        raise r.fail("invalid base64 in the initial response") from None
+    return Authenticate(mechanism, decoded)
+
+
+def _login(r: Reader) -> Command:
+    r.sp()
+    user = r.astring("a user name")
+    r.sp()
+    return Login(user, r.astring("a password"))
+
+
+# -- authenticated --------------------------------------------------------------
+def _select_params(r: Reader) -> tuple[bool, QresyncParams | None]:
+    # select-params = SP "(" select-param *(SP select-param) ")"      ; RFC 4466
+    # select-param  = "CONDSTORE" / "QRESYNC" SP "(" uidvalidity SP
+    #                 mod-sequence-value [SP known-uids] [SP seq-match-data] ")"
+    condstore = False
+    qresync: QresyncParams | None = None
+
+    def param() -> None:
+        nonlocal condstore, qresync
+        name = r.upper_atom("a SELECT parameter")
+        if name == "CONDSTORE":
+            condstore = True
+        elif name == "QRESYNC":
+            r.sp()
+            r.expect(b"(")
+            uidvalidity = r.nz_number("a UIDVALIDITY")
+            r.sp()
+            modseq = _mod_sequence(r, zero_ok=False)
+            known = None
+            seq_match = None
+            if r.try_sp():
+                if r.peek() != 0x28:
+                    # known-uids = sequence-set; "*" is not allowed (RFC 7162 section 7)
+                    known = parse_sequence_set(r, allow_saved=False, allow_star=False)
+                    if r.try_sp():
+                        seq_match = _seq_match(r)
+                else:
+                    seq_match = _seq_match(r)
+            r.expect(b")", "')' closing the QRESYNC parameters")
+            qresync = QresyncParams(uidvalidity, modseq, known, seq_match)
+        else:
+            raise r.fail(f"unknown SELECT parameter {name}")
+
+    r.paren_list(param, allow_empty=False, what="SELECT parameters")
+    return condstore, qresync
+
+
+def _seq_match(r: Reader) -> tuple[SequenceSet, SequenceSet]:
+    # seq-match-data = "(" known-sequence-set SP known-uid-set ")"
+    r.expect(b"(", "'(' starting the sequence match data")
+    seqs = parse_sequence_set(r, allow_saved=False, allow_star=False)
+    r.sp()
+    uids = parse_sequence_set(r, allow_saved=False, allow_star=False)
+    r.expect(b")", "')' closing the sequence match data")
+    return seqs, uids
+
+
+def _select_or_examine(cls: type[Select] | type[Examine]) -> _Parser:
+    def parse(r: Reader) -> Command:
+        r.sp()
+        mailbox = r.mailbox()
+        condstore, qresync = False, None
+        if r.try_sp():
+            condstore, qresync = _select_params(r)
+        return cls(mailbox, condstore, qresync)
+
+    return parse
+
+
+_USE_ATTRS = {a.upper(): a for a in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")}
+
+
+def _use_attr(r: Reader) -> str:
+    # use-attr = "\All" / "\Archive" / "\Drafts" / "\Flagged" / "\Junk" / "\Sent" /
+    #            "\Trash" / use-attr-ext ; RFC 6154 section 6
+    r.expect(b"\\", "a special-use attribute such as \\Sent")
+    name = "\\" + r.atom("a special-use attribute").decode("ascii")
+    return _USE_ATTRS.get(name.upper(), name)
+
+
+def _create(r: Reader) -> Command:
+    # create = "CREATE" SP mailbox [create-params]
+    # create-param =/ "USE" SP "(" [use-attr *(SP use-attr)] ")"  ; RFC 6154
+    r.sp()
+    mailbox = r.mailbox()
+    uses: list[str] = []
+    if r.try_sp():
+
+        def param() -> None:
+            name = r.upper_atom("a CREATE parameter")
+            if name != "USE":
+                raise r.fail(f"unknown CREATE parameter {name}")
+            r.sp()
+            uses.extend(r.paren_list(lambda: _use_attr(r), what="USE list"))
+
+        r.paren_list(param, allow_empty=False, what="CREATE parameters")
+    return Create(mailbox, tuple(uses))
+
+
+def _mailbox_only(cls: type) -> _Parser:
+    def parse(r: Reader) -> Command:
+        r.sp()
+        return cls(r.mailbox())  # type: ignore[no-any-return]
+
+    return parse
+
+
+def _rename(r: Reader) -> Command:
+    r.sp()
+    old = r.mailbox()
+    r.sp()
+    return Rename(old, r.mailbox())
+
+
+def _status_items(r: Reader) -> tuple[str, ...]:
+    def item() -> str:
+        name = r.upper_atom("a status item")
+        if name not in STATUS_ITEMS:
+            raise r.fail(f"unknown status item {name}")
+        return name
+
+    return tuple(r.paren_list(item, allow_empty=False, what="status item list"))
+
+
+def _list(r: Reader) -> Command:
+    # list = "LIST" [SP list-select-opts] SP mailbox SP mbox-or-pat [SP list-return-opts]
+    # (RFC 5258 section 6, RFC 9051 section 9)
+    r.sp()
+    extended = False
+    selection: list[str] = []
+    if r.peek() == 0x28:
+        extended = True
+
+        def sel() -> str:
+            name = r.upper_atom("a LIST selection option")
+            if name not in LIST_SELECTION_OPTIONS:
+                # RFC 5258 section 3: unrecognised selection options are BAD
+                raise r.fail(f"unknown LIST selection option {name}")
+            return name
+
+        selection = r.paren_list(sel, what="selection options")
+        r.sp()
+        sel_set = set(selection)
+        # RFC 5258 section 3.1: RECURSIVEMATCH alone (or only with REMOTE) is BAD.
+        if "RECURSIVEMATCH" in sel_set and not (sel_set - {"RECURSIVEMATCH", "REMOTE"}):
+            raise r.fail("RECURSIVEMATCH needs another selection option")
+    reference = r.astring("a reference name")
+    r.sp()
+    if r.peek() == 0x28:
+        extended = True
+        patterns = tuple(r.paren_list(r.list_mailbox, allow_empty=False, what="pattern list"))
+    else:
+        patterns = (r.list_mailbox(),)
+    returns: list[str] = []
+    status_items: tuple[str, ...] | None = None
+    if r.try_sp():
+        extended = True
+        r.keyword(b"RETURN")
+        r.sp()
+
+        def ret() -> str:
+            nonlocal status_items
+            name = r.upper_atom("a LIST return option")
+            if name not in LIST_RETURN_OPTIONS:
+                raise r.fail(f"unknown LIST return option {name}")
+            if name == "STATUS":
+                # RFC 5819: "STATUS" SP "(" status-att *(SP status-att) ")"
+                r.sp()
+                status_items = _status_items(r)
+            return name
+
+        returns = r.paren_list(ret, what="return options")
+    return List(reference, patterns, frozenset(selection), frozenset(returns), status_items, extended)
+
+
+def _lsub(r: Reader) -> Command:
+    r.sp()
+    reference = r.astring("a reference name")
+    r.sp()
+    return Lsub(reference, r.list_mailbox())
+
+
+def _status(r: Reader) -> Command:
+    r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+    return Status(mailbox, _status_items(r))
+
+
+def _append(r: Reader) -> Command:
+    # append = "APPEND" SP mailbox 1*append-message                 ; RFC 3502
+    # append-message = append-opts SP append-data
+    # append-opts = [SP flag-list] [SP date-time]
+    # append-data = literal / literal8 / "UTF8" SP "(" literal8 ")" ; RFC 3516, 6855
+    r.sp()
+    mailbox = r.mailbox()
+    messages = []
+    while r.try_sp():
+        flags: tuple[str, ...] = ()
+        internal_date = None
+        if r.peek() == 0x28:
+            flags = _flag_list(r)
+            r.sp()
+        if r.peek() == 0x22:
+            internal_date = r.date_time()
+            r.sp()
+        utf8 = False
+        if r.try_keyword(b"UTF8"):
+            r.sp()
+            r.expect(b"(")
+            if not r.at(b"~{"):
+                raise r.fail("UTF8 APPEND data must be a literal8 (~{n})")
+            data, binary = r.literal(allow_literal8=True)
+            r.expect(b")")
+            utf8 = True
+        elif r.peek() in (0x7B, 0x7E):
+            data, binary = r.literal(allow_literal8=True)
+        else:
+            raise r.fail("message data must be a literal")
+        messages.append(AppendMessage(data, flags, internal_date, binary, utf8))
+    if not messages:
+        raise r.fail("expected a message literal")
+    return Append(mailbox, tuple(messages))
+
+
+def _getquota(r: Reader) -> Command:
+    r.sp()
+    return GetQuota(r.astring("a quota root"))
+
+
+def _setquota(r: Reader) -> Command:
+    # setquota = "SETQUOTA" SP quota-root-name SP setquota-list   ; RFC 9208
+    # setquota-list = "(" [setquota-resource *(SP setquota-resource)] ")"
+    # setquota-resource = resource-name SP resource-limit
+    r.sp()
+    root = r.astring("a quota root")
+    r.sp()
+
+    def resource() -> tuple[str, int]:
+        name = r.upper_atom("a resource name")
+        r.sp()
+        return name, r.number64("a resource limit")
+
+    return SetQuota(root, tuple(r.paren_list(resource, what="quota list")))
+
+
+# -- selected --------------------------------------------------------------------
+def _search(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
+    # search = "SEARCH" [search-return-opts] SP search-program
+    # search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
+    # search-program = ["CHARSET" SP charset SP] search-key *(SP search-key)
+    r.sp()
+    return_options: tuple[str, ...] | None = None
+    if r.try_keyword(b"RETURN"):
+        r.sp()
+
+        def opt() -> str:
+            name = r.upper_atom("a SEARCH return option")
+            if name not in SEARCH_RETURN_OPTIONS:
+                raise r.fail(f"unknown SEARCH return option {name}")
+            return name
+
+        opts = r.paren_list(opt, what="return options")
+        # RFC 4731 section 3.1: "RETURN ()" is equivalent to "RETURN (ALL)".
+        return_options = tuple(dict.fromkeys(opts)) if opts else ("ALL",)
+        r.sp()
+    charset = None
+    if r.try_keyword(b"CHARSET"):
+        r.sp()
+        raw = r.quoted() if r.peek() == 0x22 else r.atom("a charset name")
+        try:
+            charset = raw.decode("ascii").upper()
+        except UnicodeDecodeError:
+            raise r.fail("invalid charset name") from None
+        r.sp()
+    keys = [parse_search_key(r, max_depth=max_depth)]
+    while r.try_sp():
+        keys.append(parse_search_key(r, max_depth=max_depth))
+    key = keys[0] if len(keys) == 1 else SearchAnd(tuple(keys))
+    return Search(key, charset, return_options, uid)
+
+
+def _fetch(r: Reader, uid: bool = False) -> Command:
+    # fetch = "FETCH" SP sequence-set SP ("ALL" / "FULL" / "FAST" / fetch-att /
+    #         "(" fetch-att *(SP fetch-att) ")") [fetch-modifiers]
+    # fetch-modifier = "CHANGEDSINCE" SP mod-sequence-value / "VANISHED"  ; RFC 7162
+    r.sp()
+    seqset = parse_sequence_set(r)
+    r.sp()
+    items = parse_fetch_atts(r)
+    changedsince = None
+    vanished = False
+    if r.try_sp():
+
+        def modifier() -> None:
+            nonlocal changedsince, vanished
+            name = r.upper_atom("a FETCH modifier")
+            if name == "CHANGEDSINCE":
+                r.sp()
+                changedsince = _mod_sequence(r)
+            elif name == "VANISHED":
+                vanished = True
+            else:
+                raise r.fail(f"unknown FETCH modifier {name}")
+
+        r.paren_list(modifier, allow_empty=False, what="FETCH modifiers")
+        # RFC 7162 section 3.2.6: VANISHED only with UID FETCH and CHANGEDSINCE.
+        if vanished and (not uid or changedsince is None):
+            raise r.fail("VANISHED requires UID FETCH with CHANGEDSINCE")
+    return Fetch(seqset, items, changedsince, vanished, uid)
+
+
+def _store(r: Reader, uid: bool = False) -> Command:
+    # store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags
+    # store-modifier = "UNCHANGEDSINCE" SP mod-sequence-valzer           ; RFC 7162
+    # store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag)))
+    r.sp()
+    seqset = parse_sequence_set(r)
+    r.sp()
+    unchangedsince = None
+    if r.peek() == 0x28:
+
+        def modifier() -> None:
+            nonlocal unchangedsince
+            name = r.upper_atom("a STORE modifier")
+            if name != "UNCHANGEDSINCE":
+                raise r.fail(f"unknown STORE modifier {name}")
+            r.sp()
+            unchangedsince = _mod_sequence(r)
+
+        r.paren_list(modifier, allow_empty=False, what="STORE modifiers")
+        r.sp()
+    mode = StoreMode.REPLACE
+    if r.peek() == 0x2B:
+        mode, r.pos = StoreMode.ADD, r.pos + 1
+    elif r.peek() == 0x2D:
+        mode, r.pos = StoreMode.REMOVE, r.pos + 1
+    item = r.upper_atom("FLAGS or FLAGS.SILENT")
+    if item not in ("FLAGS", "FLAGS.SILENT"):
+        raise r.fail("expected FLAGS, +FLAGS or -FLAGS (optionally .SILENT)")
+    r.sp()
+    if r.peek() == 0x28:
+        flags = _flag_list(r)
+    else:
+        flag_items = [parse_flag(r)]
+        while r.try_sp():
+            flag_items.append(parse_flag(r))
+        flags = tuple(flag_items)
+    return Store(seqset, mode, flags, item == "FLAGS.SILENT", unchangedsince, uid)
+
+
+def _copy_or_move(cls: type[Copy] | type[Move]) -> Callable[[Reader, bool], Command]:
+    def parse(r: Reader, uid: bool = False) -> Command:
+        r.sp()
+        seqset = parse_sequence_set(r)
+        r.sp()
+        return cls(seqset, r.mailbox(), uid)
+
+    return parse
+
+
+def _uid_expunge(r: Reader, uid: bool = True) -> Command:
+    r.sp()
+    return UidExpunge(parse_sequence_set(r))
+
+
+_COMMANDS: dict[bytes, Callable[..., Command]] = {
+    b"CAPABILITY": _no_args(Capability),
+    b"NOOP": _no_args(Noop),
+    b"LOGOUT": _no_args(Logout),
+    b"ID": _id,
+    b"ENABLE": _enable,
+    b"STARTTLS": _no_args(StartTls),
+    b"AUTHENTICATE": _authenticate,
+    b"LOGIN": _login,
+    b"SELECT": _select_or_examine(Select),
+    b"EXAMINE": _select_or_examine(Examine),
+    b"CREATE": _create,
+    b"DELETE": _mailbox_only(Delete),
+    b"RENAME": _rename,
+    b"SUBSCRIBE": _mailbox_only(Subscribe),
+    b"UNSUBSCRIBE": _mailbox_only(Unsubscribe),
+    b"LIST": _list,
+    b"LSUB": _lsub,
+    b"NAMESPACE": _no_args(Namespace),
+    b"STATUS": _status,
+    b"APPEND": _append,
+    b"IDLE": _no_args(Idle),
+    b"GETQUOTA": _getquota,
+    b"GETQUOTAROOT": _mailbox_only(GetQuotaRoot),
+    b"SETQUOTA": _setquota,
+    b"CHECK": _no_args(Check),
+    b"CLOSE": _no_args(Close),
+    b"UNSELECT": _no_args(Unselect),
+    b"EXPUNGE": _no_args(Expunge),
+    b"SEARCH": _search,
+    b"FETCH": _fetch,
+    b"STORE": _store,
+    b"COPY": _copy_or_move(Copy),
+    b"MOVE": _copy_or_move(Move),
+}
+
+_UID_COMMANDS: dict[bytes, Callable[..., Command]] = {
+    b"COPY": _COMMANDS[b"COPY"],
+    b"MOVE": _COMMANDS[b"MOVE"],
+    b"FETCH": _fetch,
+    b"SEARCH": _search,
+    b"STORE": _store,
+    b"EXPUNGE": _uid_expunge,
+}
+
+#: Every verb the parser knows (``UID x`` spelled with a space).
+COMMAND_VERBS = frozenset(_COMMANDS) | frozenset(b"UID " + v for v in _UID_COMMANDS)

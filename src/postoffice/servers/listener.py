@@ -1,0 +1,155 @@
+"""TCP listeners shared by SMTP, IMAP and POP3: TLS, STARTTLS, connection limits, timeouts.
+
+A protocol server is an object with ``async handle(conn: Connection)``; `serve` accepts
+connections for it. This module is the only place that touches sockets for the mail protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+READ_SIZE = 65536
+
+
+class ProtocolServer(Protocol):
+    async def handle(self, conn: Connection) -> None: ...
+
+
+class Connection:
+    """One client connection: bytes in and out, plus the TLS upgrade."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener: ListenerSpec) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.listener = listener
+        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        self.remote_ip: str = peer[0]
+        self.remote_port: int = peer[1]
+        sock = writer.get_extra_info("sockname") or ("", 0)
+        self.local_port: int = sock[1]
+        self.tls: bool = writer.get_extra_info("sslcontext") is not None
+        self.closed = False
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.remote_ip in ("127.0.0.1", "::1") or self.remote_ip.startswith("127.")
+
+    async def read(self, timeout: float | None = None) -> bytes:
+        """Whatever bytes arrived (b"" at EOF or on a reset). Raises TimeoutError."""
+        try:
+            if timeout is None:
+                return await self.reader.read(READ_SIZE)
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except (ConnectionError, ssl.SSLError, OSError):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError, OSError):
+            self.closed = True
+
+    async def send(self, data: bytes) -> None:
+        self.write(data)
+        await self.drain()
+
+    def pipelined_plaintext(self) -> bool:
+        """True if bytes are waiting that the client sent before the TLS handshake.
+
+        They must never be read as if they came through TLS (CVE-2011-0411, "NO STARTTLS")."""
+        return bool(getattr(self.reader, "_buffer", b""))
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30) -> bool:
+        """Upgrade to TLS after the protocol's go-ahead; False if the handshake failed."""
+        buffered = getattr(self.reader, "_buffer", None)
+        if buffered:
+            buffered.clear()  # plaintext sent before the handshake is discarded, never executed
+        try:
+            await self.writer.start_tls(context, ssl_handshake_timeout=timeout)
+        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            log.info("STARTTLS handshake with %s failed: %s", self.remote_ip, exc)
+            self.closed = True
+            return False
+        self.tls = True
+        return True
+
+    @property
+    def tls_version(self) -> str:
+        obj = self.writer.get_extra_info("ssl_object")
+        return obj.version() if obj is not None else ""
+
+    async def close(self) -> None:
+        if self.closed and self.writer.is_closing():
+            return
+        self.closed = True
+        try:
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except (ConnectionError, ssl.SSLError, OSError, asyncio.TimeoutError):
+            pass
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    name: str  # smtp, submission, submissions, imap, imaps, pop3, pop3s
+    host: str
+    port: int
+    implicit_tls: bool
+    refuse_busy: bytes  # what to say when the per-IP limit is reached
+
+
+class ConnectionLimiter:
+    def __init__(self, per_ip: int, total: int) -> None:
+        self.per_ip = per_ip
+        self.total = total
+        self.counts: Counter[str] = Counter()
+
+    def acquire(self, ip: str) -> bool:
+        if self.counts[ip] >= self.per_ip or sum(self.counts.values()) >= self.total:
+            return False
+        self.counts[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.counts[ip] -= 1
+        if self.counts[ip] <= 0:
+            del self.counts[ip]
+
+
+async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSLContext | None,
+                limiter: ConnectionLimiter,
+                on_connection: Callable[[Connection], Awaitable[None]] | None = None) -> asyncio.Server:
+    """Start listening; raises OSError (e.g. address in use) for the caller to report."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(reader, writer, spec)
+        if not limiter.acquire(conn.remote_ip):
+            conn.write(spec.refuse_busy)
+            await conn.drain()
+            await conn.close()
+            return
+        try:
+            await server.handle(conn)
+        except Exception:  # noqa: BLE001 - one broken session must not take the listener down
+            log.exception("%s session from %s failed", spec.name, conn.remote_ip)
+        finally:
+            limiter.release(conn.remote_ip)
+            await conn.close()
+
+    return await asyncio.start_server(
+        accept, spec.host, spec.port,
+        ssl=tls_context if spec.implicit_tls else None,
+        ssl_handshake_timeout=30 if spec.implicit_tls else None,
+        limit=READ_SIZE, reuse_address=True, backlog=1024,
+    )

@@ -1,0 +1,178 @@
+"""Authentication shared by IMAP, POP3, SMTP submission and the control panel.
+
+`Authenticator.authenticate` is the one path from a username and password to an account that
+may use a protocol. It
+
+1. refuses at once (temporary failure) a client IP or an account with too many recent failures,
+2. verifies the argon2id hash off the event loop (a dummy hash for unknown users, so timing
+   does not reveal which addresses exist), with a short-lived cache of verified credentials
+   (an HMAC under a per-process key, never the password) so busy clients do not pay argon2 on
+   every login, invalidated when the password changes,
+3. slows down repeated failures (exponential delay per IP and per account),
+4. asks the protocol-access decision whether the account may use this protocol now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ..config import Security
+from ..mail.address import InvalidAddress, normalize_address
+from ..store import Account, Domain, Store
+from .access import protocol_access
+
+log = logging.getLogger(__name__)
+
+
+class AuthStatus(enum.Enum):
+    OK = "ok"
+    BAD_CREDENTIALS = "bad-credentials"
+    REFUSED = "refused"  # right password, but the protocol is off for this account
+    THROTTLED = "throttled"  # too many failures: try again later (a temporary failure)
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    status: AuthStatus
+    account: Account | None = None
+    domain: Domain | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is AuthStatus.OK
+
+
+def make_hasher(security: Security) -> PasswordHasher:
+    return PasswordHasher(time_cost=security.argon2_time_cost, memory_cost=security.argon2_memory_kib,
+                          parallelism=1, type=Type.ID)
+
+
+class FailureLog:
+    """Recent failure times per key (an IP or an account), within a sliding window."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._times: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def count(self, key: str, now: float) -> int:
+        times = self._times.get(key)
+        if not times:
+            return 0
+        while times and times[0] < now - self.window:
+            times.popleft()
+        if not times:
+            del self._times[key]
+            return 0
+        return len(times)
+
+    def add(self, key: str, now: float) -> None:
+        self._times[key].append(now)
+
+    def clear(self, key: str) -> None:
+        self._times.pop(key, None)
+
+
+class Authenticator:
+    def __init__(self, store: Store, security: Security) -> None:
+        self.store = store
+        self.security = security
+        self.hasher = make_hasher(security)
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        self._cache_key = secrets.token_bytes(32)
+        self._cache: dict[str, tuple[bytes, float, float]] = {}  # address -> (mac, changed_at, expiry)
+        self.failures = FailureLog(security.throttle_window)
+
+    # -- passwords --------------------------------------------------------------------------
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def verify_hash(self, password_hash: str | None, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return self.hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+        return await asyncio.to_thread(verify)
+
+    def _mac(self, address: str, password: str) -> bytes:
+        return hmac.new(self._cache_key, f"{address}\0{password}".encode(), hashlib.sha256).digest()
+
+    # -- throttling -------------------------------------------------------------------------
+
+    def is_blocked(self, remote_ip: str, username: str = "") -> bool:
+        now = time.monotonic()
+        limit = self.security.throttle_block_after
+        return self.failures.count(f"ip:{remote_ip}", now) >= limit or (
+            bool(username) and self.failures.count(f"user:{username}", now) >= limit)
+
+    async def _fail(self, remote_ip: str, username: str) -> None:
+        now = time.monotonic()
+        self.failures.add(f"ip:{remote_ip}", now)
+        if username:
+            self.failures.add(f"user:{username}", now)
+        count = max(self.failures.count(f"ip:{remote_ip}", now),
+                    self.failures.count(f"user:{username}", now) if username else 0)
+        over = count - self.security.throttle_delay_after
+        if over >= 0:
+            await asyncio.sleep(min(self.security.throttle_max_delay, 0.5 * 2 ** over))
+
+    # -- the entry points -------------------------------------------------------------------
+
+    async def check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
+        """Verify credentials only (no protocol decision): used by the panel for mailbox users."""
+        try:
+            address = normalize_address(username)
+        except InvalidAddress:
+            address = username.strip().lower()
+        if self.is_blocked(remote_ip, address):
+            log.warning("login throttled for %s from %s", address, remote_ip)
+            return AuthResult(AuthStatus.THROTTLED, reason="too many failed logins; try again later")
+        account = await self.store.get_account(address)
+        if account is not None and self._cached_ok(account, password):
+            ok = True
+        else:
+            ok = await self.verify_hash(account.password_hash if account else None, password)
+            if ok and account is not None:
+                self._cache[address] = (self._mac(address, password), account.password_changed_at,
+                                        time.monotonic() + self.security.auth_cache_seconds)
+        if not ok or account is None:
+            log.info("failed login for %s from %s", address, remote_ip)
+            await self._fail(remote_ip, address)
+            return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password")
+        self.failures.clear(f"user:{address}")
+        domain = await self.store.get_domain_by_id(account.domain_id)
+        return AuthResult(AuthStatus.OK, account, domain)
+
+    def _cached_ok(self, account: Account, password: str) -> bool:
+        entry = self._cache.get(account.address)
+        if entry is None:
+            return False
+        mac, changed_at, expiry = entry
+        if expiry < time.monotonic() or changed_at != account.password_changed_at:
+            del self._cache[account.address]
+            return False
+        return hmac.compare_digest(mac, self._mac(account.address, password))
+
+    async def authenticate(self, username: str, password: str, remote_ip: str, protocol: str) -> AuthResult:
+        """Credentials, then the protocol-access decision for ``protocol`` (imap/pop3/smtp)."""
+        result = await self.check_password(username, password, remote_ip)
+        if not result.ok or result.account is None or result.domain is None:
+            return result
+        decision = protocol_access(result.account, result.domain, protocol)
+        if not decision.allowed:
+            log.info("%s refused for %s: %s", protocol, result.account.address, decision.reason)
+            return AuthResult(AuthStatus.REFUSED, result.account, result.domain, decision.reason)
+        return result

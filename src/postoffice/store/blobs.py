@@ -1,0 +1,94 @@
+"""Message bodies as immutable, content-addressed files under ``data_dir/blobs``.
+
+A body is written once: to a temporary file, fsynced, renamed to its sha256 name, and the
+directory fsynced, so after `put` returns the file is complete and durable under its final
+name, or absent. The database row pointing at it is committed only afterwards, so the index
+never names a body that is not fully on disk. Identical bodies share one file.
+
+Unreferenced files are removed by `collect_garbage` only when they are older than a grace period:
+a delivery may have just written (or re-used) a file whose row is not committed yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def blob_id(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def path(self, blob_id: str) -> Path:
+        return self.root / blob_id[:2] / blob_id[2:]
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its id. Raises OSError (ENOSPC...) on failure,
+        leaving no partial file behind."""
+        blob_id = self.blob_id(data)
+        final = self.path(blob_id)
+        if final.exists():
+            os.utime(final)  # fresh mtime: keeps the garbage collector away while we commit
+            return blob_id
+        final.parent.mkdir(exist_ok=True)
+        tmp = self.tmp / f"{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return blob_id
+
+    def get(self, blob_id: str) -> bytes:
+        return self.path(blob_id).read_bytes()
+
+    def exists(self, blob_id: str) -> bool:
+        return self.path(blob_id).exists()
+
+    def all_ids(self) -> Iterable[str]:
+        for sub in self.root.iterdir():
+            if sub.is_dir() and len(sub.name) == 2:
+                for f in sub.iterdir():
+                    yield sub.name + f.name
+
+    def remove(self, blob_id: str, older_than: float) -> bool:
+        path = self.path(blob_id)
+        try:
+            if path.stat().st_mtime < older_than:
+                path.unlink()
+                return True
+        except FileNotFoundError:
+            pass
+        return False
+
+    def clean_tmp(self) -> None:
+        """Temporary files left by a crash mid-write are never referenced: drop them."""
+        for f in self.tmp.iterdir():
+            f.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,195 @@
+"""The database thread: every SQL statement runs here, writes are group-committed.
+
+SQLite allows one writer at a time, so instead of contending for a lock from many threads the
+store owns one connection on one thread. Callers on the event loop submit jobs and await their
+futures. The thread drains whatever jobs are queued, runs each write inside its own SAVEPOINT
+(so one failing job does not spoil the others) and then COMMITs the batch once. With
+``synchronous=FULL`` that commit is the fsync that makes every write in the batch durable;
+batching is what lets many SMTP sessions acknowledge mail at once without one fsync each.
+
+A job's future resolves only after the COMMIT returned: a caller that sees success may tell a
+client the message is safe. Events a job emits (`Tx.emit`) are handed to ``on_commit`` after the
+commit, never before, so a session is never told about a message that might still roll back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_MAX_BATCH = 512
+
+
+class Tx:
+    """What a job sees: the connection, plus a way to publish events after commit."""
+
+    __slots__ = ("conn", "events", "after_commit")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.events: list[Any] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+    def one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+
+class _Job:
+    __slots__ = ("fn", "write", "future")
+
+    def __init__(self, fn: Callable[[Tx], Any], write: bool) -> None:
+        self.fn = fn
+        self.write = write
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a COMMIT that returned is on disk, even after power loss (see DESIGN.md, Storage).
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")  # the CLI may write while the server runs
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+class Database:
+    """One SQLite connection on one thread; `read` and `write` are awaitable from any loop."""
+
+    def __init__(self, path: Path, on_commit: Callable[[list[Any]], None] | None = None) -> None:
+        self.path = path
+        self.on_commit = on_commit
+        self._conn = connect(path)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="postoffice-db", daemon=True)
+        self._thread.start()
+
+    # -- submitting work -------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[Tx], T], *, write: bool) -> concurrent.futures.Future[T]:
+        job = _Job(fn, write)
+        self._jobs.put(job)
+        return job.future
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn, write=False))
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn, write=True))
+
+    def read_sync(self, fn: Callable[[Tx], T]) -> T:
+        return self.submit(fn, write=False).result()
+
+    def write_sync(self, fn: Callable[[Tx], T]) -> T:
+        return self.submit(fn, write=True).result()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+        self._conn.close()
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._execute(batch)
+            if stop:
+                return
+
+    def _execute(self, batch: list[_Job]) -> None:
+        conn = self._conn
+        in_tx = False
+        done: list[tuple[_Job, Any, Tx]] = []
+        for job in batch:
+            tx = Tx(conn)
+            if not job.write:
+                try:
+                    job.future.set_result(job.fn(tx))
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                    job.future.set_exception(exc)
+                continue
+            try:
+                if not in_tx:
+                    conn.execute("BEGIN IMMEDIATE")
+                    in_tx = True
+                conn.execute("SAVEPOINT job")
+                result = job.fn(tx)
+                conn.execute("RELEASE job")
+                done.append((job, result, tx))
+            except BaseException as exc:  # noqa: BLE001
+                if in_tx:
+                    try:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                    except sqlite3.Error:
+                        pass
+                job.future.set_exception(exc)
+        if not in_tx:
+            return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit of %d writes failed: %s", len(done), exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for job, _, _ in done:
+                job.future.set_exception(exc)
+            return
+        # Events go out before the callers resume, so a session that made a change finds the
+        # news of it already waiting, in commit order.
+        events = [event for _, _, tx in done for event in tx.events]
+        if events and self.on_commit is not None:
+            self.on_commit(events)
+        for job, result, tx in done:
+            for callback in tx.after_commit:
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - cleanup must not fail the write
+                    log.exception("after-commit callback failed")
+            job.future.set_result(result)

@@ -1,0 +1,189 @@
+"""Numbered schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Each migration is a list of SQL statements written in the subset SQLite and PostgreSQL share
+(INTEGER, TEXT, BLOB, REAL). A migration never changes once released: a schema change is a new
+entry at the end of `MIGRATIONS`. `migrate()` runs the missing ones inside one transaction each,
+so a crash mid-migration leaves the previous version intact.
+
+Schema notes:
+- ``messages.flags`` is a bit set of the IMAP system flags (see store.flags), ``keywords`` the
+  space-separated user keywords; both are what SEARCH and FETCH FLAGS read without a join.
+- Every change to a message bumps ``mailboxes.highestmodseq`` and stamps the message
+  (RFC 7162 §3); an expunge leaves a row in ``expunged`` with its modseq so QRESYNC can answer
+  VANISHED (RFC 7162 §3.2.10).
+- ``blobs`` keeps what delivery learned by parsing the message once: IMAP ENVELOPE and
+  BODYSTRUCTURE, the MIME part map and the header fields SEARCH uses.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .db import Tx
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the foundation schema
+    [
+        """CREATE TABLE settings (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        """CREATE TABLE domains (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            protocol_policy TEXT NOT NULL DEFAULT 'any',
+            catch_all TEXT,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+            address TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL DEFAULT '',
+            password_hash TEXT NOT NULL,
+            password_changed_at REAL NOT NULL,
+            imap_enabled INTEGER NOT NULL DEFAULT 1,
+            pop3_enabled INTEGER NOT NULL DEFAULT 1,
+            smtp_enabled INTEGER NOT NULL DEFAULT 1,
+            quota_bytes INTEGER NOT NULL DEFAULT 0,
+            forward_to TEXT NOT NULL DEFAULT '',
+            pop3_policy TEXT NOT NULL DEFAULT 'delete',
+            pop3_since REAL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX accounts_domain ON accounts(domain_id)",
+        """CREATE TABLE aliases (
+            id INTEGER PRIMARY KEY,
+            domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+            address TEXT NOT NULL UNIQUE,
+            targets TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX aliases_domain ON aliases(domain_id)",
+        """CREATE TABLE mailboxes (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            special_use TEXT,
+            uidvalidity INTEGER NOT NULL,
+            uidnext INTEGER NOT NULL DEFAULT 1,
+            highestmodseq INTEGER NOT NULL DEFAULT 1,
+            subscribed INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            UNIQUE (account_id, name)
+        )""",
+        """CREATE TABLE blobs (
+            id TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            header_size INTEGER NOT NULL,
+            envelope BLOB,
+            bodystructure BLOB,
+            body BLOB,
+            structure TEXT,
+            subject TEXT,
+            from_addr TEXT,
+            to_addr TEXT,
+            cc_addr TEXT,
+            bcc_addr TEXT,
+            message_id TEXT,
+            in_reply_to TEXT,
+            sent_date REAL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+            uid INTEGER NOT NULL,
+            blob_id TEXT NOT NULL REFERENCES blobs(id),
+            size INTEGER NOT NULL,
+            flags INTEGER NOT NULL DEFAULT 0,
+            keywords TEXT NOT NULL DEFAULT '',
+            internal_date REAL NOT NULL,
+            modseq INTEGER NOT NULL,
+            saved_at REAL NOT NULL,
+            UNIQUE (mailbox_id, uid)
+        )""",
+        "CREATE INDEX messages_blob ON messages(blob_id)",
+        "CREATE INDEX messages_modseq ON messages(mailbox_id, modseq)",
+        """CREATE TABLE expunged (
+            mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+            uid INTEGER NOT NULL,
+            modseq INTEGER NOT NULL,
+            PRIMARY KEY (mailbox_id, uid)
+        )""",
+        "CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq)",
+        """CREATE TABLE admins (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL DEFAULT 'admin',
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE domain_owners (
+            admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+            domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+            PRIMARY KEY (admin_id, domain_id)
+        )""",
+        """CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            last_used_at REAL
+        )""",
+        """CREATE TABLE queue (
+            id INTEGER PRIMARY KEY,
+            mail_from TEXT NOT NULL,
+            blob_id TEXT NOT NULL REFERENCES blobs(id),
+            account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            next_attempt REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            delay_notified INTEGER NOT NULL DEFAULT 0,
+            envid TEXT,
+            ret TEXT
+        )""",
+        "CREATE INDEX queue_next ON queue(next_attempt)",
+        """CREATE TABLE queue_recipients (
+            id INTEGER PRIMARY KEY,
+            queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+            recipient TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL,
+            notify TEXT,
+            orcpt TEXT
+        )""",
+        "CREATE INDEX queue_recipients_queue ON queue_recipients(queue_id)",
+    ],
+]
+
+
+def current_version(tx: Tx) -> int:
+    exists = tx.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'")
+    if not exists:
+        return 0
+    return int(tx.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations") or 0)
+
+
+def migrate(tx: Tx) -> list[int]:
+    """Apply every migration newer than the database; return the versions applied."""
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    have = current_version(tx)
+    if have > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the database is at schema version {have}, newer than this postoffice ({len(MIGRATIONS)})"
+        )
+    applied = []
+    for version, statements in enumerate(MIGRATIONS, start=1):
+        if version <= have:
+            continue
+        for sql in statements:
+            tx.execute(sql)
+        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time()))
+        applied.append(version)
+    return applied

@@ -1,0 +1,1 @@
+"""Reusable helpers for the test-suite (real servers on loopback, no mocks)."""
