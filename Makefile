@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test browsers clean bench
+.PHONY: install run test test-deps clean bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,13 +15,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/postoffice --config postoffice.toml serve
 
-# Debian's chromium for the panel's browser tests (Playwright drives it; no browser download).
-browsers:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "install Debian's chromium for the browser tests (apt-get install chromium)"; fi; }
+# Debian packages the end-to-end tests drive: chromium (Playwright drives it; no browser
+# download), and real mail clients. Installed only when missing; needs root (CI runs as root).
+DEBIAN_TEST_PACKAGES := chromium fetchmail swaks isync
+test-deps:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (tests that need them are skipped)"; fi; fi
 
-test: $(STAMP) browsers
+test: $(STAMP) test-deps
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

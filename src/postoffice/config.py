@@ -53,9 +53,10 @@ class Listen:
     pop3s: str = "127.0.0.1:1995"
     http: str = "127.0.0.1:8080"
 
-    def addresses(self) -> dict[str, HostPort]:
+    def addresses(self, source: str = "") -> dict[str, HostPort]:
+        prefix = f"{source}: " if source else ""
         return {
-            f.name: HostPort.parse(getattr(self, f.name), f"listen.{f.name}")
+            f.name: HostPort.parse(getattr(self, f.name), f"{prefix}listen.{f.name}")
             for f in dataclasses.fields(self)
             if getattr(self, f.name)
         }
@@ -224,7 +225,7 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
 def validate(config: Config) -> None:
     """Checks that need more than one key, or the file system."""
     seen: dict[tuple[str, int], str] = {}
-    for name, addr in config.listen.addresses().items():
+    for name, addr in config.listen.addresses(config.source).items():
         if addr.port and (addr.host, addr.port) in seen:
             raise ConfigError(
                 f"{config.source}: listen.{name} and listen.{seen[(addr.host, addr.port)]} both use {addr}"

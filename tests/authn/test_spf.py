@@ -123,6 +123,8 @@ async def test_temperror(dns_server: DNSTestServer, resolver: Resolver) -> None:
         "v=spf1 a:%{x}.example -all",  # unknown macro letter
         "v=spf1 include -all",
         "v=spf1 -all exists:foo",  # syntax errors anywhere are errors (4.6)
+        "v=spf1 -all a:%{z}.example.com",  # ... including bad macros in unreached terms
+        "v=spf1 -all exists:50%.example.com",
     ],
 )
 async def test_syntax_errors(dns_server: DNSTestServer, resolver: Resolver, record: str) -> None:

@@ -18,7 +18,6 @@ The ``dns_server`` pytest fixture at the bottom yields a started server and stop
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -220,8 +219,3 @@ def dns_server() -> Iterator[DNSTestServer]:
     finally:
         server.stop()
 
-
-def _free_port() -> int:  # pragma: no cover - helper for ad-hoc use
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

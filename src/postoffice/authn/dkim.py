@@ -188,7 +188,6 @@ def sign(
     if b"from" not in include:
         raise ValueError("a message without a From field cannot be DKIM-signed")
     include.append(b"from")  # oversign From (RFC 6376 8.15)
-    signer.frozen_sign = set()
     header: bytes = signer.sign(
         selector.encode(),
         domain.encode(),

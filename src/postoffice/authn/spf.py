@@ -178,8 +178,28 @@ def _expand(spec: str, ctx: _Context, domain: str) -> str:
     return "".join(out)
 
 
+def _check_macros(spec: str) -> None:
+    """Reject bad macro syntax at parse time: 4.6 makes any syntax error a permerror, even in
+    a term that evaluation would never reach."""
+    pos = 0
+    for m in _MACRO_RE.finditer(spec):
+        if "%" in spec[pos : m.start()]:
+            raise _PermError("dangling % in macro-string")
+        pos = m.end()
+        if m.group(5) is not None and m.group(5) not in "%_-":
+            raise _PermError(f"invalid macro %{m.group(5)}")
+        if m.group(1) is not None:
+            if m.group(1).lower() not in "slodipvh":
+                raise _PermError(f"invalid macro letter {m.group(1)!r}")
+            if m.group(2) and int(m.group(2)) == 0:
+                raise _PermError("macro transformer of zero labels")
+    if "%" in spec[pos:]:
+        raise _PermError("dangling % in macro-string")
+
+
 def _check_domain_spec(spec: str) -> None:
     """domain-end = ( "." toplabel [ "." ] ) / macro-expand (RFC 7208 7.1)."""
+    _check_macros(spec)
     if re.search(r"(%\{[^}]*\}|%[%_\-])$", spec):
         return
     s = spec[:-1] if spec.endswith(".") else spec

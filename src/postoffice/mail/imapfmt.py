@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .headers import field_map, split_fields, unfold
+from .headers import field_map, split_fields
 from .imapstring import NIL, nstring, string
 from .mime import Part
 

@@ -345,6 +345,7 @@ def parse(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS) ->
 def canonicalize_crlf(raw: bytes) -> bytes:
     """Bare LF (and bare CR) line ends -> CRLF.  The store should keep this canonical form so
     RFC822.SIZE and BODY[] octet counts match what IMAP sends (RFC 9051 requires CRLF)."""
-    if b"\n" not in raw and b"\r" not in raw:
-        return raw
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\n") == crlf and raw.count(b"\r") == crlf:
+        return raw  # already canonical: the common case, three C-speed scans
     return re.sub(rb"\r\n|\r|\n", b"\r\n", raw)

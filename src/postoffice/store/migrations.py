@@ -158,6 +158,18 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX queue_recipients_queue ON queue_recipients(queue_id)",
     ],
+    # 2: POP3 "retired" messages: downloaded and deleted by a POP3 client while the address's
+    # POP3 policy kept them on the server (keep / mark-read). They stay in INBOX for IMAP and
+    # the panel but are never offered to POP3 again (services/maildrop.py). UIDs never repeat
+    # within a mailbox's UIDVALIDITY, so (mailbox, uid) names one message for good.
+    [
+        """CREATE TABLE pop3_retired (
+            mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+            uid INTEGER NOT NULL,
+            retired_at REAL NOT NULL,
+            PRIMARY KEY (mailbox_id, uid)
+        )""",
+    ],
 ]
 
 

@@ -15,12 +15,13 @@ commit. Invariants kept here, in one place:
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..mail import analyze
+from ..mail.mime import canonicalize_crlf
 from . import migrations
 from .blobs import BlobStore
 from .db import Database, Tx
@@ -104,8 +105,6 @@ class Store:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self.db = db
         self.blobs = blobs
-        # Message analysis (ENVELOPE, BODYSTRUCTURE, search fields); set by services.
-        self.analyze: Callable[[bytes], dict[str, Any]] = _minimal_analysis
 
     @classmethod
     def open(cls, data_dir: Path, database: Path | None = None,
@@ -318,6 +317,84 @@ class Store:
     async def count_admins(self) -> int:
         return int(await self.db.read(lambda tx: tx.scalar("SELECT count(*) FROM admins")) or 0)
 
+    # -- panel logins, domain owners and API tokens (services/panel_users.py) ---------------
+
+    async def list_admins(self) -> list[dict[str, Any]]:
+        rows = await self.db.read(lambda tx: tx.all(
+            "SELECT id, username, role, created_at FROM admins ORDER BY username"))
+        return [dict(r) for r in rows]
+
+    async def update_admin_password(self, username: str, password_hash: str) -> None:
+        def op(tx: Tx) -> None:
+            if not tx.execute("UPDATE admins SET password_hash = ? WHERE username = ?",
+                              (password_hash, username)).rowcount:
+                raise NotFound(f"no login {username}")
+        await self.db.write(op)
+
+    async def remove_admin(self, username: str) -> None:
+        def op(tx: Tx) -> None:
+            if not tx.execute("DELETE FROM admins WHERE username = ?", (username,)).rowcount:
+                raise NotFound(f"no login {username}")
+        await self.db.write(op)
+
+    async def owned_domains(self, admin_id: int) -> list[str]:
+        rows = await self.db.read(lambda tx: tx.all(
+            "SELECT d.name FROM domain_owners o JOIN domains d ON d.id = o.domain_id "
+            "WHERE o.admin_id = ? ORDER BY d.name", (admin_id,)))
+        return [r[0] for r in rows]
+
+    async def set_owned_domains(self, admin_id: int, domains: Sequence[str]) -> None:
+        def op(tx: Tx) -> None:
+            tx.execute("DELETE FROM domain_owners WHERE admin_id = ?", (admin_id,))
+            for name in domains:
+                row = tx.one("SELECT id FROM domains WHERE name = ?", (name,))
+                if not row:
+                    raise NotFound(f"no domain {name}")
+                tx.execute("INSERT INTO domain_owners (admin_id, domain_id) VALUES (?, ?)", (admin_id, row[0]))
+        await self.db.write(op)
+
+    async def add_api_token(self, admin_id: int, name: str, token_hash: str) -> int:
+        def op(tx: Tx) -> int:
+            cur = tx.execute("INSERT INTO api_tokens (admin_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                             (admin_id, name, token_hash, time.time()))
+            return int(cur.lastrowid or 0)
+        return await self.db.write(op)
+
+    async def find_api_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The token with this hash and its owner's login, marking it used."""
+        def op(tx: Tx) -> Any:
+            row = tx.one("SELECT t.id, t.name, a.id AS admin_id, a.username, a.role FROM api_tokens t "
+                         "JOIN admins a ON a.id = t.admin_id WHERE t.token_hash = ?", (token_hash,))
+            if row:
+                tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (time.time(), row[0]))
+            return row
+        row = await self.db.write(op)
+        return dict(row) if row else None
+
+    async def list_api_tokens(self, admin_id: int) -> list[dict[str, Any]]:
+        rows = await self.db.read(lambda tx: tx.all(
+            "SELECT id, name, created_at, last_used_at FROM api_tokens WHERE admin_id = ? ORDER BY id",
+            (admin_id,)))
+        return [dict(r) for r in rows]
+
+    async def remove_api_token(self, admin_id: int, token_id: int) -> None:
+        def op(tx: Tx) -> None:
+            if not tx.execute("DELETE FROM api_tokens WHERE id = ? AND admin_id = ?", (token_id, admin_id)).rowcount:
+                raise NotFound(f"no token {token_id}")
+        await self.db.write(op)
+
+    def setting_or_default_sync(self, name: str, default: Callable[[], str]) -> str:
+        """Read a setting, storing ``default()`` first if it is missing (used before the loop serves)."""
+        def op(tx: Tx) -> str:
+            value = tx.scalar("SELECT value FROM settings WHERE name = ?", (name,))
+            if value is None:
+                value = default()
+                tx.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (name, value))
+            return str(value)
+        return self.db.write_sync(op)
+
+    # -- end of panel section ---------------------------------------------------------------
+
     # == mailboxes =============================================================================
 
     def _next_uidvalidity(self, tx: Tx) -> int:
@@ -482,20 +559,24 @@ class Store:
     async def read_blob(self, blob_id: str) -> bytes:
         return await asyncio.to_thread(self.blobs.get, blob_id)
 
-    def _blob_row(self, blob_id: str, raw: bytes) -> tuple[Any, ...]:
-        info = self.analyze(raw)
+    @staticmethod
+    def _blob_row(blob_id: str, raw: bytes) -> tuple[Any, ...]:
+        """Parse the message once (mail.analyze) and keep what FETCH and SEARCH reuse."""
+        info = analyze(raw)
         return (
-            blob_id, len(raw), info.get("header_size", 0), info.get("envelope"), info.get("bodystructure"),
-            info.get("body"), info.get("structure"), info.get("subject"), info.get("from"), info.get("to"),
-            info.get("cc"), info.get("bcc"), info.get("message_id"), info.get("in_reply_to"),
-            info.get("sent_date"), time.time(),
+            blob_id, len(raw), info.tree.body_start, info.envelope, info.bodystructure, info.body,
+            info.tree.to_json(), info.subject, info.from_, info.to, info.cc, info.bcc, info.message_id,
+            info.in_reply_to, info.date.timestamp() if info.date else None, time.time(),
         )
 
-    async def _put_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...]]:
-        """Write the body file durably and parse it, off the event loop."""
-        def work() -> tuple[str, tuple[Any, ...]]:
-            blob_id = self.blobs.put(raw)
-            return blob_id, self._blob_row(blob_id, raw)
+    async def _put_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
+        """Write the body file durably (in canonical CRLF form) and parse it, off the event loop.
+
+        Returns (blob id, blobs row, stored size)."""
+        def work() -> tuple[str, tuple[Any, ...], int]:
+            data = canonicalize_crlf(raw)
+            blob_id = self.blobs.put(data)
+            return blob_id, self._blob_row(blob_id, data), len(data)
         return await asyncio.to_thread(work)
 
     @staticmethod
@@ -531,8 +612,7 @@ class Store:
         coroutine returns after that commit, so a caller may acknowledge the message then.
         A missing mailbox falls back to INBOX. Raises QuotaExceeded (nothing stored) when an
         account would go over its quota, OSError when the disk refuses the body."""
-        blob_id, row = await self._put_blob(raw)
-        size = len(raw)
+        blob_id, row, size = await self._put_blob(raw)
 
         def op(tx: Tx) -> list[Delivered]:
             self._insert_blob(tx, row)
@@ -561,14 +641,14 @@ class Store:
             box = tx.one("SELECT uidvalidity, account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
             if box is None or box[1] != account_id:
                 raise NotFound("mailbox is gone")
-            total = sum(len(m[0]) for m in messages)
+            total = sum(size for _, _, size in blobs)
             acct = tx.one("SELECT address, quota_bytes FROM accounts WHERE id = ?", (account_id,))
             if enforce_quota and acct[1] and self._quota_used(tx, account_id) + total > acct[1]:
                 raise QuotaExceeded(acct[0])
-            for _, row in blobs:
+            for _, row, _ in blobs:
                 self._insert_blob(tx, row)
-            items = [(blob_id, len(raw), flags, kw, date)
-                     for (blob_id, _), (raw, flags, kw, date) in zip(blobs, messages)]
+            items = [(blob_id, size, flags, kw, date)
+                     for (blob_id, _, size), (_, flags, kw, date) in zip(blobs, messages)]
             _, uids = self._insert_messages(tx, account_id, mailbox_id, items)
             return box[0], uids
         return await self.db.write(op)
@@ -654,13 +734,59 @@ class Store:
         """Expunge the given messages whatever their flags (POP3 deletion at QUIT)."""
         return await self.db.write(lambda tx: self._expunge(tx, account_id, mailbox_id, sorted(set(uids)))[1])
 
+    # -- POP3 maildrop (services/maildrop.py) ----------------------------------------------------
+
+    async def pop3_snapshot(self, mailbox_id: int, since: float | None = None) -> list[tuple[int, int, str]]:
+        """(uid, size, blob id) of the messages POP3 may offer, in UID order: every message of
+        the mailbox not retired by `pop3_retire` and, with ``since``, saved after that time."""
+        sql = ("SELECT m.uid, m.size, m.blob_id FROM messages m WHERE m.mailbox_id = ? AND NOT EXISTS "
+               "(SELECT 1 FROM pop3_retired r WHERE r.mailbox_id = m.mailbox_id AND r.uid = m.uid)")
+        params: tuple[Any, ...] = (mailbox_id,)
+        if since is not None:
+            sql += " AND m.saved_at > ?"
+            params += (since,)
+        rows = await self.db.read(lambda tx: tx.all(sql + " ORDER BY m.uid", params))
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def pop3_retire(self, account_id: int, mailbox_id: int, uids: Sequence[int], *,
+                          mark_seen: bool = False) -> list[int]:
+        """Hide messages from POP3 for good while they stay in the mailbox (the POP3 policies
+        "keep" and "mark-read"), adding \\Seen first when ``mark_seen``; one transaction.
+
+        Returns the UIDs that still existed. Retired UIDs of messages that are gone are
+        forgotten on the way (UIDs never repeat, so they can never match again)."""
+        uid_list = sorted(set(uids))
+
+        def op(tx: Tx) -> list[int]:
+            rows: list[Any] = []
+            for start in range(0, len(uid_list), 500):
+                chunk = uid_list[start:start + 500]
+                rows.extend(tx.all(f"SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ? AND uid IN "
+                                   f"({','.join('?' * len(chunk))})", (mailbox_id, *chunk)))
+            rows.sort(key=lambda r: r[0])
+            unseen = [r for r in rows if not r[1] & SEEN] if mark_seen else []
+            if unseen:
+                modseq = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)) + 1
+                tx.executemany("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                               [(r[1] | SEEN, modseq, mailbox_id, r[0]) for r in unseen])
+                tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+                tx.emit(FlagsChanged(account_id, mailbox_id,
+                                     tuple((r[0], r[1] | SEEN, r[2], modseq) for r in unseen)))
+            now = time.time()
+            tx.executemany("INSERT INTO pop3_retired (mailbox_id, uid, retired_at) VALUES (?, ?, ?) "
+                           "ON CONFLICT DO NOTHING", [(mailbox_id, r[0], now) for r in rows])
+            tx.execute("DELETE FROM pop3_retired WHERE mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM messages m "
+                       "WHERE m.mailbox_id = pop3_retired.mailbox_id AND m.uid = pop3_retired.uid)", (mailbox_id,))
+            return [r[0] for r in rows]
+        return await self.db.write(op)
+
     def _copy(self, tx: Tx, account_id: int, source: int, uids: Sequence[int], target: int) -> list[tuple[int, int]]:
         rows: list[Any] = []
         for start in range(0, len(uids), 500):
             chunk = list(uids[start:start + 500])
             rows.extend(tx.all(f"SELECT uid, blob_id, size, flags, keywords, internal_date FROM messages "
                                f"WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))})", (source, *chunk)))
-        rows.sort()
+        rows.sort(key=lambda r: r[0])
         if not rows:
             return []
         _, new_uids = self._insert_messages(tx, account_id, target, [(r[1], r[2], r[3], r[4], r[5]) for r in rows])
@@ -714,7 +840,7 @@ class Store:
     async def enqueue(self, mail_from: str, recipients: Sequence[str], raw: bytes, *,
                       account_id: int | None = None, envid: str | None = None, ret: str | None = None) -> int:
         """Durably queue a message for remote recipients; returns the queue id."""
-        blob_id, row = await self._put_blob(raw)
+        blob_id, row, _ = await self._put_blob(raw)
 
         def op(tx: Tx) -> int:
             self._insert_blob(tx, row)
@@ -757,12 +883,6 @@ class Store:
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _minimal_analysis(raw: bytes) -> dict[str, Any]:
-    """Fallback used until the MIME analyser is installed: only the header size."""
-    end = raw.find(b"\r\n\r\n")
-    return {"header_size": (end + 4) if end >= 0 else len(raw), "structure": json.dumps(None)}
 
 
 __all__ = ["Store", "validate_mailbox_name", "PROTOCOLS"]

@@ -519,3 +519,22 @@ def test_connection_and_session_compose() -> None:
     # the thin-shell shape in the module docstring
     conn, session = Pop3Connection(), Pop3Session(tls_active=True)
     assert conn.send(session.greeting()) == b"+OK postoffice POP3 server ready\r\n"
+
+
+def test_package_does_no_io() -> None:
+    import ast
+    import pathlib
+
+    import postoffice.protocols.pop3 as pkg
+
+    forbidden = {"asyncio", "socket", "ssl", "sqlite3", "selectors", "postoffice.store",
+                 "postoffice.servers", "postoffice.services"}
+    for path in pathlib.Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                assert not any(name == f or name.startswith(f + ".") for f in forbidden), (path, name)

@@ -27,7 +27,7 @@ __all__ = [
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
     "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Command", "STATE_COMMANDS",
-    "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
+    "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
 
@@ -389,3 +389,8 @@ STATE_COMMANDS: dict[State, frozenset[type]] = {
     State.SELECTED: frozenset((*_ANY, *_AUTH, *_SELECTED)),
     State.LOGOUT: frozenset(),
 }
+
+
+def command_allowed(state: State, command: Command) -> bool:
+    """Whether ``command`` may be issued in ``state`` (see ``STATE_COMMANDS``)."""
+    return type(command) in STATE_COMMANDS[state]

@@ -18,7 +18,8 @@ Line limits: RFC 2449 §4 caps a command line at 255 octets including CRLF.  We 
 every command except AUTH, which may carry a SASL initial response; RFC 5034 §4 tells clients
 not to exceed 255 there either, but some do, so AUTH lines are accepted up to
 :data:`MAX_AUTH_LINE` (512 octets, the RFC 1939 response-line length).  Continuation lines of a
-SASL exchange are read in a separate mode with :data:`MAX_SASL_LINE` (see :mod:`.connection`).
+SASL exchange are read in a separate mode with :data:`MAX_SASL_LINE` (12288 octets of base64 as
+in RFC 4954 §4, matching :mod:`postoffice.protocols.sasl`; see :mod:`.connection`).
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ available). Concretely:
   4xx/5xx to Bdat         :meth:`SmtpConnection.reset_transaction` (optional)
   ======================  ================================================================
 
+  A ``LineTooLong`` while an ``AuthResponse`` was expected ends the SASL exchange: the
+  server answers the 500 and forgets its mechanism.
   A rejected MAIL/RCPT/DATA needs no call: the state simply does not advance, so
   pipelined follow-ups (RFC 2920) get the right 503/554 from the connection.
 * EHLO/HELO and RSET reset the transaction by themselves (RFC 5321 §4.1.4); a
@@ -89,17 +91,13 @@ from postoffice.protocols.smtp.commands import (
     Command,
     Data,
     Ehlo,
-    Expn,
     Helo,
-    Help,
     InvalidCommand,
     MailFrom,
-    Noop,
     Quit,
     RcptTo,
     Rset,
     StartTls,
-    Vrfy,
     parse_command,
 )
 from postoffice.protocols.smtp.grammar import Body, Extensions, MailParams
@@ -621,7 +619,8 @@ class SmtpConnection:
         reply = self._chunk_reply
         if reply is not None:
             self._chunk_reply = None
-            return self._error(InvalidCommand(reply, f"BDAT {cmd.size}".encode()))
+            line = f"BDAT {cmd.size}{' LAST' if cmd.last else ''}".encode()
+            return self._error(InvalidCommand(reply, line))
         if cmd.last:
             return self._finish_message()
         return cmd

@@ -41,14 +41,17 @@ from postoffice.protocols.smtp.replies import Reply
 
 __all__ = [
     "Body",
+    "Extensions",
     "GrammarError",
     "MailParams",
     "Mailbox",
     "RcptParams",
     "is_domain",
+    "mail_params",
     "parse_esmtp_params",
     "parse_forward_path",
     "parse_reverse_path",
+    "rcpt_params",
     "xtext_decode",
     "xtext_encode",
 ]

@@ -64,6 +64,8 @@ TAG_RE = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+")
 LIST_CHARS_RE = re.compile(rb"[" + _ATOM_CLASS + rb"\x25\x2a\x5d]+")
 _DIGITS_RE = re.compile(rb"[0-9]+")
 _LITERAL_RE = re.compile(rb"(~?)\{([0-9]{1,19})(\+?)\}\r?\n")
+_TOKEN_RE = re.compile(rb"[^ \r\n]+")
+# base64 = *(4base64-char) [base64-terminal]
 _BASE64_RE = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 _MONTHS = {
@@ -137,7 +139,7 @@ class Reader:
         if self.pos < self.end and self.data[self.pos] == 0x20:
             self.pos += 1
             return
-        raise self.fail("expected a space" if self.pos < self.end else "unexpected end of command")
+        raise self._bad_char("a space")
 
     def try_sp(self) -> bool:
         if self.pos < self.end and self.data[self.pos] == 0x20:
@@ -307,11 +309,12 @@ class Reader:
         return raw
 
     def base64(self, what: str = "base64 data") -> bytes:
-        """Raw (still encoded) base64 token up to the next space or end."""
-        m = _BASE64_RE.match(self.data, self.pos, self.end)
-        assert m is not None  # the pattern can match empty
-        if m.end() == self.pos:
+        """A ``base64`` token (still encoded) running to the next SP/CR/LF."""
+        m = _TOKEN_RE.match(self.data, self.pos, self.end)
+        if m is None:
             raise self.fail(f"expected {what}")
+        if not _BASE64_RE.fullmatch(m.group()):
+            raise self.fail(f"invalid base64 in {what}")
         self.pos = m.end()
         return m.group()
 

@@ -70,13 +70,16 @@ class SequenceSet:
         """Sorted, merged, inclusive ``(low, high)`` ranges with ``*`` = ``star``.
 
         ``star`` is the highest sequence number / UID in the mailbox (0 when it
-        is empty; ``*`` then resolves to 0, which matches nothing). Raises
+        is empty: then any item using ``*`` matches nothing). Note that for
+        UIDs ``5:*`` with a highest UID of 3 is ``3:5`` (RFC 9051 6.4.9). Raises
         ``ValueError`` for ``$`` (call :meth:`resolve_saved` first).
         """
         if self.saved:
             raise ValueError("resolve '$' with resolve_saved() first")
         spans = []
         for a, b in self.items:
+            if star < 1 and (a is None or b is None):
+                continue  # "*" in an empty mailbox matches nothing
             lo = star if a is None else a
             hi = star if b is None else b
             if lo > hi:
@@ -99,6 +102,8 @@ class SequenceSet:
         if self.saved:
             raise ValueError("resolve '$' with resolve_saved() first")
         for a, b in self.items:
+            if star < 1 and (a is None or b is None):
+                continue
             lo = star if a is None else a
             hi = star if b is None else b
             if lo > hi:

@@ -1,0 +1,289 @@
+"""``ImapConnection``: the sans-IO server side of an IMAP connection (h11 style).
+
+The server loop::
+
+    conn = ImapConnection()
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            conn.receive_data(await reader.read(65536))   # b"" on EOF
+            continue
+        ...  # handle the event, write responses (see responses.py)
+
+Implementation notes (invariants):
+
+* Input is split into lines on LF (a preceding CR is kept and stripped by the
+  parser; bare LF is tolerated). A line ending in ``{n}``, ``{n+}`` or ``~{n}``
+  announces a literal of n bytes that follows the line; the command continues
+  after it (RFC 9051 section 4.3, RFC 7888). The whole command, literal
+  contents inline, is handed to ``parse_command``.
+* A synchronizing literal within limits yields ``ContinuationNeeded``; the
+  server must write ``+ ...`` before the client sends it. Over the limit it
+  yields ``LiteralRejected`` (answer NO [TOOBIG]); the client will not send it
+  and the partial command is dropped.
+* A non-synchronizing literal over the limit yields ``LiteralRejected`` with
+  ``must_close``: the bytes are already in flight (RFC 7888 section 4), so the
+  server answers BAD [TOOBIG], says BYE and closes; the connection is dead.
+* Limits: ``max_line_length`` per line (literals excluded),
+  ``max_literal_size`` for APPEND literals, ``max_other_literal_size`` for
+  literals of any other command, ``max_command_size`` for the whole command,
+  ``max_nonsync_literal_size`` (set 4096 when advertising LITERAL- instead of
+  LITERAL+).
+* The receive buffer is a bytearray with a read offset; consumed bytes are
+  dropped in bulk, LF searches resume where they stopped and literal bytes are
+  copied out once per received chunk, so a byte-by-byte feed and a 50 MB
+  APPEND are both linear.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import re
+
+from .events import (
+    NEED_DATA, CommandReceived, ConnectionClosed, ContinuationNeeded, IdleDone,
+    InvalidCommand, LiteralRejected, LineTooLong, NeedData, SaslCancelled, SaslInvalid,
+    SaslResponse,
+)
+from .grammar.reader import TAG_RE
+from .grammar.search import MAX_SEARCH_DEPTH
+from .parser import parse_command
+
+__all__ = ["ImapConnection", "NextEvent"]
+
+NextEvent = (
+    CommandReceived | InvalidCommand | ContinuationNeeded | LiteralRejected | LineTooLong
+    | IdleDone | SaslResponse | SaslCancelled | SaslInvalid | ConnectionClosed | NeedData
+)
+
+# A literal announcement at the very end of a line.
+_LITERAL_AT_END = re.compile(rb"~?\{([0-9]+)(\+?)\}\r?\n\Z")
+_APPEND_RE = re.compile(rb"[^ ]+ (?:APPEND) ", re.IGNORECASE)
+# base64 = *(4base64-char) [base64-terminal]  (RFC 9051 section 9)
+_BASE64_LINE = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_COMPACT_AT = 1 << 16
+
+
+class _Mode(enum.Enum):
+    COMMAND = "command"
+    IDLE = "idle"
+    SASL = "sasl"
+
+
+class ImapConnection:
+    """Bytes in, events out. One instance per client connection."""
+
+    def __init__(
+        self,
+        *,
+        max_line_length: int = 64 * 1024,
+        max_literal_size: int = 50 * 1024 * 1024,
+        max_other_literal_size: int = 256 * 1024,
+        max_command_size: int | None = None,
+        max_nonsync_literal_size: int | None = None,
+        max_search_depth: int = MAX_SEARCH_DEPTH,
+    ) -> None:
+        self.max_line_length = max_line_length
+        self.max_literal_size = max_literal_size
+        self.max_other_literal_size = max_other_literal_size
+        self.max_command_size = (
+            max_command_size if max_command_size is not None else max_literal_size + 1024 * 1024
+        )
+        self.max_nonsync_literal_size = max_nonsync_literal_size
+        self.max_search_depth = max_search_depth
+        self._buf = bytearray()
+        self._pos = 0  # read offset into _buf
+        self._scan = 0  # LF search resumes here (absolute index into _buf)
+        self._parts: list[bytes] = []  # pieces of the command being assembled
+        self._cmd_size = 0
+        self._literal_remaining = 0
+        self._mode = _Mode.COMMAND
+        self._discarding = False  # dropping input up to the next LF
+        self._eof = False
+        self._dead = False
+
+    # -- feeding --------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes read from the peer; ``b""`` means EOF."""
+        if not data:
+            self._eof = True
+        elif not self._dead and not self._eof:
+            self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Number of received bytes not yet consumed."""
+        return len(self._buf) - self._pos
+
+    @property
+    def closed(self) -> bool:
+        """True once EOF was received or a fatal event was emitted."""
+        return self._dead or self._eof
+
+    # -- modes the server switches on ------------------------------------------
+    def expect_idle_done(self) -> None:
+        """After answering IDLE with ``+ idling``: the next line must be DONE
+        (RFC 2177) -> ``IdleDone``; anything else -> ``InvalidCommand(None, ...)``
+        (answer the IDLE tag with BAD). Either way IDLE mode ends."""
+        self._mode = _Mode.IDLE
+
+    def expect_sasl_response(self) -> None:
+        """After sending a ``+ <challenge>``: the next line is a base64 SASL
+        response -> ``SaslResponse``, ``*`` -> ``SaslCancelled``, otherwise
+        ``SaslInvalid`` (RFC 9051 6.2.2). Call again for every challenge."""
+        self._mode = _Mode.SASL
+
+    def start_tls(self) -> bool:
+        """Call after writing the STARTTLS OK, before the handshake.
+
+        Returns False when the client pipelined bytes after STARTTLS (plaintext
+        injection, CVE-2011-0411 style); those bytes are discarded and the
+        server should close the connection. Resets any partial state.
+        """
+        clean = self.buffered == 0 and not self._parts
+        self._buf = bytearray()
+        self._pos = self._scan = 0
+        self._reset_command()
+        self._mode = _Mode.COMMAND
+        self._discarding = False
+        return clean
+
+    def send(self, response: bytes | bytearray) -> bytes:
+        """h11-style symmetry: responses are already bytes (see responses.py)."""
+        return bytes(response)
+
+    # -- events -----------------------------------------------------------------
+    def next_event(self) -> NextEvent:
+        """The next event, or ``NEED_DATA``. Never raises on bad input."""
+        while True:
+            if self._dead:
+                return ConnectionClosed()
+            if self._literal_remaining:
+                avail = len(self._buf) - self._pos
+                if avail == 0:
+                    return ConnectionClosed() if self._eof else NEED_DATA
+                take = min(avail, self._literal_remaining)
+                self._parts.append(self._take(self._pos + take))
+                self._literal_remaining -= take
+                continue
+            nl = self._buf.find(b"\n", self._scan)
+            if nl < 0:
+                self._scan = len(self._buf)
+                if self._discarding:
+                    self._pos = len(self._buf)
+                    self._compact()
+                elif len(self._buf) - self._pos > self.max_line_length:
+                    return self._line_too_long()
+                return ConnectionClosed() if self._eof else NEED_DATA
+            if self._discarding:
+                self._pos = self._scan = nl + 1
+                self._compact()
+                self._discarding = False
+                continue
+            if nl - self._pos > self.max_line_length + 1:  # +1: the CR
+                tag = self._current_tag()
+                self._reset_command()
+                self._pos = self._scan = nl + 1
+                self._compact()
+                return LineTooLong(tag, self.max_line_length)
+            line = self._take(nl + 1)
+            if self._mode is _Mode.IDLE:
+                self._mode = _Mode.COMMAND
+                if line.rstrip(b"\r\n").upper() == b"DONE":
+                    return IdleDone()
+                return InvalidCommand(None, "expected DONE to end IDLE")
+            if self._mode is _Mode.SASL:
+                self._mode = _Mode.COMMAND
+                return _sasl_line(line.rstrip(b"\r\n"))
+            event = self._command_line(line)
+            if event is not None:
+                return event
+
+    # -- internals --------------------------------------------------------------
+    def _take(self, end: int) -> bytes:
+        """Copy ``_buf[_pos:end]`` out once and consume it."""
+        with memoryview(self._buf) as view:
+            chunk = bytes(view[self._pos : end])
+        self._pos = self._scan = end
+        self._compact()
+        return chunk
+
+    def _compact(self) -> None:
+        if self._pos >= len(self._buf):
+            self._buf.clear()
+            self._pos = self._scan = 0
+        elif self._pos > _COMPACT_AT and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._scan -= self._pos
+            self._pos = 0
+
+    def _reset_command(self) -> None:
+        self._parts = []
+        self._cmd_size = 0
+        self._literal_remaining = 0
+
+    def _current_tag(self, first: bytes | None = None) -> bytes | None:
+        if first is not None:
+            head = first
+        elif self._parts:
+            head = self._parts[0]
+        else:
+            head = bytes(self._buf[self._pos : self._pos + 256])
+        m = TAG_RE.match(head)
+        return m.group() if m is not None and head[m.end() : m.end() + 1] == b" " else None
+
+    def _line_too_long(self) -> LineTooLong:
+        """No LF within the limit: drop the rest of this line as it arrives."""
+        tag = self._current_tag()
+        self._reset_command()
+        self._discarding = True
+        self._pos = self._scan = len(self._buf)
+        self._compact()
+        return LineTooLong(tag, self.max_line_length)
+
+    def _command_line(self, line: bytes) -> NextEvent | None:
+        self._cmd_size += len(line)
+        if self._cmd_size > self.max_command_size:
+            tag = self._current_tag(self._parts[0] if self._parts else line)
+            self._reset_command()
+            return LineTooLong(tag, self.max_command_size)
+        self._parts.append(line)
+        m = _LITERAL_AT_END.search(line)
+        if m is None:
+            data = b"".join(self._parts) if len(self._parts) > 1 else line
+            self._reset_command()
+            if not data.strip(b"\r\n"):
+                return InvalidCommand(None, "empty command line")
+            return parse_command(data, max_search_depth=self.max_search_depth)
+        digits, plus = m.group(1), m.group(2)
+        size = int(digits) if len(digits) <= 20 else 1 << 64
+        synchronizing = not plus
+        first = self._parts[0]
+        limit = self.max_literal_size if _APPEND_RE.match(first) else self.max_other_literal_size
+        limit = min(limit, self.max_command_size - self._cmd_size)
+        if not synchronizing and self.max_nonsync_literal_size is not None:
+            limit = min(limit, self.max_nonsync_literal_size)
+        tag = self._current_tag(first)
+        if size > limit:
+            self._reset_command()
+            if not synchronizing:
+                self._dead = True
+            return LiteralRejected(tag, size, max(limit, 0), synchronizing)
+        self._literal_remaining = size
+        self._cmd_size += size
+        if synchronizing:
+            return ContinuationNeeded(tag, size)
+        return None
+
+
+def _sasl_line(line: bytes) -> SaslResponse | SaslCancelled | SaslInvalid:
+    # RFC 9051 6.2.2: "*" cancels; otherwise base64 (an empty line is an empty response).
+    if line == b"*":
+        return SaslCancelled()
+    if not _BASE64_LINE.fullmatch(line):
+        return SaslInvalid("SASL response is not base64")
+    try:
+        return SaslResponse(binascii.a2b_base64(line, strict_mode=True) if line else b"")
+    except binascii.Error:
+        return SaslInvalid("SASL response is not valid base64")

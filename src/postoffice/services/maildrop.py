@@ -1,0 +1,239 @@
+"""The POP3 maildrop: one lock per address, the snapshot taken at login, the POP policy at QUIT.
+
+The maildrop is the account's INBOX (RFC 1939 §8 leaves its shape to the server).
+
+Lock
+    `MaildropService.open` takes an exclusive lock on the account before it snapshots INBOX
+    (RFC 1939 §8: "exclusive-access lock on the maildrop"); a second POP3 session of the same
+    address, on 110 or 995, gets ``-ERR [IN-USE]`` (RFC 2449 §8.1.1) until the first one ends.
+    The lock lives in this process, keyed by account id, and is released by `release` whatever
+    way the session ends: QUIT, a dropped connection, an inactivity timeout, an administrator
+    switching POP3 off, or the server shutting down. A crashed process holds no stale lock.
+    (Several nodes sharing one PostgreSQL database would need the lock in the database instead;
+    a single node does not.) IMAP is never locked out: it works beside POP3 at any time.
+
+Snapshot
+    Taken once at login: (uid, size, blob id) of the INBOX messages POP3 may offer, in UID
+    order, numbered 1..n for the whole session. The UIDL unique-id is ``<uidvalidity>.<uid>`` of
+    INBOX: UIDs never repeat within a UIDVALIDITY, so the value is stable for the life of the
+    message and identical across sessions and ports (RFC 1939 §7). Carrying the blob id lets
+    RETR go straight to the message file without a database round trip. Messages are left out
+    when they were *retired* (see below) or, when the address has "only messages that arrive
+    from now on" (``Account.pop3_since``), when they were saved to INBOX before that time.
+
+Commit (UPDATE state, RFC 1939 §6)
+    Only QUIT in TRANSACTION commits; DELE only marks. The address's POP3 policy, read fresh at
+    QUIT, says what "deleted by the POP3 client" means (like Gmail's POP settings):
+
+    ==========  ========================================================================
+    delete      expunge from INBOX (the default; IMAP sessions see EXPUNGE / VANISHED)
+    keep        leave the message untouched in INBOX for IMAP and webmail, retired from POP3
+    mark-read   set \\Seen (IMAP sessions see the flag change), retired from POP3
+    trash       move to the \\Trash folder (created if missing)
+    archive     move to the \\Archive folder (created if missing)
+    ==========  ========================================================================
+
+    Each policy is one database transaction. A retired message is recorded in
+    ``pop3_retired`` (store migration 2) so the next POP3 session does not offer it again:
+    otherwise a client that "deletes after download" would download it on every poll. Moving
+    a retired message within IMAP to another folder and back gives it a new UID, and POP3
+    offers it again, which is what a user doing that expects. Messages that vanished during
+    the session (expunged or moved over IMAP) are skipped silently: QUIT never fails for them.
+    If a Trash/Archive folder can neither be found nor created, the message is kept and
+    retired instead: a policy never loses mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+
+from ..store import Account, Mailbox, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+#: Read-ahead for sequential RETR/TOP: how many messages and octets one disk read may cover.
+READ_AHEAD_MESSAGES = 16
+READ_AHEAD_BYTES = 1 << 20
+
+_FOLDERS = {"trash": ("\\Trash", "Trash"), "archive": ("\\Archive", "Archive")}
+
+
+class MaildropBusy(Exception):
+    """Another POP3 session holds this address's maildrop."""
+
+
+@dataclass(frozen=True)
+class DropMessage:
+    """One message of the snapshot."""
+
+    uidl: str  # "<uidvalidity>.<uid>"
+    uid: int
+    size: int
+    blob_id: str
+
+
+@dataclass
+class Snapshot:
+    """A locked maildrop as seen at login. Message ``n`` (1-based) is ``messages[n - 1]``."""
+
+    account_id: int
+    address: str
+    mailbox_id: int
+    uidvalidity: int
+    messages: list[DropMessage]
+    owner: object = field(repr=False, default=None)
+    _by_uidl: dict[str, int] = field(default_factory=dict, repr=False)
+    _cache: dict[int, bytes | None] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_uidl = {m.uidl: i for i, m in enumerate(self.messages)}
+
+    def index(self, uidl: str) -> int | None:
+        """0-based position of the message with this unique-id."""
+        return self._by_uidl.get(uidl)
+
+
+@dataclass(frozen=True)
+class CommitReport:
+    policy: str
+    requested: int  # messages the client deleted
+    applied: int  # of them, those still there to act on
+
+
+class MaildropService:
+    """Locks, snapshots and commits for every POP3 session of one store (one per process)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._locks: dict[int, object] = {}
+
+    # -- lock ----------------------------------------------------------------------------------
+
+    def holder(self, account_id: int) -> object | None:
+        return self._locks.get(account_id)
+
+    def release(self, snapshot: Snapshot | None) -> None:
+        """Unlock (idempotent; only the owner's lock is released)."""
+        if snapshot is not None and self._locks.get(snapshot.account_id) is snapshot.owner:
+            del self._locks[snapshot.account_id]
+        if snapshot is not None:
+            snapshot._cache.clear()
+
+    # -- snapshot ------------------------------------------------------------------------------
+
+    async def open(self, account: Account, owner: object) -> Snapshot:
+        """Lock the address's maildrop and snapshot INBOX. Raises `MaildropBusy`, or
+        `StoreError` / `OSError` when it cannot be read now (the lock is then not held)."""
+        if account.id in self._locks:
+            raise MaildropBusy(account.address)
+        self._locks[account.id] = owner  # taken before the first await: no race on one loop
+        try:
+            inbox = await self.store.get_mailbox(account.id, "INBOX")
+            if inbox is None:
+                raise StoreError(f"{account.address} has no INBOX")
+            rows = await self.store.pop3_snapshot(inbox.id, account.pop3_since)
+        except BaseException:
+            if self._locks.get(account.id) is owner:
+                del self._locks[account.id]
+            raise
+        prefix = f"{inbox.uidvalidity}."
+        messages = [DropMessage(prefix + str(uid), uid, size, blob_id) for uid, size, blob_id in rows]
+        return Snapshot(account.id, account.address, inbox.id, inbox.uidvalidity, messages, owner)
+
+    # -- message bytes -------------------------------------------------------------------------
+
+    async def read(self, snapshot: Snapshot, index: int) -> bytes | None:
+        """The bytes of message ``index`` (0-based), or None when its file cannot be read.
+
+        Clients fetch in order (RETR 1, RETR 2, ...), so a miss reads the following messages
+        too, up to READ_AHEAD_MESSAGES / READ_AHEAD_BYTES, in one trip to a worker thread; the
+        next RETRs are then served from memory. A client jumping elsewhere drops the read-ahead.
+        """
+        cache = snapshot._cache
+        if index in cache:
+            return cache.pop(index)
+        cache.clear()
+        messages = snapshot.messages
+        batch = [index]
+        total = messages[index].size
+        for nxt in range(index + 1, min(len(messages), index + READ_AHEAD_MESSAGES)):
+            total += messages[nxt].size
+            if total > READ_AHEAD_BYTES:
+                break
+            batch.append(nxt)
+        blobs = self.store.blobs
+        ids = [messages[i].blob_id for i in batch]
+
+        def work() -> list[bytes | None]:
+            out: list[bytes | None] = []
+            for blob_id in ids:
+                try:
+                    out.append(blobs.get(blob_id))
+                except OSError:
+                    out.append(None)
+            return out
+
+        data = await asyncio.to_thread(work)
+        for i, blob in zip(batch[1:], data[1:]):
+            cache[i] = blob
+        if data[0] is None:
+            log.warning("POP3 %s: message file %s of UID %d cannot be read", snapshot.address,
+                        messages[index].blob_id, messages[index].uid)
+        return data[0]
+
+    # -- UPDATE state --------------------------------------------------------------------------
+
+    async def commit(self, snapshot: Snapshot, uidls: tuple[str, ...] | list[str]) -> CommitReport:
+        """Apply the address's POP3 policy to the messages the client deleted (RFC 1939 §6).
+
+        Does not release the lock: the caller does, whatever happens here."""
+        uids = []
+        for uidl in uidls:
+            i = snapshot.index(uidl)
+            if i is not None:
+                uids.append(snapshot.messages[i].uid)
+        account = await self.store.get_account_by_id(snapshot.account_id)
+        if account is None:
+            return CommitReport("gone", len(uids), 0)  # the address was removed meanwhile
+        policy = account.pop3_policy
+        if not uids:
+            return CommitReport(policy, 0, 0)
+        store, mailbox_id = self.store, snapshot.mailbox_id
+        if policy in _FOLDERS:
+            target = await self._folder(account, policy)
+            if target is not None:
+                _, pairs = await store.copy_messages(account.id, mailbox_id, uids, target.id, move=True)
+                return CommitReport(policy, len(uids), len(pairs))
+            log.warning("POP3 %s: no %s folder; keeping the messages instead", account.address, policy)
+            policy = "keep"
+        if policy in ("keep", "mark-read"):
+            done = await store.pop3_retire(account.id, mailbox_id, uids, mark_seen=policy == "mark-read")
+            return CommitReport(policy, len(uids), len(done))
+        gone = await store.remove_messages(account.id, mailbox_id, uids)  # "delete" (and unknown values)
+        return CommitReport("delete", len(uids), len(gone))
+
+    async def _folder(self, account: Account, policy: str) -> Mailbox | None:
+        special_use, name = _FOLDERS[policy]
+        store = self.store
+        found = await store.special_mailbox(account.id, special_use) or await store.get_mailbox(account.id, name)
+        if found is not None:
+            return found
+        try:
+            return await store.create_mailbox(account.id, name, special_use)
+        except StoreError:
+            return await store.get_mailbox(account.id, name)
+
+
+_services: weakref.WeakKeyDictionary[Store, MaildropService] = weakref.WeakKeyDictionary()
+
+
+def maildrop_service(store: Store) -> MaildropService:
+    """The one MaildropService of ``store``: shared by the 110 and 995 listeners, so the lock
+    holds across both ports."""
+    service = _services.get(store)
+    if service is None:
+        service = _services[store] = MaildropService(store)
+    return service

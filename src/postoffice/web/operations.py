@@ -1,0 +1,281 @@
+"""What the panel can do, once: the pages and the REST API both call these.
+
+Each method checks that the signed-in principal may act (`Forbidden` otherwise, before anything
+changes), then calls the services (AccountService, PanelUsers, clientconfig, the session
+registry). Pages turn the results into HTML, the API into JSON; neither adds rules of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..services import clientconfig
+from ..services.access import AccessDecision, effective_protocols
+from ..services.accounts import UserError
+from ..services.panel_users import Principal
+from ..services.sessions import OpenSession
+from ..store import Account, Alias, Domain
+
+
+class Missing(Exception):
+    """The thing named in the URL does not exist (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class DomainSummary:
+    domain: Domain
+    addresses: int
+    aliases: int
+
+
+@dataclass(frozen=True)
+class AddressInfo:
+    account: Account
+    quota_used: int
+    protocols: dict[str, AccessDecision]
+    aliases: tuple[str, ...]
+    sessions: tuple[OpenSession, ...]
+
+    @property
+    def quota_percent(self) -> int:
+        if not self.account.quota_bytes:
+            return 0
+        return min(100, round(100 * self.quota_used / self.account.quota_bytes))
+
+    def as_dict(self) -> dict[str, Any]:
+        a = self.account
+        return {
+            "address": a.address, "display_name": a.display_name, "quota_bytes": a.quota_bytes,
+            "quota_used_bytes": self.quota_used, "forward_to": a.forward_to.split() if a.forward_to else [],
+            "aliases": list(self.aliases), "pop3_policy": a.pop3_policy,
+            "switches": {"imap": a.imap_enabled, "pop3": a.pop3_enabled, "smtp": a.smtp_enabled},
+            "effective": {p: {"allowed": d.allowed, "reason": d.reason, "forced_by_domain": d.forced_by_domain}
+                          for p, d in self.protocols.items()},
+            "open_sessions": len(self.sessions),
+        }
+
+
+@dataclass
+class AddressChanges:
+    """Fields of the Edit settings form / PATCH body; None leaves a field as it is."""
+
+    display_name: str | None = None
+    password: str | None = None
+    quota_bytes: int | None = None
+    aliases: list[str] | None = None
+    forward_to: str | None = None
+    imap: bool | None = None
+    pop3: bool | None = None
+    smtp: bool | None = None
+    pop3_policy: str | None = None
+
+
+def session_dict(s: OpenSession) -> dict[str, Any]:
+    return {"id": s.id, "protocol": s.protocol, "client_id": s.client_id, "remote": s.remote,
+            "tls": s.tls, "port": s.port, "since": s.since}
+
+
+@dataclass
+class Operations:
+    office: Any  # postoffice.app.Postoffice
+    who: Principal
+    _domains: dict[str, Domain] = field(default_factory=dict)
+
+    @property
+    def accounts(self) -> Any:
+        return self.office.accounts
+
+    @property
+    def store(self) -> Any:
+        return self.office.store
+
+    # -- domains ----------------------------------------------------------------------------
+
+    async def domains(self) -> list[DomainSummary]:
+        if self.who.is_user:
+            return []
+        result = []
+        for d in await self.store.list_domains():
+            if self.who.may_manage(d.name):
+                result.append(DomainSummary(d, len(await self.store.list_accounts(d.name)),
+                                            len(await self.store.list_aliases(d.name))))
+        return result
+
+    async def domain(self, name: str) -> Domain:
+        """The domain named in a URL, if this principal may manage it."""
+        name = name.strip().lower()
+        if name in self._domains:
+            return self._domains[name]
+        self.who.require_domain(name)  # before looking: an owner learns nothing about others' domains
+        found = await self.store.get_domain(name)
+        if found is None:
+            raise Missing(f"no such domain: {name}")
+        self._domains[name] = found
+        return found
+
+    async def add_domain(self, name: str) -> Domain:
+        self.who.require_admin()
+        return await self.accounts.add_domain(name)
+
+    async def remove_domain(self, name: str) -> None:
+        self.who.require_admin()
+        domain = await self.domain(name)
+        await self.accounts.remove_domain(domain.name)
+
+    async def set_domain_policy(self, name: str, policy: str) -> Domain:
+        domain = await self.domain(name)
+        updated = await self.accounts.set_domain_policy(domain.name, policy)
+        self._domains[updated.name] = updated
+        return updated
+
+    async def set_catch_all(self, name: str, target: str | None) -> Domain:
+        domain = await self.domain(name)
+        return await self.accounts.set_catch_all(domain.name, target)
+
+    # -- addresses --------------------------------------------------------------------------
+
+    async def _info(self, account: Account, domain: Domain, aliases: Sequence[Alias]) -> AddressInfo:
+        return AddressInfo(
+            account, await self.store.quota_used(account.id), effective_protocols(account, domain),
+            tuple(a.address for a in aliases if account.address in a.targets),
+            tuple(self.office.sessions.for_account(account.id)))
+
+    async def addresses(self, domain_name: str) -> list[AddressInfo]:
+        domain = await self.domain(domain_name)
+        aliases = await self.store.list_aliases(domain.name)
+        return [await self._info(a, domain, aliases) for a in await self.store.list_accounts(domain.name)]
+
+    async def _account(self, domain: Domain, address: str) -> Account:
+        account = await self.store.get_account(address.strip().lower())
+        if account is None or account.domain_id != domain.id:
+            raise Missing(f"no such address in {domain.name}: {address}")
+        return account
+
+    async def address(self, domain_name: str, address: str) -> AddressInfo:
+        if self.who.is_user:
+            self.who.require_address(address)
+            account = await self.store.get_account(address)
+            if account is None:
+                raise Missing(f"no such address: {address}")
+            domain = await self.store.get_domain_by_id(account.domain_id)
+        else:
+            domain = await self.domain(domain_name)
+            account = await self._account(domain, address)
+        return await self._info(account, domain, await self.store.list_aliases(domain.name))
+
+    def full_address(self, domain: Domain, text: str, field_name: str) -> str:
+        """Accept a local part ("sales") or a whole address in this domain."""
+        text = text.strip()
+        if not text:
+            raise UserError("enter an address", field_name)
+        cleaned = self.accounts.clean_address(text if "@" in text else f"{text}@{domain.name}", field_name)
+        if cleaned.rpartition("@")[2] != domain.name:
+            raise UserError(f"the address must end in @{domain.name}", field_name)
+        return cleaned
+
+    async def add_address(self, domain_name: str, address: str, password: str, *, display_name: str = "",
+                          quota_bytes: int = 0) -> AddressInfo:
+        domain = await self.domain(domain_name)
+        cleaned = self.full_address(domain, address, "address")
+        account = await self.accounts.add_account(cleaned, password, display_name=display_name,
+                                                  quota_bytes=quota_bytes)
+        return await self._info(account, domain, [])
+
+    async def save_address(self, domain_name: str, address: str, changes: AddressChanges) -> AddressInfo:
+        """Edit settings + Advanced settings. Everything is checked before anything is stored;
+        the switches take effect at once (the store's AccountChanged event makes the session
+        registry end sessions that are no longer allowed)."""
+        info = await self.address(domain_name, address)
+        account = info.account
+        domain = await self.store.get_domain_by_id(account.domain_id)
+        if changes.password:
+            self.accounts.check_password(changes.password)
+        new_aliases: list[str] = []
+        if changes.aliases is not None:
+            new_aliases = [self.full_address(domain, a, "aliases") for a in changes.aliases if a.strip()]
+            for alias in new_aliases:
+                if alias == account.address:
+                    raise UserError("an address cannot be its own alias", "aliases")
+        if changes.forward_to is not None:
+            for target in changes.forward_to.replace(",", " ").split():
+                self.accounts.clean_address(target, "forward_to")
+        if changes.aliases is not None:
+            for alias in set(new_aliases) - set(info.aliases):
+                existing = await self.store.get_alias(alias)
+                if existing is not None or await self.store.get_account(alias) is not None:
+                    raise UserError(f"{alias} already exists", "aliases")
+        # update() checks its own fields (quota below use, ...) before it writes anything.
+        await self.accounts.update(account.address, display_name=changes.display_name,
+                                   quota_bytes=changes.quota_bytes, imap=changes.imap, pop3=changes.pop3,
+                                   smtp=changes.smtp, forward_to=changes.forward_to,
+                                   pop3_policy=changes.pop3_policy)
+        if changes.password:
+            await self.accounts.set_password(account.address, changes.password)
+        if changes.aliases is not None:
+            await self._sync_aliases(account.address, set(info.aliases), set(new_aliases))
+        return await self.address(domain.name, account.address)
+
+    async def _sync_aliases(self, address: str, old: set[str], new: set[str]) -> None:
+        for alias in sorted(old - new):
+            found = await self.store.get_alias(alias)
+            if found is None:
+                continue
+            await self.accounts.remove_alias(alias)
+            rest = [t for t in found.targets if t != address]
+            if rest:
+                await self.accounts.add_alias(alias, rest)
+        for alias in sorted(new - old):
+            await self.accounts.add_alias(alias, [address])
+
+    async def delete_address(self, domain_name: str, address: str) -> None:
+        domain = await self.domain(domain_name)
+        account = await self._account(domain, address)
+        await self.accounts.remove_account(account.address)
+
+    async def sessions(self, domain_name: str, address: str) -> list[OpenSession]:
+        info = await self.address(domain_name, address)
+        return list(info.sessions)
+
+    # -- aliases ----------------------------------------------------------------------------
+
+    async def aliases(self, domain_name: str) -> list[Alias]:
+        domain = await self.domain(domain_name)
+        return await self.store.list_aliases(domain.name)
+
+    async def add_alias(self, domain_name: str, address: str, targets: Sequence[str]) -> Alias:
+        domain = await self.domain(domain_name)
+        cleaned = self.full_address(domain, address, "address")
+        await self.accounts.add_alias(cleaned, [t for t in targets if t.strip()])
+        alias = await self.store.get_alias(cleaned)
+        assert alias is not None
+        return alias
+
+    async def remove_alias(self, domain_name: str, address: str) -> None:
+        domain = await self.domain(domain_name)
+        alias = await self.store.get_alias(address.strip().lower())
+        if alias is None or alias.domain_id != domain.id:
+            raise Missing(f"no such alias in {domain.name}: {address}")
+        await self.accounts.remove_alias(alias.address)
+
+    # -- client settings and DNS ------------------------------------------------------------
+
+    async def client_settings(self, domain_name: str) -> list[clientconfig.Endpoint]:
+        await self.domain(domain_name)
+        return clientconfig.endpoints(self.office.config, self.office.bound)
+
+    async def dns_records(self, domain_name: str) -> tuple[list[clientconfig.DnsRecord], bool]:
+        """The records to publish, and whether a DKIM key exists yet."""
+        domain = await self.domain(domain_name)
+        dkim = await clientconfig.dkim_key(self.store, domain.name)
+        return clientconfig.dns_records(self.office.config, domain, self.office.bound, dkim), dkim is not None
+
+    async def mobileconfig(self, domain_name: str, address: str) -> bytes:
+        info = await self.address(domain_name, address)
+        domain = await self.store.get_domain_by_id(info.account.domain_id)
+        offers = clientconfig.client_offers(self.office.config, self.office.bound, info.account, domain)
+        try:
+            return clientconfig.mobileconfig(info.account.address, info.account.display_name, offers)
+        except clientconfig.NoMailboxProtocol as exc:
+            raise UserError(str(exc), "protocols") from None

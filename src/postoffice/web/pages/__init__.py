@@ -1,0 +1,1 @@
+"""HTML endpoints of the control panel, by area; the URL map is web/routes.py."""

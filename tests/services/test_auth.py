@@ -1,0 +1,68 @@
+"""The shared authentication function: hashes, access decision, throttling, credential cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from postoffice.services.accounts import AccountService
+from postoffice.services.auth import Authenticator, AuthStatus
+
+
+async def setup(store, config, **security):
+    sec = dataclasses.replace(config.security, **security)
+    auth = Authenticator(store, sec)
+    svc = AccountService(store, auth)
+    await svc.add_domain("example.com")
+    await svc.add_account("alice@example.com", "correct horse")
+    return auth, svc
+
+
+async def test_password_is_argon2id_and_login_works(store, config) -> None:
+    auth, svc = await setup(store, config)
+    account = await store.get_account("alice@example.com")
+    assert account.password_hash.startswith("$argon2id$")
+    result = await auth.authenticate("Alice@Example.COM", "correct horse", "192.0.2.1", "imap")
+    assert result.ok and result.account.address == "alice@example.com"
+    bad = await auth.authenticate("alice@example.com", "wrong", "192.0.2.1", "imap")
+    assert bad.status is AuthStatus.BAD_CREDENTIALS
+    unknown = await auth.authenticate("nobody@example.com", "x", "192.0.2.1", "imap")
+    assert unknown.status is AuthStatus.BAD_CREDENTIALS
+
+
+async def test_protocol_switch_refuses_with_reason(store, config) -> None:
+    auth, svc = await setup(store, config)
+    await svc.update("alice@example.com", pop3=False)
+    result = await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "pop3")
+    assert result.status is AuthStatus.REFUSED
+    assert result.reason == "POP3 is disabled for this address by its administrator"
+    assert (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
+    await svc.set_domain_policy("example.com", "pop3-only")
+    assert (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "pop3")).ok
+    refused = await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")
+    assert refused.status is AuthStatus.REFUSED and "POP3 only" in refused.reason
+
+
+async def test_repeated_failures_are_slowed_then_blocked(store, config) -> None:
+    auth, _ = await setup(store, config, throttle_delay_after=2, throttle_max_delay=0.4, throttle_block_after=6)
+    timings = []
+    for _ in range(5):
+        start = time.monotonic()
+        await auth.authenticate("alice@example.com", "wrong", "198.51.100.7", "imap")
+        timings.append(time.monotonic() - start)
+    assert timings[0] < 0.2 and timings[-1] >= 0.35, timings
+    await auth.authenticate("alice@example.com", "wrong", "198.51.100.7", "imap")
+    blocked = await auth.authenticate("alice@example.com", "correct horse", "198.51.100.7", "imap")
+    assert blocked.status is AuthStatus.THROTTLED
+    # the account is blocked from everywhere, too: a password-guessing botnet gains nothing
+    other_ip = await auth.authenticate("alice@example.com", "correct horse", "203.0.113.9", "imap")
+    assert other_ip.status is AuthStatus.THROTTLED
+
+
+async def test_credential_cache_is_dropped_on_password_change(store, config) -> None:
+    auth, svc = await setup(store, config)
+    assert (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
+    assert (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
+    await svc.set_password("alice@example.com", "battery staple")
+    assert not (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
+    assert (await auth.authenticate("alice@example.com", "battery staple", "192.0.2.1", "imap")).ok

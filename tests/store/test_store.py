@@ -1,0 +1,228 @@
+"""The store on a real SQLite file: UIDs, modseqs, tombstones, delivery, mailboxes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from postoffice.store import (
+    DELETED,
+    SEEN,
+    AlreadyExists,
+    FlagsChanged,
+    InvalidName,
+    MessagesAdded,
+    MessagesExpunged,
+    NotFound,
+    QuotaExceeded,
+    Store,
+    validate_mailbox_name,
+)
+
+MESSAGE = b"From: a@example.org\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nHello\r\n"
+
+
+async def make_account(store: Store, address: str = "alice@example.com", **kw):
+    domain = address.rpartition("@")[2]
+    if await store.get_domain(domain) is None:
+        await store.add_domain(domain)
+    return await store.add_account(address, "x", **kw)
+
+
+async def inbox(store: Store, account):
+    return await store.get_mailbox(account.id, "INBOX")
+
+
+async def test_new_account_has_inbox_and_special_use_folders(store: Store) -> None:
+    account = await make_account(store)
+    boxes = {b.name: b.special_use for b in await store.list_mailboxes(account.id)}
+    assert boxes == {"INBOX": None, "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash",
+                     "Junk": "\\Junk", "Archive": "\\Archive"}
+    validities = [b.uidvalidity for b in await store.list_mailboxes(account.id)]
+    assert len(set(validities)) == len(validities)
+
+
+async def test_duplicate_account_and_alias_refused(store: Store) -> None:
+    await make_account(store)
+    with pytest.raises(AlreadyExists):
+        await store.add_account("alice@example.com", "x")
+    with pytest.raises(AlreadyExists):
+        await store.add_alias("alice@example.com", ["bob@example.com"])
+    with pytest.raises(NotFound):
+        await store.add_account("bob@unknown.example", "x")
+
+
+async def test_deliver_is_readable_and_parsed_once(store: Store) -> None:
+    account = await make_account(store)
+    [done] = await store.deliver([(account.id, "INBOX")], MESSAGE)
+    assert done.uid == 1
+    [meta] = await store.list_messages(done.mailbox_id)
+    assert meta.size == len(MESSAGE) and meta.flags == 0
+    assert await store.read_blob(meta.blob_id) == MESSAGE
+    info = (await store.blob_info([meta.blob_id]))[meta.blob_id]
+    assert info.envelope is not None and b'"hi"' in info.envelope
+    assert info.bodystructure is not None and b'"TEXT" "PLAIN"' in info.bodystructure.upper()
+    fields = await store.search_fields(done.mailbox_id)
+    assert fields[1]["subject"] == "hi"
+
+
+async def test_several_recipients_share_one_blob(store: Store) -> None:
+    a = await make_account(store, "alice@example.com")
+    b = await make_account(store, "bob@example.com")
+    delivered = await store.deliver([(a.id, "INBOX"), (b.id, "INBOX")], MESSAGE)
+    blobs = {(await store.list_messages(d.mailbox_id))[0].blob_id for d in delivered}
+    assert len(blobs) == 1
+    files = list(store.blobs.all_ids())
+    assert files == list(blobs)
+
+
+async def test_bare_lf_is_stored_as_crlf(store: Store) -> None:
+    account = await make_account(store)
+    [done] = await store.deliver([(account.id, "INBOX")], b"Subject: x\n\nbody\n")
+    [meta] = await store.list_messages(done.mailbox_id)
+    assert await store.read_blob(meta.blob_id) == b"Subject: x\r\n\r\nbody\r\n"
+    assert meta.size == len(b"Subject: x\r\n\r\nbody\r\n")
+
+
+async def test_uids_strictly_increase_and_are_never_reused(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    uids = []
+    for i in range(5):
+        uids.append((await store.deliver([(account.id, "INBOX")], MESSAGE + str(i).encode()))[0].uid)
+    assert uids == [1, 2, 3, 4, 5]
+    await store.store_flags(account.id, box.id, [4, 5], "add", DELETED, [])
+    assert await store.expunge(account.id, box.id) == [4, 5]
+    after = (await store.deliver([(account.id, "INBOX")], MESSAGE))[0].uid
+    assert after == 6
+    assert [m.uid for m in await store.list_messages(box.id)] == [1, 2, 3, 6]
+
+
+async def test_modseq_rises_on_every_change_and_tombstones_answer_vanished(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    for i in range(3):
+        await store.deliver([(account.id, "INBOX")], MESSAGE + bytes([65 + i]))
+    seen = []
+    status = await store.mailbox_status(box.id)
+    seen.append(status.highestmodseq)
+    changed, _ = await store.store_flags(account.id, box.id, [1], "add", SEEN, ["$Important"])
+    assert changed[0][1] == SEEN and changed[0][2] == "$Important"
+    seen.append((await store.mailbox_status(box.id)).highestmodseq)
+    # a no-op change does not bump the modseq
+    changed, _ = await store.store_flags(account.id, box.id, [1], "add", SEEN, [])
+    assert changed == []
+    assert (await store.mailbox_status(box.id)).highestmodseq == seen[-1]
+    await store.store_flags(account.id, box.id, [2], "add", DELETED, [])
+    seen.append((await store.mailbox_status(box.id)).highestmodseq)
+    await store.expunge(account.id, box.id)
+    seen.append((await store.mailbox_status(box.id)).highestmodseq)
+    assert seen == sorted(set(seen))
+    changed_msgs, vanished = await store.changes_since(box.id, seen[0])
+    assert [m.uid for m in changed_msgs] == [1]
+    assert vanished == [2]
+    changed_msgs, vanished = await store.changes_since(box.id, seen[-1])
+    assert changed_msgs == [] and vanished == []
+
+
+async def test_unchangedsince_refuses_modified_messages(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    await store.deliver([(account.id, "INBOX")], MESSAGE)
+    await store.deliver([(account.id, "INBOX")], MESSAGE + b"2")
+    base = (await store.mailbox_status(box.id)).highestmodseq
+    await store.store_flags(account.id, box.id, [1], "add", SEEN, [])
+    changed, failed = await store.store_flags(account.id, box.id, [1, 2], "add", DELETED, [], unchangedsince=base)
+    assert failed == [1] and [c[0] for c in changed] == [2]
+
+
+async def test_copy_and_move_assign_new_uids(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    archive = await store.get_mailbox(account.id, "Archive")
+    for i in range(3):
+        await store.deliver([(account.id, "INBOX")], MESSAGE + bytes([65 + i]))
+    validity, pairs = await store.copy_messages(account.id, box.id, [1, 3], archive.id)
+    assert validity == archive.uidvalidity and pairs == [(1, 1), (3, 2)]
+    _, pairs = await store.copy_messages(account.id, box.id, [2], archive.id, move=True)
+    assert pairs == [(2, 3)]
+    assert [m.uid for m in await store.list_messages(box.id)] == [1, 3]
+    _, vanished = await store.changes_since(box.id, 0)
+    assert vanished == [2]
+
+
+async def test_events_are_published_after_commit(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    sub = store.bus.subscribe(mailbox_id=box.id)  # type: ignore[attr-defined]
+    await store.deliver([(account.id, "INBOX")], MESSAGE)
+    await store.store_flags(account.id, box.id, [1], "add", DELETED, [])
+    await store.expunge(account.id, box.id)
+    events = []
+    while len(events) < 3:
+        events.extend(await sub.wait(2))
+    assert [type(e) for e in events] == [MessagesAdded, FlagsChanged, MessagesExpunged]
+    assert events[0].uids == (1,) and events[2].uids == (1,)
+
+
+async def test_quota_is_enforced_and_nothing_stored(store: Store) -> None:
+    account = await make_account(store, quota_bytes=len(MESSAGE) + 10)
+    await store.deliver([(account.id, "INBOX")], MESSAGE)
+    with pytest.raises(QuotaExceeded):
+        await store.deliver([(account.id, "INBOX")], MESSAGE + b"more")
+    assert len(await store.list_messages((await inbox(store, account)).id)) == 1
+    assert await store.quota_used(account.id) == len(MESSAGE)
+
+
+async def test_mailbox_create_rename_delete(store: Store) -> None:
+    account = await make_account(store)
+    await store.create_mailbox(account.id, "Work/Projects/2026")
+    names = [b.name for b in await store.list_mailboxes(account.id)]
+    assert "Work" in names and "Work/Projects" in names
+    await store.rename_mailbox(account.id, "Work", "Job")
+    names = [b.name for b in await store.list_mailboxes(account.id)]
+    assert "Job/Projects/2026" in names and "Work/Projects" not in names
+    with pytest.raises(AlreadyExists):
+        await store.delete_mailbox(account.id, "Job")  # has children
+    await store.delete_mailbox(account.id, "Job/Projects/2026")
+    with pytest.raises(InvalidName):
+        await store.delete_mailbox(account.id, "INBOX")
+
+
+async def test_renaming_inbox_moves_its_messages(store: Store) -> None:
+    account = await make_account(store)
+    await store.deliver([(account.id, "INBOX")], MESSAGE)
+    await store.rename_mailbox(account.id, "INBOX", "Old")
+    old = await store.get_mailbox(account.id, "Old")
+    assert len(await store.list_messages(old.id)) == 1
+    assert await store.list_messages((await inbox(store, account)).id) == []
+
+
+@pytest.mark.parametrize("name", ["", "a//b", "/abs", "a/", "../x", "a/../b", "bad\x00", "tab\tname", "star*", "pct%"])
+def test_invalid_mailbox_names(name: str) -> None:
+    with pytest.raises(InvalidName):
+        validate_mailbox_name(name)
+
+
+def test_inbox_is_case_insensitive() -> None:
+    assert validate_mailbox_name("inbox/Sub") == "INBOX/Sub"
+
+
+async def test_concurrent_deliveries_are_group_committed(store: Store) -> None:
+    account = await make_account(store)
+    results = await asyncio.gather(*[store.deliver([(account.id, "INBOX")], MESSAGE + str(i).encode())
+                                     for i in range(200)])
+    assert sorted(r[0].uid for r in results) == list(range(1, 201))
+
+
+async def test_garbage_collection_removes_only_unreferenced_blobs(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    await store.deliver([(account.id, "INBOX")], MESSAGE)
+    await store.deliver([(account.id, "INBOX")], MESSAGE + b"gone")
+    await store.store_flags(account.id, box.id, [2], "add", DELETED, [])
+    await store.expunge(account.id, box.id)
+    assert await store.collect_garbage(grace=-1) == 1
+    [meta] = await store.list_messages(box.id)
+    assert await store.read_blob(meta.blob_id) == MESSAGE
