@@ -1,20 +1,338 @@
-"""POP3 listener placeholder: greets and says goodbye (the POP3 server replaces it)."""
+"""POP3 on 110 (STLS) and 995 (implicit TLS): the asyncio glue around the sans-IO session.
+
+`Pop3Server.handle` runs one connection: bytes from the socket go into a
+:class:`~postoffice.protocols.pop3.Pop3Connection`, its events into a
+:class:`~postoffice.protocols.pop3.Pop3Session`, and the session's actions are performed here
+against the shared services (the contract is in ``protocols/pop3/session.py``):
+
+=================  =========================================================================
+Authenticate       ``Authenticator.authenticate(user, password, ip, "pop3")``: password check,
+                   throttling and the protocol-access decision (``-ERR [AUTH] <reason>``)
+OpenMaildrop       lock + snapshot INBOX (`services.maildrop`); ``-ERR [IN-USE]`` when locked;
+                   the session is then registered with the `SessionRegistry`
+SendMessage        the message file by the blob id the snapshot carries (read-ahead in a
+                   worker thread); a file that cannot be read gives ``-ERR [SYS/TEMP]``
+CommitDeletions    the address's POP3 policy (delete / keep / mark-read / trash / archive)
+StartTls           flush, drop whatever was pipelined after STLS, TLS handshake
+Close              flush and close; the lock is released, nothing is deleted
+=================  =========================================================================
+
+Messages deleted over IMAP during a POP3 session: the session keeps the snapshot it took at
+login (RFC 1939 semantics), so RETR still returns such a message while its file exists (blob
+files outlive their last reference by an hour, see ``store.collect_garbage``); once the file is
+gone RETR answers ``-ERR [SYS/TEMP] message N cannot be read right now`` and the session goes
+on. DELE of such a message is accepted and QUIT succeeds: there is simply nothing left to do.
+
+Ending sessions: an inactivity timeout (``limits.command_timeout``; RFC 1939 §3's autologout)
+closes the connection without entering UPDATE, so nothing is deleted. When an administrator
+switches POP3 off for the address or forces its domain to IMAP only, the registry calls
+`Pop3Handler.terminate`: the client gets ``-ERR [AUTH] <reason>`` at once (or right after the
+reply it is being sent) and the connection is closed, deleting nothing.
+
+Output is batched: replies to pipelined commands are collected and written together, and
+large message bodies are written straight to the transport without another copy; the writer
+is drained between batches so a client that does not read cannot make the server buffer
+without bound.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from typing import Any
 
+from ..protocols.pop3 import (
+    NEED_DATA,
+    AuthInvalid,
+    AuthOk,
+    AuthRefused,
+    AuthResult,
+    AuthTemporaryFailure,
+    Authenticate,
+    Close,
+    CommitDeletions,
+    Err,
+    Maildrop,
+    MaildropInUse,
+    MaildropResult,
+    MaildropUnavailable,
+    MultiLine,
+    OpenMaildrop,
+    Output,
+    Pop3Connection,
+    Pop3Policy,
+    Pop3Session,
+    ResponseCode,
+    SendMessage,
+    StartTls,
+)
+from ..services.auth import AuthStatus
+from ..services.maildrop import MaildropBusy, Snapshot, maildrop_service
+from ..services.sessions import OpenSession
+from ..store import Account
 from .listener import Connection
+
+log = logging.getLogger(__name__)
+
+#: Pending small replies are written once they add up to this much (or input runs dry).
+FLUSH_AT = 256 * 1024
+#: Bodies at least this big skip the pending-output join and go to the transport as they are.
+DIRECT_WRITE = 64 * 1024
 
 
 class Pop3Server:
+    """The protocol server for the ``pop3`` and ``pop3s`` listeners."""
+
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.maildrops = maildrop_service(app.store)
 
     async def handle(self, conn: Connection) -> None:
-        await conn.send(b"+OK postoffice POP3 server ready\r\n")
-        while data := await conn.read(600):
-            if data.strip().upper().startswith(b"QUIT"):
-                await conn.send(b"+OK bye\r\n")
+        await Pop3Handler(self, conn).run()
+
+
+class Pop3Handler:
+    """One POP3 connection."""
+
+    def __init__(self, server: Pop3Server, conn: Connection) -> None:
+        self.server = server
+        self.app = server.app
+        self.conn = conn
+        security = self.app.config.security
+        policy = Pop3Policy(
+            tls_available=self.app.tls is not None,
+            allow_plaintext_auth=security.allow_plaintext_auth
+            or (security.allow_plaintext_auth_loopback and conn.is_loopback),
+            sasl_mechanisms=("PLAIN", "LOGIN"),
+        )
+        self.pconn = Pop3Connection()
+        self.session = Pop3Session(policy, tls_active=conn.tls)
+        self.timeout = float(self.app.config.limits.command_timeout)
+        self.account: Account | None = None
+        self.snapshot: Snapshot | None = None
+        self.registered: OpenSession | None = None
+        self.done = False
+        self.idle = False  # waiting for the client's next bytes
+        self.terminated: str | None = None  # reason given by the session registry
+        self._out: list[bytes] = []
+        self._out_size = 0
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        conn, pconn, session = self.conn, self.pconn, self.session
+        try:
+            self._emit(pconn.send(session.greeting()))
+            while not self.done:
+                if self.terminated:
+                    self._say_terminated()
+                    break
+                event = pconn.next_event()
+                if event is NEED_DATA:
+                    await self._flush()
+                    if conn.closed:
+                        break
+                    self.idle = True
+                    try:
+                        data = await conn.read(self.timeout)
+                    except TimeoutError:
+                        self._timed_out()
+                        break
+                    finally:
+                        self.idle = False
+                    pconn.receive_data(data)
+                    continue
+                await self._perform(session.handle(event))
+            await self._flush()
+        finally:
+            self._finish()
+            await conn.close()
+
+    def _timed_out(self) -> None:
+        log.info("POP3 %s from %s: idle for %.0f s, closing (nothing deleted)",
+                 self.session.username or "(not logged in)", self.conn.remote_ip, self.timeout)
+        self._emit(self.pconn.send(Err("autologout: idle for too long, nothing was deleted")))
+
+    def _finish(self) -> None:
+        """Whatever way the session ended: unlock, unregister. Never deletes anything."""
+        if self.registered is not None:
+            self.app.sessions.remove(self.registered)
+            self.registered = None
+        self.server.maildrops.release(self.snapshot)
+        self.done = True
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _emit(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    async def _flush(self) -> None:
+        if self._out:
+            out = self._out
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            self._out = []
+            self._out_size = 0
+        await self.conn.drain()
+
+    async def _reply(self, reply: Any) -> None:
+        if isinstance(reply, MultiLine):
+            self._emit(self.pconn.send(reply.status))
+            body = reply.body
+            if len(body) >= DIRECT_WRITE:
+                if self._out:
+                    self.conn.write(b"".join(self._out))
+                    self._out = []
+                    self._out_size = 0
+                self.conn.write(body)
+                await self.conn.drain()
                 return
-            await conn.send(b"-ERR not implemented yet\r\n")
+            self._emit(body)
+        else:
+            self._emit(self.pconn.send(reply))
+        if self._out_size >= FLUSH_AT:
+            await self._flush()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    async def _perform(self, outputs: list[Output]) -> None:
+        session = self.session
+        queue: deque[Output] = deque(outputs)
+        while queue:
+            out = queue.popleft()
+            if isinstance(out, SendMessage):
+                assert self.snapshot is not None
+                index = self.snapshot.index(out.uid)
+                data = None if index is None else await self.server.maildrops.read(self.snapshot, index)
+                queue.extend(session.on_message(out, data))
+            elif isinstance(out, Authenticate):
+                queue.extend(session.on_auth_result(await self._authenticate(out)))
+            elif isinstance(out, OpenMaildrop):
+                queue.extend(session.on_maildrop(await self._open_maildrop()))
+            elif isinstance(out, CommitDeletions):
+                ok = await self._commit(out)
+                if ok is None:  # the client is gone: no reply, nothing deleted
+                    self.done = True
+                    return
+                queue.extend(session.on_commit_result(ok))
+            elif isinstance(out, StartTls):
+                if not await self._start_tls():
+                    self.done = True
+                    return
+                queue.extend(session.on_tls_started())
+            elif isinstance(out, Close):
+                self.done = True
+            else:
+                await self._reply(out)
+
+    async def _authenticate(self, action: Authenticate) -> AuthResult:
+        try:
+            result = await self.app.auth.authenticate(action.username, action.password,
+                                                      self.conn.remote_ip, "pop3")
+        except Exception:  # noqa: BLE001 - the database is down or similar: try again later
+            log.exception("POP3 authentication of %s failed", action.username)
+            return AuthTemporaryFailure()
+        if result.status is AuthStatus.OK and result.account is not None:
+            self.account = result.account
+            return AuthOk(result.account.address)
+        if result.status is AuthStatus.REFUSED:
+            return AuthRefused(result.reason)
+        if result.status is AuthStatus.THROTTLED:
+            return AuthTemporaryFailure(result.reason or "too many failed logins; try again later")
+        return AuthInvalid()
+
+    async def _open_maildrop(self) -> MaildropResult:
+        account = self.account
+        assert account is not None
+        try:
+            snapshot = await self.server.maildrops.open(account, owner=self)
+        except MaildropBusy:
+            log.info("POP3 %s from %s: maildrop in use", account.address, self.conn.remote_ip)
+            return MaildropInUse()
+        except Exception:  # noqa: BLE001
+            log.exception("POP3 %s: cannot open the maildrop", account.address)
+            return MaildropUnavailable()
+        self.snapshot = snapshot
+        self.registered = self.app.sessions.add(OpenSession(
+            protocol="pop3", account_id=account.id, address=account.address, remote=self.conn.remote_ip,
+            tls=self.conn.tls, port=self.conn.local_port, terminate=self.terminate))
+        log.info("POP3 login %s from %s (%s, %d messages)", account.address, self.conn.remote_ip,
+                 "TLS" if self.conn.tls else "plain", len(snapshot.messages))
+        return Maildrop([(m.uidl, m.size) for m in snapshot.messages])
+
+    async def _client_still_there(self) -> bool:
+        """Hand every reply sent so far to the kernel; False if the connection broke meanwhile.
+
+        A client that pipelined "RETR 1 / DELE 1 / QUIT" and vanished while the message was
+        being sent must not lose the message: QUIT only counts if what preceded it went out."""
+        await self._flush()
+        transport = self.conn.writer.transport
+        if transport.get_write_buffer_size() and not transport.is_closing():
+            high = transport.get_write_buffer_limits()[1]
+            transport.set_write_buffer_limits(high=0)
+            try:
+                await self.conn.drain()
+            finally:
+                if not transport.is_closing():
+                    transport.set_write_buffer_limits(high=high)
+        return not (self.conn.closed or transport.is_closing())
+
+    async def _commit(self, action: CommitDeletions) -> bool | None:
+        snapshot = self.snapshot
+        assert snapshot is not None
+        if not await self._client_still_there():
+            log.info("POP3 %s: connection lost before QUIT completed; nothing deleted", snapshot.address)
+            self.server.maildrops.release(snapshot)
+            return None
+        try:
+            report = await self.server.maildrops.commit(snapshot, action.uids)
+        except Exception:  # noqa: BLE001 - RFC 1939 §6: -ERR, and the lock goes anyway
+            log.exception("POP3 %s: applying deletions failed", snapshot.address)
+            return False
+        finally:
+            self.server.maildrops.release(snapshot)
+        if report.requested:
+            log.info("POP3 %s: %d of %d deleted messages handled by policy %s", snapshot.address,
+                     report.applied, report.requested, report.policy)
+        return True
+
+    async def _start_tls(self) -> bool:
+        await self._flush()  # the +OK goes out in plaintext, before the handshake
+        discarded = self.pconn.start_tls()
+        if discarded:
+            log.warning("POP3 from %s: discarded %d octets pipelined after STLS", self.conn.remote_ip,
+                        len(discarded))
+        if self.app.tls is None or not await self.conn.start_tls(self.app.tls):
+            return False
+        return True
+
+    # -- ended from outside --------------------------------------------------------------------
+
+    def terminate(self, reason: str) -> None:
+        """The session registry ends this session: POP3 was switched off for the address, its
+        domain was forced to IMAP only, or the server is shutting down. Nothing is deleted."""
+        if self.terminated or self.done:
+            return
+        self.terminated = reason
+        if self.idle:  # tell the client now; the pending read then returns b"" and the loop ends
+            self._say_terminated()
+            self.conn.write(b"".join(self._out))
+            self._out, self._out_size = [], 0
+            self.conn.closed = True
+            self.conn.writer.close()
+        # else the loop says it as soon as the reply being sent is out
+
+    def _say_terminated(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        reason = self.terminated or ""
+        # The registry unregisters sessions whose access it withdrew; one still registered is
+        # being ended for another reason (the server shutting down): a temporary condition.
+        withdrawn = self.registered is None or all(s.id != self.registered.id for s in self.app.sessions.all())
+        code = ResponseCode.AUTH if withdrawn else ResponseCode.SYS_TEMP
+        log.info("POP3 %s: session ended: %s (nothing deleted)", self.session.username, reason)
+        self._emit(self.pconn.send(Err(reason, code)))
+
+
+__all__ = ["Pop3Handler", "Pop3Server"]

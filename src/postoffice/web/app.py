@@ -1,22 +1,104 @@
-"""The control panel's web application (placeholder until the panel lands)."""
+"""The control panel's web application: pages, the REST API and client autoconfiguration.
+
+`create_app(postoffice)` is the only composition root of the web layer; `postoffice serve`
+runs the result under uvicorn on the same event loop as the mail servers, so a switch saved
+here reaches the running IMAP/POP3/SMTP sessions through the store's change events at once.
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ..services.panel_users import PanelUsers
+from .api.v1 import create_api
+from .auth import SESSION_COOKIE, SESSION_MAX_AGE, panel_secret
+from .routes import routes
+
+HERE = Path(__file__).parent
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: no framing, no sniffing, scripts only from our own origin."""
+
+    HEADERS = [
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"content-security-policy",
+         b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+         b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + self.HEADERS
+            await send(message)
+        await self.app(scope, receive, send_with_headers)
+
+
+def _fmt_bytes(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def _fmt_time(value: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
 
 
 def create_app(postoffice: Any) -> Starlette:
-    async def home(request: Request) -> HTMLResponse:
-        return HTMLResponse("<!doctype html><title>postoffice</title><h1>postoffice control panel</h1>")
+    panel_users = PanelUsers(postoffice.store, postoffice.auth, postoffice.accounts)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["bytes"] = _fmt_bytes
+    templates.env.filters["when"] = _fmt_time
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    app = Starlette(routes=[Route("/", home, name="home"), Route("/healthz", health, name="health")])
-    app.state.postoffice = postoffice
+    async def not_found(request: Request, exc: Exception) -> Response:
+        from .pages.common import error_page
+
+        return error_page(request, 404, "There is no such page.")
+
+    https = postoffice.config.panel.public_url.startswith("https://")
+    app = Starlette(
+        routes=[
+            *routes,
+            Route("/healthz", health, name="health"),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+            Mount("/api/v1", create_api(postoffice, panel_users), name="api"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(SessionMiddleware, secret_key=panel_secret(postoffice), session_cookie=SESSION_COOKIE,
+                       max_age=SESSION_MAX_AGE, same_site="lax", https_only=https),
+        ],
+        exception_handlers={404: not_found},
+    )
+    app.state.office = postoffice
+    app.state.panel_users = panel_users
+    app.state.templates = templates
     return app

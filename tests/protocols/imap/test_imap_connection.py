@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 
-import pytest
-
 from postoffice.protocols.imap import (
     NEED_DATA, Append, AppendMessage, CommandReceived, ConnectionClosed, ContinuationNeeded,
     IdleDone, ImapConnection, InvalidCommand, LineTooLong, LiteralRejected, Login, Noop,

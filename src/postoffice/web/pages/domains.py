@@ -43,7 +43,11 @@ async def domain_delete(request: Request, ops: Operations) -> Response:
 @page
 async def domain_home(request: Request, ops: Operations) -> Response:
     domain = await ops.domain(request.path_params["domain"])
-    return redirect(request, "addresses", domain=domain.name)
+    infos = await ops.addresses(domain.name)
+    return render(request, "domain/home.html", domain=domain, section="home", addresses=infos,
+                  aliases=await ops.aliases(domain.name), policies=POLICY_LABELS,
+                  sessions=sum(len(i.sessions) for i in infos),
+                  insecure=sum(1 for i in infos for s in i.sessions if not s.tls))
 
 
 @page

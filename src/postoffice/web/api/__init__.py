@@ -1,0 +1,1 @@
+"""The REST API (JSON over the same operations as the pages)."""

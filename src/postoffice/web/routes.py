@@ -1,0 +1,44 @@
+"""The whole URL map of the panel in one list; every route is named for url_for."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route
+
+from .pages import addresses, autoconfig, domains, logins, session
+
+GET_POST = ["GET", "POST"]
+A = "/domains/{domain}/email/{address}"
+
+routes: list[BaseRoute] = [
+    Route("/login", session.login, name="login", methods=GET_POST),
+    Route("/logout", session.logout, name="logout", methods=["POST"]),
+    Route("/me", session.me, name="me", methods=GET_POST),
+    Route("/me/mobileconfig", session.me_mobileconfig, name="me_mobileconfig"),
+    # Service overview: the domain list
+    Route("/", domains.overview, name="overview", methods=GET_POST),
+    Route("/domains/{domain}", domains.domain_home, name="domain"),
+    Route("/domains/{domain}/delete", domains.domain_delete, name="domain_delete", methods=["POST"]),
+    # Email > Overview > Email, the three dots, Edit settings / Advanced settings
+    Route("/domains/{domain}/email", addresses.addresses, name="addresses", methods=GET_POST),
+    Route(A + "/edit", addresses.edit, name="edit", methods=GET_POST),
+    Route(A + "/delete", addresses.delete, name="delete", methods=["POST"]),
+    Route(A + "/devices", addresses.devices, name="devices"),
+    Route(A + "/mobileconfig", addresses.mobileconfig, name="mobileconfig"),
+    Route("/domains/{domain}/aliases", domains.aliases, name="aliases", methods=GET_POST),
+    Route("/domains/{domain}/aliases/{alias}/delete", domains.alias_delete, name="alias_delete",
+          methods=["POST"]),
+    Route("/domains/{domain}/protocols", domains.protocols, name="protocols", methods=GET_POST),
+    Route("/domains/{domain}/client-settings", domains.client_settings, name="client_settings"),
+    Route("/domains/{domain}/dns", domains.dns, name="dns"),
+    # Panel logins and API tokens
+    Route("/settings/logins", logins.logins, name="logins", methods=GET_POST),
+    Route("/settings/logins/{username}/delete", logins.login_delete, name="login_delete", methods=["POST"]),
+    Route("/settings/tokens", logins.tokens, name="tokens", methods=GET_POST),
+    Route("/settings/tokens/{token_id:int}/delete", logins.token_delete, name="token_delete", methods=["POST"]),
+    # Automatic client configuration (public)
+    Route("/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig.autoconfig, name="autoconfig_wellknown"),
+    Route("/mail/config-v1.1.xml", autoconfig.autoconfig, name="autoconfig"),
+    Route("/autodiscover/autodiscover.xml", autoconfig.autodiscover, name="autodiscover", methods=GET_POST),
+    Route("/Autodiscover/Autodiscover.xml", autoconfig.autodiscover, name="autodiscover_ms", methods=GET_POST),
+]
+
