@@ -20,7 +20,7 @@ from .services.accounts import AccountService
 from .services.auth import Authenticator
 from .services.events import EventBus
 from .services.sessions import SessionRegistry
-from .store import Store
+from .store import AccountChanged, Store
 from .tls import server_context
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Postoffice:
     servers: dict[str, asyncio.AbstractServer] = field(default_factory=dict)
     bound: dict[str, HostPort] = field(default_factory=dict)
     _web: Any = None
+    _web_task: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -91,6 +92,33 @@ class Postoffice:
         except OSError as exc:
             await self.stop()
             raise ConfigError(f"cannot listen on {addr} for {name}: {exc.strerror or exc}") from None
+        self._tasks.append(asyncio.ensure_future(self._watch_other_processes()))
+        self._tasks.append(asyncio.ensure_future(self._collect_garbage()))
+
+    async def _watch_other_processes(self, interval: float = 2.0) -> None:
+        """The CLI writes to the same database from another process; when it commits, re-check
+        the open sessions so a protocol switched off with `postoffice account set` takes effect."""
+        seen = await self.store.data_version()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                version = await self.store.data_version()
+            except Exception:  # noqa: BLE001 - the store is closing
+                return
+            if version != seen:
+                seen = version
+                self.bus.publish([AccountChanged(None)])
+
+    async def _collect_garbage(self, interval: float = 3600.0) -> None:
+        """Remove message files nothing references any more (after expunges), hourly."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.store.collect_garbage()
+                if removed:
+                    log.info("removed %d unreferenced message files", removed)
+            except Exception:  # noqa: BLE001 - retried next hour
+                log.exception("garbage collection failed")
 
     async def _start_web(self, addr: HostPort) -> None:
         import uvicorn
@@ -113,6 +141,7 @@ class Postoffice:
                                 proxy_headers=False, server_header=False)
         self._web = EmbeddedServer(config)
         task = asyncio.ensure_future(self._web.serve(sockets=[sock]))
+        self._web_task = task
         self._tasks.append(task)
         while not self._web.started and not task.done():
             await asyncio.sleep(0.01)
@@ -134,10 +163,13 @@ class Postoffice:
         self.servers.clear()
         if self._web is not None:
             self._web.should_exit = True
-            for task in self._tasks:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 5)
-            self._web = None
+        for task in self._tasks:
+            if task is not self._web_task:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 5)
+        self._tasks.clear()
+        self._web = None
 
     def close(self) -> None:
         self.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,9 @@ def test_handshake_with_generated_certificate_is_tls12_or_better(tmp_path: Path)
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname = False
     old.verify_mode = ssl.CERT_NONE
-    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # that is the point: an old client
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         handshake(ctx, old, "localhost")
 

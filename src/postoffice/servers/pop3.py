@@ -37,6 +37,7 @@ without bound.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from typing import Any
@@ -121,6 +122,7 @@ class Pop3Handler:
 
     async def run(self) -> None:
         conn, pconn, session = self.conn, self.pconn, self.session
+        loop = asyncio.get_running_loop()
         try:
             self._emit(pconn.send(session.greeting()))
             while not self.done:
@@ -133,13 +135,14 @@ class Pop3Handler:
                     if conn.closed:
                         break
                     self.idle = True
+                    timer = loop.call_later(self.timeout, self._timed_out)
                     try:
-                        data = await conn.read(self.timeout)
-                    except TimeoutError:
-                        self._timed_out()
-                        break
+                        data = await conn.read()
                     finally:
+                        timer.cancel()
                         self.idle = False
+                    if self.done:
+                        break  # timed out or terminated: the client has been told
                     pconn.receive_data(data)
                     continue
                 await self._perform(session.handle(event))
@@ -149,9 +152,22 @@ class Pop3Handler:
             await conn.close()
 
     def _timed_out(self) -> None:
+        """RFC 1939 §3 autologout: close without entering UPDATE, so nothing is deleted."""
+        if self.done or not self.idle:
+            return
         log.info("POP3 %s from %s: idle for %.0f s, closing (nothing deleted)",
                  self.session.username or "(not logged in)", self.conn.remote_ip, self.timeout)
+        self.done = True
         self._emit(self.pconn.send(Err("autologout: idle for too long, nothing was deleted")))
+        self._close_now()
+
+    def _close_now(self) -> None:
+        """From outside the loop while it waits for input: write what is pending and close;
+        the pending read then returns b"" and the loop ends."""
+        self.conn.write(b"".join(self._out))
+        self._out, self._out_size = [], 0
+        self.conn.closed = True
+        self.conn.writer.close()
 
     def _finish(self) -> None:
         """Whatever way the session ended: unlock, unregister. Never deletes anything."""
@@ -314,12 +330,9 @@ class Pop3Handler:
         if self.terminated or self.done:
             return
         self.terminated = reason
-        if self.idle:  # tell the client now; the pending read then returns b"" and the loop ends
+        if self.idle:  # tell the client now
             self._say_terminated()
-            self.conn.write(b"".join(self._out))
-            self._out, self._out_size = [], 0
-            self.conn.closed = True
-            self.conn.writer.close()
+            self._close_now()
         # else the loop says it as soon as the reply being sent is out
 
     def _say_terminated(self) -> None:

@@ -119,6 +119,10 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    async def data_version(self) -> int:
+        """Changes whenever another process (the CLI) commits to the database."""
+        return int(await self.db.read(lambda tx: tx.scalar("PRAGMA data_version")))
+
     # == settings ==============================================================================
 
     async def get_setting(self, name: str) -> str | None:
