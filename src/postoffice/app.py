@@ -51,6 +51,10 @@ class Postoffice:
     _web: Any = None
     _web_task: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # -- issue #7: outbound queue worker, inbound SPF/DKIM/DMARC checker, DKIM signer --
+    worker: Any = None
+    inbound_checker: Any = None
+    dkim_signer: Any = None
 
     @classmethod
     def open(cls, config: Config) -> Postoffice:
@@ -77,6 +81,7 @@ class Postoffice:
         """Bind every configured listener. Raises ConfigError naming a port that is taken."""
         domains = [d.name for d in await self.store.list_domains()]
         self.tls = server_context(self.config, domains)
+        self._start_outbound()  # issue #7
         limiter = ConnectionLimiter(self.config.limits.max_connections_per_ip, self.config.limits.max_connections)
         try:
             for name, addr in self.config.listen.addresses().items():
@@ -148,7 +153,24 @@ class Postoffice:
         if task.done():
             task.result()
 
+    def _start_outbound(self) -> None:
+        """Issue #7: the queue worker ([outbound] enabled) and the mail-authentication hooks."""
+        from .outbound.worker import QueueWorker
+        from .services.mailauth import DkimSigner, InboundChecker
+
+        if self.inbound_checker is None:
+            self.inbound_checker = InboundChecker(self.config)
+        if self.dkim_signer is None:
+            self.dkim_signer = DkimSigner(self.store, self.config)
+        if self.config.outbound.enabled and self.worker is None:
+            self.worker = QueueWorker(self.store, self.config)
+            self.worker.start()
+
     async def stop(self) -> None:
+        if self.worker is not None:  # issue #7: stop claiming queue entries first
+            with contextlib.suppress(Exception):
+                await self.worker.stop()
+            self.worker = None
         for server in self.servers.values():
             server.close()
         for session in self.sessions.all():

@@ -374,6 +374,130 @@ def alias_remove(ctx: Context, address: str) -> None:
     console.print(f"removed alias {address}")
 
 
+# -- queue (issue #7) -------------------------------------------------------------------------
+
+
+def _queue_run(ctx: Context, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(QueueService)``; an unknown id is a one-line error."""
+    from .services.queue import QueueError, QueueService
+
+    async def wrapped(svc: AccountService) -> T:
+        try:
+            return await work(QueueService(svc.store))
+        except QueueError as exc:
+            raise UserError(str(exc)) from None
+    return ctx.run(wrapped)
+
+
+def _when(ts: float) -> str:
+    import time
+
+    if ts <= 0:
+        return "now"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@main.group()
+def queue() -> None:
+    """The outbound queue: mail waiting for remote servers."""
+
+
+@queue.command("list")
+@pass_ctx
+def queue_list(ctx: Context) -> None:
+    entries = _queue_run(ctx, lambda q: q.list())
+    if not entries:
+        console.print("the queue is empty")
+        return
+    table = Table("id", "from", "to (pending)", "size", "queued", "attempts", "next attempt", "last error")
+    for e in entries:
+        pending = [r.recipient for r in e.pending]
+        table.add_row(str(e.id), e.mail_from or "<>", ", ".join(pending[:3]) + (" ..." if len(pending) > 3 else ""),
+                      format_size(e.size), _when(e.created_at), str(e.attempts), _when(e.next_attempt),
+                      e.last_error[:60])
+    console.print(table)
+
+
+@queue.command("show")
+@click.argument("queue_id", type=int)
+@pass_ctx
+def queue_show(ctx: Context, queue_id: int) -> None:
+    entry, head = _queue_run(ctx, lambda q: q.show(queue_id))
+    console.print(f"[bold]queue entry {entry.id}[/]  from <{entry.mail_from}>  {format_size(entry.size)}", highlight=False)
+    console.print(f"queued {_when(entry.created_at)}, {entry.attempts} attempt(s), next {_when(entry.next_attempt)}",
+                  highlight=False)
+    table = Table("recipient", "status", "last result")
+    for r in entry.recipients:
+        table.add_row(r.recipient, r.status, r.last_error)
+    console.print(table)
+    console.print(head.decode("utf-8", "replace"), highlight=False, markup=False)
+
+
+@queue.command("retry")
+@click.argument("queue_id", type=int, required=False)
+@click.option("--all", "all_", is_flag=True, help="Retry every entry now.")
+@pass_ctx
+def queue_retry(ctx: Context, queue_id: int | None, all_: bool) -> None:
+    if queue_id is None and not all_:
+        fail("give a queue id or --all")
+    count = _queue_run(ctx, lambda q: q.retry(None if all_ else queue_id))
+    console.print(f"{count} entr{'y' if count == 1 else 'ies'} will be retried now")
+
+
+@queue.command("delete")
+@click.argument("queue_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def queue_delete(ctx: Context, queue_id: int, yes: bool) -> None:
+    if not yes:
+        click.confirm(f"Delete queue entry {queue_id} without telling the sender?", abort=True)
+    _queue_run(ctx, lambda q: q.delete(queue_id))
+    console.print(f"deleted queue entry {queue_id}")
+
+
+# -- DKIM (issue #7) --------------------------------------------------------------------------
+
+
+@main.group()
+def dkim() -> None:
+    """DKIM keys of hosted domains and the DNS records to publish."""
+
+
+def _dkim_print(records: list[tuple[str, str]], domain: str) -> None:
+    table = Table("name", "type", "value", title=f"DKIM records to publish for {domain}")
+    for name, value in records:
+        table.add_row(name, "TXT", value)
+    console.print(table)
+    # The plain form is easy to copy into a zone or a DNS provider's form (no table wrapping).
+    for name, value in records:
+        click.echo(f'{name}. IN TXT "{value}"')
+
+
+def _dkim_command(ctx: Context, domain: str) -> list[tuple[str, str]]:
+    from .services.mailauth import dkim_records
+
+    async def work(svc: AccountService) -> list[tuple[str, str]]:
+        d = await svc.domain(domain)  # unknown domain: one-line error
+        return await dkim_records(svc.store, d.name, ctx.config)
+    return ctx.run(work)
+
+
+@dkim.command("generate")
+@click.argument("domain_name")
+@pass_ctx
+def dkim_generate(ctx: Context, domain_name: str) -> None:
+    """Create the domain's RSA-2048 and Ed25519 keys (if it has none) and show the records."""
+    _dkim_print(_dkim_command(ctx, domain_name), domain_name.lower())
+
+
+@dkim.command("show")
+@click.argument("domain_name")
+@pass_ctx
+def dkim_show(ctx: Context, domain_name: str) -> None:
+    """Show the TXT records to publish (keys are created on first use)."""
+    _dkim_print(_dkim_command(ctx, domain_name), domain_name.lower())
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}

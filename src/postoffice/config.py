@@ -111,6 +111,23 @@ class Outbound:
     smarthost_password: str = ""
     smarthost_tls: str = "starttls"  # starttls | tls | none
     dmarc_reject_action: str = "reject"  # reject | quarantine
+    # -- queue runner and DKIM signing (issue #7) --
+    enabled: bool = True  # run the queue worker inside `postoffice serve`
+    concurrency: int = 20  # queue entries delivered at the same time
+    retry_interval: int = 300  # first retry after a temporary failure; doubles each time
+    retry_max_interval: int = 2 * 3600  # ... up to this interval
+    mta_sts: bool = True  # honour MTA-STS policies (RFC 8461)
+    dkim_sign: bool = True  # DKIM-sign mail submitted by our users
+    dkim_selector_rsa: str = "po-rsa"  # selectors used when keys are generated
+    dkim_selector_ed25519: str = "po-ed25519"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """Checks on mail arriving on port 25 (issue #7)."""
+
+    verify: bool = True  # SPF, DKIM and DMARC with an Authentication-Results header
+    reject_spf_fail: bool = False  # SPF "fail" rejects when the domain has no DMARC record
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     security: Security = field(default_factory=Security)
     outbound: Outbound = field(default_factory=Outbound)
+    inbound: Inbound = field(default_factory=Inbound)
     panel: Panel = field(default_factory=Panel)
     source: str = ""  # the file this came from, for messages
 
@@ -242,5 +260,7 @@ def validate(config: Config) -> None:
         HostPort.parse(config.outbound.smarthost, f"{config.source}: outbound.smarthost")
     if config.outbound.dmarc_reject_action not in ("reject", "quarantine"):
         raise ConfigError(f"{config.source}: outbound.dmarc_reject_action must be reject or quarantine")
+    if config.outbound.concurrency < 1 or config.outbound.retry_interval < 1:
+        raise ConfigError(f"{config.source}: outbound.concurrency and outbound.retry_interval must be at least 1")
     if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):
         raise ConfigError(f"{config.source}: outbound.smarthost_tls must be starttls, tls or none")

@@ -35,6 +35,10 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
         "data_dir": str(data_dir),
         "listen": dict(LISTEN_ALL_EPHEMERAL),
         "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "throttle_max_delay": 0.05},
+        # Issue #7: no test talks to real DNS or remote servers unless it asks to (outbound tests
+        # pass outbound={"enabled": True, "dns": ..., "smtp_port": ...}, inbound={"verify": True}).
+        "outbound": {"enabled": False},
+        "inbound": {"verify": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -168,6 +168,9 @@ class Pop3Handler:
         self._out, self._out_size = [], 0
         self.conn.closed = True
         self.conn.writer.close()
+        # A TLS close waits for the peer's close_notify before the reader sees EOF; the loop
+        # must not wait for that (it holds the maildrop lock): wake it now.
+        self.conn.reader.feed_eof()
 
     def _finish(self) -> None:
         """Whatever way the session ended: unlock, unregister. Never deletes anything."""
@@ -189,7 +192,23 @@ class Pop3Handler:
             self.conn.write(out[0] if len(out) == 1 else b"".join(out))
             self._out = []
             self._out_size = 0
-        await self.conn.drain()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the transport takes more output; a client that stops reading for
+        ``command_timeout`` is cut off (it would otherwise hold the maildrop lock forever)."""
+        timer = asyncio.get_running_loop().call_later(self.timeout, self._write_stalled)
+        try:
+            await self.conn.drain()
+        finally:
+            timer.cancel()
+
+    def _write_stalled(self) -> None:
+        log.info("POP3 %s from %s: not reading for %.0f s, closing (nothing deleted)",
+                 self.session.username or "(not logged in)", self.conn.remote_ip, self.timeout)
+        self.done = True
+        self.conn.closed = True
+        self.conn.writer.transport.abort()  # the pending drain fails and the loop ends
 
     async def _reply(self, reply: Any) -> None:
         if isinstance(reply, MultiLine):
@@ -201,7 +220,7 @@ class Pop3Handler:
                     self._out = []
                     self._out_size = 0
                 self.conn.write(body)
-                await self.conn.drain()
+                await self._drain()
                 return
             self._emit(body)
         else:
@@ -287,7 +306,7 @@ class Pop3Handler:
             high = transport.get_write_buffer_limits()[1]
             transport.set_write_buffer_limits(high=0)
             try:
-                await self.conn.drain()
+                await self._drain()
             finally:
                 if not transport.is_closing():
                     transport.set_write_buffer_limits(high=high)

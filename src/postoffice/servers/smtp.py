@@ -1,21 +1,547 @@
-"""SMTP listener placeholder: greets and says goodbye (the SMTP server replaces it)."""
+"""The SMTP server: port 25 (mail from other servers), 587 (STARTTLS submission), 465 (TLS).
+
+The socket loop feeds bytes to the sans-IO :class:`SmtpConnection` (protocols/smtp), which
+answers syntax and sequence errors itself; this module makes the business decisions and tells
+the connection the outcome (see the connection module's docstring for the split).
+
+Modes (``SmtpServer(app, mode)``):
+
+* ``smtp`` (port 25, MTA): no AUTH at all; RCPT only for hosted domains (550 5.7.1 relaying
+  denied otherwise: never an open relay) and existing addresses, aliases, plus-addresses or a
+  catch-all (550 5.1.1 otherwise); STARTTLS offered. An optional :attr:`SmtpServer.inbound_checker`
+  (SPF/DKIM/DMARC) sees each message before delivery.
+* ``submission`` (587): STARTTLS; AUTH PLAIN/LOGIN only under TLS (unless the security
+  settings allow plaintext); MAIL needs AUTH (530 5.7.0); the envelope sender and every From
+  address must be the account or one of its aliases (553 5.7.1); local recipients are
+  delivered, others queued. Per-account send rate (450 4.7.1).
+* ``submissions`` (465): the same over implicit TLS.
+
+Every message is acknowledged with 250 only after ``Delivery.commit`` returned, i.e. after the
+store's fsynced commit. Replies to pipelined commands (RFC 2920) are collected and written in
+one go when the session waits for input. Timeouts: ``limits.command_timeout`` for every read
+(RFC 5321 §4.5.3.2: at least five minutes), then 421 4.4.2.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
+from ..mail.address import InvalidAddress, normalize_address
+from ..protocols import sasl
+from ..protocols.smtp import (
+    NEED_DATA,
+    Auth,
+    AuthResponse,
+    Bdat,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    Expn,
+    Extensions,
+    Helo,
+    Help,
+    InvalidCommand,
+    LineTooLong,
+    MailFrom,
+    MessageReceived,
+    MessageRejected,
+    Noop,
+    Quit,
+    RcptTo,
+    Reply,
+    Rset,
+    SmtpConnection,
+    StartTls,
+    TooManyErrors,
+    Vrfy,
+    auth_challenge,
+    ehlo_reply,
+    greeting,
+    helo_reply,
+)
+from ..protocols.smtp import replies as r
+from ..services.auth import AuthStatus
+from ..services.delivery import (
+    MAX_HOPS,
+    Delivery,
+    Envelope,
+    SendRateLimiter,
+    Trace,
+    from_addresses,
+    hop_count,
+    new_queue_id,
+    protocol_name,
+)
+from ..services.sessions import OpenSession
+from ..store import NotFound, QuotaExceeded
 from .listener import Connection
+
+log = logging.getLogger(__name__)
+
+#: Extensions we advertise: no DSN (the queue does not keep NOTIFY/ORCPT yet) and no
+#: BINARYMIME (bodies are stored in canonical CRLF form).
+EXTENSIONS = Extensions(eightbitmime=True, binarymime=False, smtputf8=True, dsn=False)
+MECHANISMS = ("PLAIN", "LOGIN")
+#: Unknown recipients in one session before each further one is slowed down, and before the
+#: session is closed (address harvesting).
+TARPIT_AFTER = 3
+MAX_BAD_RECIPIENTS = 20
+
+R221 = r.R221_BYE
+R250_OK = r.R250_OK
+R252 = r.R252_CANNOT_VRFY
+R252_EXPN = Reply(252, "2.5.0", "Cannot EXPN list, but will accept message and attempt delivery")
+R503_NO_AUTH = Reply(503, "5.5.1", "Authentication not enabled on this port")
+R530_AUTH_REQUIRED = r.R530_AUTH_REQUIRED
+R550_RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
+R550_USER_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: user unknown")
+R553_SENDER = Reply(553, "5.7.1", "Sender address rejected: not owned by the authenticated user")
+R553_FROM = Reply(553, "5.7.1", "From header rejected: not owned by the authenticated user")
+R450_RATE = Reply(450, "4.7.1", "Sending rate limit exceeded for this address; try again later")
+R452_TOO_MANY_RCPTS = r.R452_TOO_MANY_RCPTS
+R452_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full; try again later")
+R552_MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: the message exceeds the mailbox quota")
+R452_NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage")
+R451_LOCAL_ERROR = r.R451_LOCAL_ERROR
+R451_CHECK_FAILED = Reply(451, "4.7.1", "Cannot verify the message now; try again later")
+R550_POLICY = Reply(550, "5.7.1", "Message rejected by policy")
+R554_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop detected")
+R421_BAD_RCPTS = Reply(421, "4.7.0", "Too many unknown recipients, closing connection")
+R501_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
+R454_THROTTLED = Reply(454, "4.7.0", "Too many failed logins; try again later")
+
+
+class InboundVerdictLike(Protocol):
+    """What an inbound checker returns (``authn.inbound.InboundVerdict`` fits).
+
+    ``header``: trace header(s) to prepend, CRLF-terminated (b"" for none).
+    ``action``: ``accept`` (INBOX), ``quarantine`` (the Junk folder), ``reject`` (550 5.7.1,
+    text from an optional ``reject_reply`` attribute such as ``"5.7.1 Rejected per DMARC"``)
+    or ``defer`` (451 4.7.1, e.g. a temporary DNS failure).
+    """
+
+    header: bytes
+    action: str
+
+
+#: ``await checker(client_ip, helo, mail_from, message)``: mail_from without brackets, ""
+#: for the null sender; message is the received text without our trace headers.
+InboundChecker = Callable[[str, str, str, bytes], Awaitable[InboundVerdictLike]]
+
+T = TypeVar("T")
+
+
+def _shared(app: Any, name: str, factory: Callable[[], T]) -> T:
+    """One object per Postoffice for all three SMTP listeners (the send-rate window must
+    count 587 and 465 together)."""
+    attrs = app.__dict__
+    if name not in attrs:
+        attrs[name] = factory()
+    return attrs[name]  # type: ignore[no-any-return]
 
 
 class SmtpServer:
+    """One listener's SMTP service; ``handle`` runs one session."""
+
+    #: Port 25 only: set to an :data:`InboundChecker` to check SPF/DKIM/DMARC before delivery.
+    inbound_checker: InboundChecker | None = None
+
     def __init__(self, app: Any, mode: str) -> None:
+        if mode not in ("smtp", "submission", "submissions"):
+            raise ValueError(f"unknown SMTP mode {mode!r}")
         self.app = app
         self.mode = mode
+        self.submission = mode != "smtp"
+        config = app.config
+        self.hostname: str = config.hostname
+        self.delivery: Delivery = _shared(app, "smtp_delivery", lambda: Delivery(app.store, config.hostname))
+        self.send_rate: SendRateLimiter = _shared(
+            app, "smtp_send_rate", lambda: SendRateLimiter(config.limits.send_rate_per_hour))
 
     async def handle(self, conn: Connection) -> None:
-        await conn.send(f"220 {self.app.config.hostname} ESMTP postoffice\r\n".encode())
-        while data := await conn.read(300):
-            if data.strip().upper().startswith(b"QUIT"):
-                await conn.send(b"221 2.0.0 Bye\r\n")
+        await SmtpSession(self, conn).run()
+
+
+class SmtpSession:
+    def __init__(self, server: SmtpServer, conn: Connection) -> None:
+        self.server = server
+        self.app = server.app
+        self.conn = conn
+        config = self.app.config
+        self.limits = config.limits
+        self.security = config.security
+        self.sm = SmtpConnection(max_message_size=self.limits.max_message_size, tls=conn.tls,
+                                 extensions=EXTENSIONS)
+        self.out = bytearray()
+        self.helo = ""
+        self.account: Any = None
+        self.envelope: Envelope | None = None
+        self.smtputf8 = False
+        self.size_hint = 0
+        self.mechanism: sasl.ServerMechanism | None = None
+        self.session: OpenSession | None = None
+        self.bad_recipients = 0
+        self.closing = False
+        self.busy = True
+        self.terminated: str | None = None
+
+    # -- I/O ----------------------------------------------------------------------------
+
+    def reply(self, reply: Reply) -> None:
+        self.out += bytes(reply)
+
+    async def flush(self) -> None:
+        if self.out:
+            self.conn.write(bytes(self.out))
+            self.out.clear()
+            await self.conn.drain()
+
+    async def run(self) -> None:
+        self.reply(greeting(self.server.hostname))
+        try:
+            while not self.closing:
+                event = self.sm.next_event()
+                if event is NEED_DATA:
+                    await self.flush()
+                    if self.terminated:
+                        self.reply(Reply(421, "4.7.0", self.terminated))
+                        break
+                    if self.conn.closed:
+                        break
+                    self.busy = False
+                    try:
+                        data = await self.conn.read(self.limits.command_timeout)
+                    except (TimeoutError, asyncio.TimeoutError):
+                        self.busy = True
+                        if not self.terminated:
+                            self.reply(r.R421_TIMEOUT)
+                        break
+                    self.busy = True
+                    if self.terminated:
+                        break
+                    self.sm.receive_data(data)
+                    continue
+                await self.dispatch(event)
+                if self.terminated and not self.closing:
+                    self.reply(Reply(421, "4.7.0", self.terminated))
+                    break
+        finally:
+            if self.session is not None:
+                self.app.sessions.remove(self.session)
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the peer is gone; nothing left to tell it
+                pass
+
+    async def _terminate(self, reason: str) -> None:
+        """Called by the session registry (SMTP switched off) or at shutdown."""
+        self.terminated = reason
+        if not self.busy:  # idle, waiting for a command: tell the client and hang up now
+            self.conn.write(bytes(Reply(421, "4.7.0", reason)))
+            await self.conn.close()
+
+    # -- events -------------------------------------------------------------------------
+
+    async def dispatch(self, event: Any) -> None:
+        if isinstance(event, MessageReceived):
+            await self.message(event.data)
+        elif isinstance(event, RcptTo):
+            await self.rcpt(event)
+        elif isinstance(event, MailFrom):
+            await self.mail(event)
+        elif isinstance(event, Data):
+            self.reply(r.R354_START_DATA)
+            self.sm.begin_data()
+        elif isinstance(event, Bdat):
+            self.reply(Reply(250, "2.0.0", f"{event.size} octets received"))
+        elif isinstance(event, (Ehlo, Helo)):
+            self.helo = event.domain
+            self.envelope = None
+            if isinstance(event, Ehlo):
+                self.reply(ehlo_reply(self.server.hostname, self.ehlo_keywords()))
+            else:
+                self.reply(helo_reply(self.server.hostname))
+        elif isinstance(event, InvalidCommand):
+            self.reply(event.reply)
+        elif isinstance(event, MessageRejected):
+            self.envelope = None
+            self.reply(event.reply)
+        elif isinstance(event, AuthResponse):
+            await self.auth_response(event.line)
+        elif isinstance(event, Auth):
+            await self.auth(event)
+        elif isinstance(event, StartTls):
+            await self.starttls()
+        elif isinstance(event, Rset):
+            self.envelope = None
+            self.reply(r.R250_RESET)
+        elif isinstance(event, Noop):
+            self.reply(R250_OK)
+        elif isinstance(event, Quit):
+            self.reply(R221)
+            self.closing = True
+        elif isinstance(event, Vrfy):
+            self.reply(R252)  # never reveal whether an address exists
+        elif isinstance(event, Expn):
+            self.reply(R252_EXPN)
+        elif isinstance(event, Help):
+            self.reply(r.R214_HELP)
+        elif isinstance(event, LineTooLong):
+            self.mechanism = None
+            self.reply(event.reply)
+        elif isinstance(event, TooManyErrors):
+            self.reply(event.reply)
+            self.closing = True
+        elif isinstance(event, ConnectionClosed):
+            self.closing = True
+        else:  # pragma: no cover - every event type is handled above
+            log.error("unhandled SMTP event %r", event)
+            self.reply(R451_LOCAL_ERROR)
+
+    # -- greeting, TLS, AUTH ------------------------------------------------------------
+
+    def auth_allowed(self) -> bool:
+        """AUTH is offered on submission under TLS, or without TLS only when allowed."""
+        if not self.server.submission:
+            return False
+        return (self.conn.tls or self.security.allow_plaintext_auth
+                or (self.security.allow_plaintext_auth_loopback and self.conn.is_loopback))
+
+    def ehlo_keywords(self) -> list[str]:
+        starttls = self.server.mode != "submissions" and self.app.tls is not None
+        return self.sm.ehlo_keywords(starttls=starttls, auth=MECHANISMS if self.auth_allowed() else ())
+
+    async def starttls(self) -> None:
+        context = self.app.tls
+        if context is None or self.server.mode == "submissions":
+            self.reply(r.R454_TLS_UNAVAILABLE)
+            return
+        self.reply(r.R220_READY_TLS)
+        await self.flush()
+        if self.sm.start_tls():
+            # RFC 3207 §4.2 / CVE-2011-0411: commands pipelined after STARTTLS are dropped.
+            log.info("discarded plaintext pipelined after STARTTLS from %s", self.conn.remote_ip)
+        if not await self.conn.start_tls(context):
+            self.closing = True
+            return
+        self.helo = ""
+        self.envelope = None
+
+    async def auth(self, cmd: Auth) -> None:
+        if not self.server.submission:
+            self.reply(R503_NO_AUTH)
+            return
+        if not self.auth_allowed():
+            self.reply(r.R530_NEED_TLS)
+            return
+        mechanism = sasl.server_mechanism(cmd.mechanism) if cmd.mechanism in MECHANISMS else None
+        if mechanism is None:
+            self.reply(r.R504_UNKNOWN_MECHANISM)
+            return
+        await self.auth_step(mechanism, mechanism.start(cmd.initial_response))
+
+    async def auth_response(self, line: bytes) -> None:
+        mechanism, self.mechanism = self.mechanism, None
+        if mechanism is None:  # pragma: no cover - the connection only expects one after 334
+            self.reply(r.R503_BAD_SEQUENCE)
+            return
+        decoded = sasl.decode_response(line)
+        if decoded is sasl.CANCELLED:
+            self.reply(r.R501_AUTH_CANCELLED)
+        elif decoded is sasl.INVALID:
+            self.reply(r.R501_BAD_BASE64)
+        else:
+            assert isinstance(decoded, bytes)
+            await self.auth_step(mechanism, mechanism.step(decoded))
+
+    async def auth_step(self, mechanism: sasl.ServerMechanism, step: sasl.Step) -> None:
+        if isinstance(step, sasl.Challenge):
+            self.mechanism = mechanism
+            self.reply(auth_challenge(sasl.encode_challenge(step.data)))
+            self.sm.expect_auth_response()
+            return
+        if isinstance(step, sasl.SaslFailure):
+            self.reply(r.R535_AUTH_FAILED)
+            return
+        if step.authzid and _norm(step.authzid) != _norm(step.username):
+            self.reply(R501_AUTHZID)  # acting as someone else is not supported
+            return
+        result = await self.app.auth.authenticate(step.username, step.password, self.conn.remote_ip, "smtp")
+        if result.status is AuthStatus.OK:
+            self.account = result.account
+            self.sm.auth_succeeded()
+            self.reply(r.R235_AUTH_OK)
+            self.session = self.app.sessions.add(OpenSession(
+                protocol="smtp", account_id=result.account.id, address=result.account.address,
+                remote=self.conn.remote_ip, tls=self.conn.tls, port=self.conn.local_port,
+                terminate=self._terminate))
+        elif result.status is AuthStatus.REFUSED:
+            self.reply(Reply(535, "5.7.1", result.reason))
+        elif result.status is AuthStatus.THROTTLED:
+            self.reply(R454_THROTTLED)
+        else:
+            self.reply(r.R535_AUTH_FAILED)
+
+    # -- the mail transaction -----------------------------------------------------------
+
+    async def mail(self, cmd: MailFrom) -> None:
+        mail_from = str(cmd.address) if cmd.address is not None else ""
+        if self.server.submission:
+            if self.account is None:
+                self.reply(R530_AUTH_REQUIRED)
                 return
-            await conn.send(b"502 5.5.1 Not implemented yet\r\n")
+            if not mail_from or not await self.server.delivery.may_send_as(self.account, mail_from):
+                self.reply(R553_SENDER)
+                return
+            if not self.server.send_rate.allows(self.account.id):
+                self.reply(R450_RATE)
+                return
+        self.envelope = Envelope(mail_from, account=self.account)
+        self.smtputf8 = cmd.params.smtputf8
+        self.size_hint = cmd.params.size or 0
+        self.reply(r.R250_SENDER_OK)
+        self.sm.accept_mail()
+
+    async def rcpt(self, cmd: RcptTo) -> None:
+        envelope = self.envelope
+        assert envelope is not None
+        if len(envelope.routes) >= self.limits.max_recipients:
+            self.reply(R452_TOO_MANY_RCPTS)
+            return
+        delivery = self.server.delivery
+        if cmd.address.domain == "":  # <Postmaster> (RFC 5321 §4.1.1.3)
+            target = await delivery.postmaster_address()
+            route = await delivery.route(target) if target else None
+            if route is None or route.unknown:
+                await self.unknown_recipient()
+                return
+        else:
+            route = await delivery.route(str(cmd.address))
+        if route.foreign:
+            if not self.server.submission:
+                self.reply(R550_RELAY_DENIED)
+                return
+        elif route.unknown:
+            await self.unknown_recipient()
+            return
+        if self.server.submission and not self.server.send_rate.allows(
+                self.account.id, len(envelope.routes) + 1):
+            self.reply(R450_RATE)
+            return
+        full = await self.mailbox_full(route.quota)
+        if full is not None:
+            self.reply(full)
+            return
+        envelope.routes.append(route)
+        self.reply(r.R250_RCPT_OK)
+        self.sm.accept_rcpt()
+
+    async def unknown_recipient(self) -> None:
+        # One reply for every unknown address: 550 5.1.1 says no more than that. Repeated
+        # misses are slowed down and then cut off, which makes harvesting expensive.
+        self.bad_recipients += 1
+        if self.bad_recipients >= MAX_BAD_RECIPIENTS:
+            self.reply(R421_BAD_RCPTS)
+            self.closing = True
+            return
+        if self.bad_recipients > TARPIT_AFTER:
+            await asyncio.sleep(min(0.5 * (self.bad_recipients - TARPIT_AFTER), 5.0))
+        self.reply(R550_USER_UNKNOWN)
+
+    async def mailbox_full(self, quotas: dict[int, int]) -> Reply | None:
+        """RCPT-time quota check (RFC 1870 SIZE when given): 452 4.2.2 / 552 5.2.2."""
+        for account_id, quota in quotas.items():
+            if not quota:
+                continue
+            if self.size_hint > quota:
+                return R552_MAILBOX_FULL
+            used = await self.app.store.quota_used(account_id)
+            if used + self.size_hint > quota or used >= quota:
+                return R452_MAILBOX_FULL
+        return None
+
+    async def message(self, data: bytes) -> None:
+        envelope, self.envelope = self.envelope, None
+        if envelope is None or not envelope.routes:  # pragma: no cover - the connection prevents it
+            self.reply(r.R554_TRANSACTION_FAILED)
+            return
+        if hop_count(data) >= MAX_HOPS:
+            self.reply(R554_HOPS)
+            return
+        mailbox = "INBOX"
+        extra = b""
+        if self.server.submission:
+            senders = from_addresses(data)
+            if not senders:
+                self.reply(R553_FROM)
+                return
+            for sender in senders:
+                if not await self.server.delivery.may_send_as(self.account, sender):
+                    self.reply(R553_FROM)
+                    return
+        elif self.server.inbound_checker is not None:
+            verdict = await self.check_inbound(envelope, data)
+            if isinstance(verdict, Reply):
+                self.reply(verdict)
+                return
+            if verdict is not None:
+                extra = verdict.header or b""
+                if extra and not extra.endswith(b"\r\n"):
+                    extra += b"\r\n"
+                if verdict.action == "quarantine":
+                    mailbox = "Junk"
+        trace = Trace(
+            helo=self.helo, remote_ip=self.conn.remote_ip, queue_id=new_queue_id(),
+            protocol=protocol_name(esmtp=self.sm.esmtp, tls=self.conn.tls,
+                                   authenticated=self.account is not None, utf8=self.smtputf8),
+        )
+        try:
+            done = await self.server.delivery.commit(envelope, data, trace, extra_headers=extra, mailbox=mailbox)
+        except QuotaExceeded:
+            too_big = any(q and len(data) > q for route in envelope.routes for q in route.quota.values())
+            self.reply(R552_MAILBOX_FULL if too_big else R452_MAILBOX_FULL)
+            return
+        except OSError as exc:
+            log.error("cannot store message from %s: %s", self.conn.remote_ip, exc)
+            self.reply(R452_NO_SPACE)
+            return
+        except NotFound as exc:  # a recipient was removed during the transaction
+            log.warning("delivery from %s failed: %s", self.conn.remote_ip, exc)
+            self.reply(R451_LOCAL_ERROR)
+            return
+        except Exception:  # noqa: BLE001 - the client must hear a temporary failure
+            log.exception("delivery from %s failed", self.conn.remote_ip)
+            self.reply(R451_LOCAL_ERROR)
+            return
+        if self.server.submission and self.account is not None:
+            self.server.send_rate.record(self.account.id, envelope.recipient_count)
+        log.debug("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
+                  envelope.recipient_count, done.delivered, done.queued, len(data))
+        self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
+
+    async def check_inbound(self, envelope: Envelope, data: bytes) -> InboundVerdictLike | Reply | None:
+        checker = self.server.inbound_checker
+        assert checker is not None
+        try:
+            verdict = await checker(self.conn.remote_ip, self.helo, envelope.mail_from, data)
+        except Exception:  # noqa: BLE001 - a broken check must not lose mail
+            log.exception("inbound check failed for mail from %s", self.conn.remote_ip)
+            return None
+        if verdict.action == "reject":
+            text = str(getattr(verdict, "reject_reply", "") or "")
+            if text.startswith("5.7.1 "):
+                text = text[6:]
+            return R550_POLICY.with_text(text) if text else R550_POLICY
+        if verdict.action == "defer":
+            return R451_CHECK_FAILED
+        return verdict
+
+
+def _norm(address: str) -> str:
+    try:
+        return normalize_address(address)
+    except InvalidAddress:
+        return address.strip().lower()

@@ -118,7 +118,7 @@ class Authenticator:
         return self.failures.count(f"ip:{remote_ip}", now) >= limit or (
             bool(username) and self.failures.count(f"user:{username}", now) >= limit)
 
-    async def _fail(self, remote_ip: str, username: str) -> None:
+    async def record_failure(self, remote_ip: str, username: str) -> None:
         now = time.monotonic()
         self.failures.add(f"ip:{remote_ip}", now)
         if username:
@@ -150,7 +150,7 @@ class Authenticator:
                                         time.monotonic() + self.security.auth_cache_seconds)
         if not ok or account is None:
             log.info("failed login for %s from %s", address, remote_ip)
-            await self._fail(remote_ip, address)
+            await self.record_failure(remote_ip, address)
             return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password")
         self.failures.clear(f"user:{address}")
         domain = await self.store.get_domain_by_id(account.domain_id)

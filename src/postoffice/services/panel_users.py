@@ -108,7 +108,7 @@ class PanelUsers:
         row = await self.store.get_admin(name)
         ok = await self.auth.verify_hash(row["password_hash"] if row else None, password)
         if not ok or row is None:
-            await self.auth._fail(remote_ip, f"panel:{name}")  # the same throttling as the mail servers
+            await self.auth.record_failure(remote_ip, f"panel:{name}")  # the same throttling as the mail servers
             raise UserError("invalid username or password", "password")
         self.auth.failures.clear(f"user:panel:{name}")
         return await self.principal_for_admin(row)

@@ -170,6 +170,22 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (mailbox_id, uid)
         )""",
     ],
+    # 3 (issue #7, outbound): a queue entry is claimed by the worker delivering it until
+    # ``claimed_until`` (so one entry is never processed twice at once; a crashed worker's claim
+    # lapses). DKIM key pairs per domain, generated on demand (services/mailauth.py).
+    [
+        "ALTER TABLE queue ADD COLUMN claimed_until REAL",
+        """CREATE TABLE dkim_keys (
+            id INTEGER PRIMARY KEY,
+            domain TEXT NOT NULL,
+            selector TEXT NOT NULL,
+            algorithm TEXT NOT NULL,
+            private_key TEXT NOT NULL,
+            public_txt TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (domain, selector)
+        )""",
+    ],
 ]
 
 

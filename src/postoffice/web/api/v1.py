@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from ...services.accounts import UserError
-from ...services.panel_users import Forbidden, Principal
+from ...services.panel_users import Forbidden
 from ..operations import AddressChanges, Missing, Operations, session_dict
 
 bearer = HTTPBearer(auto_error=False, description="An API token from the panel's API tokens page")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -67,6 +66,3 @@ def page(fn: PageFn | None = None, *, staff: bool = True) -> Any:
         return endpoint
     return wrap(fn) if fn is not None else wrap
 
-
-def quoted(text: str) -> str:
-    return quote(text, safe="@")

@@ -1,0 +1,396 @@
+"""SMTP inbound benchmark: postoffice on port 25 against Postfix (+ Dovecot LMTP) on this machine.
+
+    .venv/bin/python bench/smtp_bench.py [--messages 2000] [--sessions 10] [--size 5120]
+                                         [--only postoffice|postfix]
+
+One load generator (asyncio, plain sockets, RFC 2920 pipelining: MAIL+RCPT+DATA in one write,
+then the text) sends N unique messages of about SIZE bytes over S parallel sessions to one
+local account, and times until the last 250.
+
+* postoffice: ``postoffice serve`` in a subprocess (temp data dir, SQLite). Its 250 means
+  "fsynced in the mailbox", so the acceptance time is also the in-mailbox time; the bench
+  checks that the INBOX holds every message right after the last 250.
+* Postfix: a private instance (``postfix -c <tmp>``) on a loopback port, relaying to a
+  private Dovecot (``dovecot -c <tmp>``) over LMTP, which writes a Maildir. Two figures:
+  acceptance (last 250, mail in Postfix's queue) and in-mailbox (Dovecot's Maildir holds all).
+  Needs root and the Debian packages postfix and dovecot-lmtpd; skipped (with a note) if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN = "bench.test"
+USER = f"user@{DOMAIN}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5) as s:
+                if s.recv(512).startswith(b"220"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered 220 on port {port}")
+
+
+def make_messages(count: int, size: int) -> list[bytes]:
+    filler_line = b"The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n"
+    out = []
+    for i in range(count):
+        head = (f"From: Load Generator <load@sender.example>\r\nTo: {USER}\r\n"
+                f"Subject: bench message {i}\r\nMessage-ID: <bench-{i}-{time.time_ns()}@sender.example>\r\n"
+                f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+                f"Content-Type: text/plain; charset=us-ascii\r\n\r\n").encode()
+        body = bytearray(f"message {i}\r\n".encode())
+        while len(head) + len(body) + len(filler_line) <= size:
+            body += filler_line
+        out.append(head + bytes(body))
+    return out
+
+
+# -- the load generator ------------------------------------------------------------------------
+
+
+async def read_reply(reader: asyncio.StreamReader) -> bytes:
+    lines = []
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("connection closed")
+        lines.append(line)
+        if len(line) < 4 or line[3:4] != b"-":
+            return b"".join(lines)
+
+
+async def session(port: int, messages: list[bytes], failures: list[bytes]) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await read_reply(reader)
+    writer.write(b"EHLO load.example\r\n")
+    await read_reply(reader)
+    last = 0.0
+    for message in messages:
+        writer.write(f"MAIL FROM:<load@sender.example> SIZE={len(message)}\r\nRCPT TO:<{USER}>\r\nDATA\r\n".encode())
+        for _ in range(3):
+            reply = await read_reply(reader)
+            if reply[:1] not in (b"2", b"3"):
+                failures.append(reply)
+        writer.write(message + b".\r\n")
+        reply = await read_reply(reader)
+        if not reply.startswith(b"250"):
+            failures.append(reply)
+        last = time.perf_counter()
+    writer.write(b"QUIT\r\n")
+    try:
+        await read_reply(reader)
+    except ConnectionError:
+        pass
+    writer.close()
+    return last
+
+
+async def load(port: int, messages: list[bytes], sessions: int) -> tuple[float, float, list[bytes]]:
+    failures: list[bytes] = []
+    shares = [messages[i::sessions] for i in range(sessions)]
+    start = time.perf_counter()
+    ends = await asyncio.gather(*(session(port, share, failures) for share in shares))
+    return start, max(ends), failures
+
+
+def run_load(port: int, messages: list[bytes], sessions: int) -> tuple[float, float, list[bytes]]:
+    try:
+        import uvloop
+        return uvloop.run(load(port, messages, sessions))  # type: ignore[no-any-return]
+    except ImportError:
+        return asyncio.run(load(port, messages, sessions))
+
+
+# -- postoffice ----------------------------------------------------------------------------
+
+
+def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int) -> dict[str, float]:
+    port = free_port()
+    data = tmp / "postoffice"
+    config = tmp / "postoffice.toml"
+    listen = {name: "127.0.0.1:0" for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")}
+    listen["smtp"] = f"127.0.0.1:{port}"
+    listen["http"] = ""
+    lines = ['hostname = "mail.bench.test"', f'data_dir = "{data}"', 'log_level = "warning"', "[listen]"]
+    lines += [f'{k} = "{v}"' for k, v in listen.items()]
+    lines += ["[limits]", "max_connections_per_ip = 100"]
+    config.write_text("\n".join(lines) + "\n")
+    cli = [sys.executable, "-m", "postoffice", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": os.environ.get("BENCH_SRC", str(ROOT / "src"))}
+    subprocess.run([*cli, "domain", "add", DOMAIN], check=True, env=env, capture_output=True)
+    subprocess.run([*cli, "account", "add", USER, "--password-stdin"], input=b"benchpassword\n",
+                   check=True, env=env, capture_output=True)
+    server = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, process=server)
+        start, end, failures = run_load(port, messages, sessions)
+        stored = count_postoffice(data / "postoffice.db")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            _, err = server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, err = server.communicate()
+    if failures:
+        print(f"  postoffice: {len(failures)} failures, first: {failures[0]!r}")
+    if err.strip():
+        print("  postoffice stderr:", err.decode(errors="replace")[-2000:])
+    elapsed = end - start
+    return {"accepted_s": elapsed, "mailbox_s": elapsed, "stored": stored, "failures": len(failures)}
+
+
+def count_postoffice(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(
+            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+            "JOIN accounts a ON a.id = b.account_id WHERE a.address = ? AND b.name = 'INBOX'",
+            (USER,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+# -- Postfix + Dovecot LMTP ------------------------------------------------------------------
+
+
+def postfix_available() -> str:
+    if os.geteuid() != 0:
+        return "needs root"
+    for path in ("/usr/sbin/postfix", "/usr/sbin/dovecot", "/usr/lib/dovecot/lmtp"):
+        if not Path(path).exists():
+            return f"{path} missing (apt-get install postfix dovecot-lmtpd)"
+    return ""
+
+
+def start_dovecot(tmp: Path) -> tuple[Path, int, Path]:
+    root = tmp / "dovecot"
+    mail = root / "mail"
+    for sub in ("run", "state", "mail"):
+        (root / sub).mkdir(parents=True)
+    user = pwd.getpwnam("dovecot")
+    os.chown(mail, user.pw_uid, user.pw_gid)
+    port = free_port()
+    conf = root / "dovecot.conf"
+    conf.write_text(f"""
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+instance_name = bench-{os.getpid()}
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+mail_location = maildir:{mail}/%d/%n
+first_valid_uid = {user.pw_uid}
+lmtp_save_to_detail_mailbox = no
+passdb {{
+  driver = static
+  args = nopassword=y
+}}
+userdb {{
+  driver = static
+  args = uid={user.pw_uid} gid={user.pw_gid} home={mail}/%d/%n
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  process_min_avail = 4
+}}
+service anvil {{
+  chroot =
+}}
+""")
+    subprocess.run(["/usr/sbin/dovecot", "-c", str(conf)], check=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5) as s:
+                if s.recv(512).startswith(b"220"):
+                    break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise RuntimeError("dovecot lmtp did not start: " + (root / "dovecot.log").read_text()[-2000:])
+    return conf, port, mail / DOMAIN / USER.split("@")[0]
+
+
+def start_postfix(tmp: Path, lmtp_port: int) -> tuple[Path, int]:
+    etc = tmp / "postfix" / "etc"
+    etc.mkdir(parents=True)
+    spool = tmp / "postfix" / "spool"
+    datadir = tmp / "postfix" / "data"
+    port = free_port()
+    (etc / "vmailbox").write_text(f"{USER} ok\n")
+    (etc / "main.cf").write_text(f"""
+compatibility_level = 3.6
+queue_directory = {spool}
+data_directory = {datadir}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+maillog_file = {tmp}/postfix/postfix.log
+virtual_mailbox_domains = {DOMAIN}
+virtual_mailbox_maps = texthash:{etc}/vmailbox
+virtual_transport = lmtp:inet:127.0.0.1:{lmtp_port}
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+default_process_limit = 100
+biff = no
+alias_maps =
+alias_database =
+maillog_file_prefixes = {tmp}
+""")
+    spool.mkdir()
+    datadir.mkdir()
+    owner = pwd.getpwnam("postfix")
+    os.chown(datadir, owner.pw_uid, owner.pw_gid)
+    services = [
+        f"127.0.0.1:{port} inet n - n - - smtpd",
+        "pickup unix n - n 60 1 pickup",
+        "cleanup unix n - n - 0 cleanup",
+        "qmgr unix n - n 300 1 qmgr",
+        "tlsmgr unix - - n 1000? 1 tlsmgr",
+        "rewrite unix - - n - - trivial-rewrite",
+        "bounce unix - - n - 0 bounce",
+        "defer unix - - n - 0 bounce",
+        "trace unix - - n - 0 bounce",
+        "verify unix - - n - 1 verify",
+        "flush unix n - n 1000? 0 flush",
+        "proxymap unix - - n - - proxymap",
+        "proxywrite unix - - n - 1 proxymap",
+        "smtp unix - - n - - smtp",
+        "relay unix - - n - - smtp",
+        "showq unix n - n - - showq",
+        "error unix - - n - - error",
+        "retry unix - - n - - error",
+        "discard unix - - n - - discard",
+        "local unix - n n - - local",
+        "virtual unix - n n - - virtual",
+        "lmtp unix - - n - - lmtp",
+        "anvil unix - - n - 1 anvil",
+        "scache unix - - n - 1 scache",
+        "postlog unix-dgram n - n - 1 postlogd",
+    ]
+    (etc / "master.cf").write_text("\n".join(services) + "\n")
+    # A private instance with its own config directory, without touching /etc/postfix.
+    subprocess.run(["/usr/sbin/postfix", "-c", str(etc), "check"], capture_output=True)
+    started = subprocess.run(["/usr/sbin/postfix", "-c", str(etc), "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        raise RuntimeError(f"postfix did not start: {started.stdout}{started.stderr}")
+    wait_port(port)
+    return etc, port
+
+
+def count_maildir(path: Path) -> int:
+    total = 0
+    for sub in ("new", "cur"):
+        try:
+            total += sum(1 for _ in os.scandir(path / sub))
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def bench_postfix(tmp: Path, messages: list[bytes], sessions: int) -> dict[str, float]:
+    dovecot_conf, lmtp_port, maildir = start_dovecot(tmp)
+    etc: Path | None = None
+    try:
+        etc, port = start_postfix(tmp, lmtp_port)
+        start, end, failures = run_load(port, messages, sessions)
+        deadline = time.monotonic() + 300
+        while count_maildir(maildir) < len(messages) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        in_mailbox = time.perf_counter()
+        stored = count_maildir(maildir)
+    finally:
+        if etc is not None:
+            subprocess.run(["/usr/sbin/postfix", "-c", str(etc), "stop"], capture_output=True)
+        subprocess.run(["/usr/sbin/dovecot", "-c", str(dovecot_conf), "stop"], capture_output=True)
+    if failures:
+        print(f"  postfix: {len(failures)} failures, first: {failures[0]!r}")
+    return {"accepted_s": end - start, "mailbox_s": in_mailbox - start, "stored": stored,
+            "failures": len(failures)}
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def report(name: str, n: int, r: dict[str, float]) -> None:
+    print(f"{name:<22} accepted {n} in {r['accepted_s']:6.2f} s = {n / r['accepted_s']:7.1f} msg/s;  "
+          f"all in the mailbox after {r['mailbox_s']:6.2f} s = {n / r['mailbox_s']:7.1f} msg/s;  "
+          f"stored {int(r['stored'])}/{n}, failures {int(r['failures'])}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--size", type=int, default=5 * 1024)
+    parser.add_argument("--only", choices=("postoffice", "postfix"))
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    messages = make_messages(args.messages, args.size)
+    print(f"{args.messages} messages of {args.size} bytes over {args.sessions} sessions, "
+          f"pipelined, to one local account; {os.cpu_count()} CPUs")
+    tmp = Path(tempfile.mkdtemp(prefix="smtp-bench-"))
+    os.chmod(tmp, 0o755)
+    ok = True
+    try:
+        if args.only in (None, "postoffice"):
+            result = bench_postoffice(tmp, messages, args.sessions)
+            report("postoffice (port 25)", args.messages, result)
+            ok &= result["stored"] == args.messages and not result["failures"]
+        if args.only in (None, "postfix"):
+            why = postfix_available()
+            if why:
+                print(f"postfix + dovecot: skipped ({why})")
+            else:
+                result = bench_postfix(tmp, messages, args.sessions)
+                report("postfix -> dovecot lmtp", args.messages, result)
+    finally:
+        if args.keep:
+            print("kept", tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

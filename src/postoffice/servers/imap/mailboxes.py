@@ -1,0 +1,321 @@
+"""Mailbox commands: SELECT/EXAMINE (with CONDSTORE/QRESYNC), CREATE, DELETE, RENAME,
+SUBSCRIBE/UNSUBSCRIBE, LIST (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE), LSUB, NAMESPACE,
+STATUS and QUOTA (RFC 9051 6.3, RFC 5258, 5819, 6154, 7162, 9208).
+
+Names: the store keeps UTF-8 names with "/" as the separator, one namespace per account
+(``("" "/")``); on the wire they are modified UTF-7 unless UTF8=ACCEPT or IMAP4rev2 is enabled
+(``mailbox_name`` / ``wire_name``). ``validate_mailbox_name`` refuses empty parts, "." and "..",
+control characters and wildcards, so a name can never reach outside the account.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ...protocols.imap import Examine, decode_mailbox_name, encode_mailbox_name
+from ...protocols.imap import commands as c
+from ...protocols.imap import responses as r
+from ...protocols.imap.responses import Code
+from ...store import SEEN, AlreadyExists, Mailbox, validate_mailbox_name
+from ...store.records import FLAG_NAMES
+from .errors import BadRequest, Refused
+from .selected import SelectedMailbox
+
+if TYPE_CHECKING:
+    from .session import Session
+
+SEPARATOR = "/"
+SPECIAL_USES = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+SYSTEM_FLAGS = [name for _, name in FLAG_NAMES]
+# bits -> 1 if \Seen (for finding the first unseen message with bytes.find)
+_SEEN_TABLE = bytes(1 if b & SEEN else 0 for b in range(256))
+
+
+def mailbox_name(s: Session, raw: bytes) -> str:
+    """Decode a mailbox name from a command and normalise it (INBOX, validity)."""
+    name = decode_mailbox_name(raw, s.utf8)
+    return validate_mailbox_name(name)
+
+
+def wire_name(s: Session, name: str) -> bytes:
+    return encode_mailbox_name(name, s.utf8)
+
+
+async def find_mailbox(s: Session, raw: bytes) -> Mailbox:
+    assert s.account is not None
+    name = mailbox_name(s, raw)
+    box = await s.app.store.get_mailbox(s.account.id, name)
+    if box is None:
+        raise Refused(f"Mailbox {name} does not exist", Code.NONEXISTENT)
+    return box
+
+
+# == SELECT / EXAMINE ============================================================================
+
+async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
+    assert s.account is not None
+    readonly = isinstance(cmd, Examine)
+    verb = "EXAMINE" if readonly else "SELECT"
+    if cmd.qresync is not None and not s.qresync:
+        raise BadRequest("QRESYNC parameters need ENABLE QRESYNC first")
+    had = s.selected is not None
+    s.unselect()  # RFC 9051 6.3.2: even a failing SELECT leaves no mailbox selected
+    if had:
+        s.send(r.untagged_ok("Previous mailbox is now closed", Code.CLOSED))
+    box = await find_mailbox(s, cmd.mailbox)
+    if cmd.condstore or cmd.qresync is not None:
+        s.enable_condstore()
+    view = await SelectedMailbox.open(s.server.indexes, s.app.bus, box, box.name, readonly)
+    s.selected = view
+    s.state = c.State.SELECTED
+    s.saved = None
+    index = view.index
+    s.send(r.flags(SYSTEM_FLAGS + index.keywords_in_use()))
+    s.send(r.exists(view.exists))
+    if not s.rev2:
+        s.send(r.recent(0))
+        first_unseen = bytes(index.bits).translate(_SEEN_TABLE).find(b"\x00")
+        if first_unseen >= 0:
+            s.send(r.untagged_ok(f"Message {first_unseen + 1} is the first unseen", Code.unseen(first_unseen + 1)))
+    if readonly:
+        s.send(r.untagged_ok("No permanent flags permitted", b"PERMANENTFLAGS ()"))
+    else:
+        s.send(r.untagged_ok("Flags permitted", Code.permanentflags(SYSTEM_FLAGS)))
+    s.send(r.untagged_ok("UIDs valid", Code.uidvalidity(index.uidvalidity)))
+    s.send(r.untagged_ok("Predicted next UID", Code.uidnext(index.uidnext)))
+    s.send(r.untagged_ok("Highest", Code.highestmodseq(index.highestmodseq)))
+    q = cmd.qresync
+    if q is not None and q.uidvalidity == index.uidvalidity and q.modseq < index.highestmodseq:
+        await _qresync(s, view, q)
+    code = Code.READ_ONLY if readonly else Code.READ_WRITE
+    return r.ok(tag, f"{verb} completed", code)
+
+
+async def _qresync(s: Session, view: SelectedMailbox, q: c.QresyncParams) -> None:
+    """RFC 7162 3.2.5.2: VANISHED (EARLIER) for what was expunged since the client's modseq,
+    then FETCH (UID FLAGS MODSEQ) for what changed. The tombstones make this cost what changed."""
+    changed, vanished = await s.app.store.changes_since(view.mailbox_id, q.modseq)
+    if q.known_uids is not None:
+        star = max(view.index.uidnext - 1, 0)
+        vanished = [u for u in vanished if q.known_uids.contains(u, star)]
+    # A UID still in the view was expunged after the snapshot: it is reported the normal way.
+    vanished = [u for u in vanished if not view.seq_of(u)]
+    if vanished:
+        s.send(r.vanished(vanished, earlier=True))
+    index = view.index
+    for meta in changed:
+        seq, i = view.seq_of(meta.uid), index.position(meta.uid)
+        if seq and i >= 0:
+            s.send(view.flags_response(seq, i, uid=True, modseq=True))
+
+
+# == CREATE / DELETE / RENAME / SUBSCRIBE ========================================================
+
+async def do_create(s: Session, tag: bytes, cmd: c.Create) -> bytes:
+    assert s.account is not None
+    raw = cmd.mailbox[:-1] if cmd.mailbox.endswith(b"/") else cmd.mailbox  # RFC 9051 6.3.4
+    name = mailbox_name(s, raw)
+    if name == "INBOX":
+        raise Refused("INBOX always exists", Code.ALREADYEXISTS)
+    use = None
+    if cmd.special_use:
+        uses = {u.capitalize() if not u.startswith("\\") else "\\" + u[1:].capitalize() for u in cmd.special_use}
+        if len(uses) > 1 or not uses <= SPECIAL_USES:
+            raise Refused("Only one of " + " ".join(sorted(SPECIAL_USES)) + " may be given", b"USEATTR")
+        use = uses.pop()
+    await s.app.store.create_mailbox(s.account.id, name, use)
+    return r.ok(tag, "CREATE completed")
+
+
+async def do_delete(s: Session, tag: bytes, cmd: c.Delete) -> bytes:
+    assert s.account is not None
+    name = mailbox_name(s, cmd.mailbox)
+    if name == "INBOX":
+        raise Refused("INBOX cannot be deleted", Code.CANNOT)
+    box = await s.app.store.get_mailbox(s.account.id, name)
+    if box is None:
+        raise Refused(f"Mailbox {name} does not exist", Code.NONEXISTENT)
+    try:
+        await s.app.store.delete_mailbox(s.account.id, name)
+    except AlreadyExists:
+        raise Refused(f"Mailbox {name} has child mailboxes; delete them first", Code.HASCHILDREN) from None
+    return r.ok(tag, "DELETE completed")
+
+
+async def do_rename(s: Session, tag: bytes, cmd: c.Rename) -> bytes:
+    assert s.account is not None
+    old = mailbox_name(s, cmd.mailbox)
+    new = mailbox_name(s, cmd.new_name)
+    if new == "INBOX":
+        raise Refused("INBOX already exists", Code.ALREADYEXISTS)
+    if await s.app.store.get_mailbox(s.account.id, old) is None:
+        raise Refused(f"Mailbox {old} does not exist", Code.NONEXISTENT)
+    await s.app.store.rename_mailbox(s.account.id, old, new)
+    return r.ok(tag, "RENAME completed")
+
+
+async def do_subscribe(s: Session, tag: bytes, cmd: c.Subscribe | c.Unsubscribe) -> bytes:
+    assert s.account is not None
+    name = mailbox_name(s, cmd.mailbox)
+    subscribe = isinstance(cmd, c.Subscribe)
+    await s.app.store.set_subscribed(s.account.id, name, subscribe)
+    return r.ok(tag, ("SUBSCRIBE" if subscribe else "UNSUBSCRIBE") + " completed")
+
+
+# == LIST / LSUB ==================================================================================
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _matcher(s: Session, reference: bytes, patterns: tuple[bytes, ...]) -> list[re.Pattern[str]]:
+    regexes = []
+    for raw in patterns:
+        full = reference + raw
+        try:
+            text = decode_mailbox_name(full, s.utf8) if full else ""
+        except ValueError:
+            continue  # a pattern no name can match
+        if text[:5].upper() == "INBOX" and (len(text) == 5 or text[5] in "/*%"):
+            text = "INBOX" + text[5:]
+        regexes.append(_pattern_regex(text))
+    return regexes
+
+
+async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
+    assert s.account is not None
+    sel, ret = cmd.selection_options, cmd.return_options
+    if "RECURSIVEMATCH" in sel and not (sel - {"RECURSIVEMATCH", "REMOTE"}):
+        raise BadRequest("RECURSIVEMATCH needs another selection option (RFC 5258)")
+    if len(cmd.patterns) == 1 and cmd.patterns[0] == b"" and not sel:
+        # RFC 9051 6.3.9: the hierarchy delimiter and root name
+        s.send(r.list_response(["\\Noselect"], SEPARATOR, b""))
+        return r.ok(tag, "LIST completed")
+    regexes = _matcher(s, cmd.reference, cmd.patterns)
+    boxes = await s.app.store.list_mailboxes(s.account.id)
+    names = {b.name for b in boxes}
+    subscribed_only = "SUBSCRIBED" in sel
+    special_only = "SPECIAL-USE" in sel
+    show_subscribed = subscribed_only or "SUBSCRIBED" in ret
+    status_items = cmd.status_items if "STATUS" in ret else None
+    for box in boxes:
+        matches = any(rx.fullmatch(box.name) for rx in regexes)
+        if not matches:
+            continue
+        extended: dict[str, bytes] = {}
+        selected_by_criteria = True
+        if subscribed_only and not box.subscribed:
+            selected_by_criteria = False
+        if special_only and not box.special_use:
+            selected_by_criteria = False
+        if not selected_by_criteria:
+            if "RECURSIVEMATCH" in sel and subscribed_only and _has_subscribed_child(box.name, boxes):
+                extended["CHILDINFO"] = b'("SUBSCRIBED")'
+            else:
+                continue
+        attrs = [_children_attr(box.name, names)]
+        if box.special_use:
+            attrs.append(box.special_use)
+        if show_subscribed and box.subscribed:
+            attrs.append("\\Subscribed")
+        s.send(r.list_response(attrs, SEPARATOR, wire_name(s, box.name), extended=extended or None))
+        if status_items:
+            s.send(await _status_line(s, box, status_items))
+    return r.ok(tag, "LIST completed")
+
+
+def _children_attr(name: str, names: set[str]) -> str:
+    prefix = name + SEPARATOR
+    return "\\HasChildren" if any(n.startswith(prefix) for n in names) else "\\HasNoChildren"
+
+
+def _has_subscribed_child(name: str, boxes: list[Mailbox]) -> bool:
+    prefix = name + SEPARATOR
+    return any(b.subscribed and b.name.startswith(prefix) for b in boxes)
+
+
+async def do_lsub(s: Session, tag: bytes, cmd: c.Lsub) -> bytes:
+    assert s.account is not None
+    regexes = _matcher(s, cmd.reference, (cmd.pattern,))
+    boxes = await s.app.store.list_mailboxes(s.account.id)
+    for box in boxes:
+        if box.subscribed and any(rx.fullmatch(box.name) for rx in regexes):
+            s.send(r.lsub_response([], SEPARATOR, wire_name(s, box.name)))
+    return r.ok(tag, "LSUB completed")
+
+
+async def do_namespace(s: Session, tag: bytes, cmd: c.Namespace) -> bytes:
+    s.send(r.namespace([(b"", SEPARATOR)], None, None))
+    return r.ok(tag, "NAMESPACE completed")
+
+
+# == STATUS =======================================================================================
+
+async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> bytes:
+    st = await s.app.store.mailbox_status(box.id)
+    values = {
+        "MESSAGES": st.messages, "UIDNEXT": st.uidnext, "UIDVALIDITY": st.uidvalidity,
+        "UNSEEN": st.unseen, "DELETED": st.deleted, "SIZE": st.size, "RECENT": 0,
+        "HIGHESTMODSEQ": st.highestmodseq, "APPENDLIMIT": s.app.config.limits.imap_max_literal,
+    }
+    return r.status_response(wire_name(s, box.name), {k: values[k] for k in items if k in values})
+
+
+async def do_status(s: Session, tag: bytes, cmd: c.Status) -> bytes:
+    box = await find_mailbox(s, cmd.mailbox)
+    if "HIGHESTMODSEQ" in cmd.items:
+        s.enable_condstore()
+    s.send(await _status_line(s, box, cmd.items))
+    return r.ok(tag, "STATUS completed")
+
+
+# == QUOTA (RFC 9208) =============================================================================
+
+QUOTA_ROOT = b""
+
+
+async def _quota_lines(s: Session) -> list[bytes] | None:
+    assert s.account is not None
+    account = await s.app.store.get_account_by_id(s.account.id)
+    if account is None or not account.quota_bytes:
+        return None
+    used = await s.app.store.quota_used(account.id)
+    return [r.quota(QUOTA_ROOT, [("STORAGE", (used + 1023) // 1024, account.quota_bytes // 1024)])]
+
+
+async def do_getquotaroot(s: Session, tag: bytes, cmd: c.GetQuotaRoot) -> bytes:
+    box = await find_mailbox(s, cmd.mailbox)
+    lines = await _quota_lines(s)
+    s.send(r.quotaroot(wire_name(s, box.name), [QUOTA_ROOT] if lines else []))
+    for line in lines or ():
+        s.send(line)
+    return r.ok(tag, "GETQUOTAROOT completed")
+
+
+async def do_getquota(s: Session, tag: bytes, cmd: c.GetQuota) -> bytes:
+    lines = await _quota_lines(s) if cmd.root == QUOTA_ROOT else None
+    if not lines:
+        raise Refused("No such quota root", Code.NONEXISTENT)
+    for line in lines:
+        s.send(line)
+    return r.ok(tag, "GETQUOTA completed")
+
+
+async def do_setquota(s: Session, tag: bytes, cmd: c.SetQuota) -> bytes:
+    raise Refused("Quotas are set by the administrator in the control panel", Code.NOPERM)
+
+
+__all__ = [
+    "do_select", "do_create", "do_delete", "do_rename", "do_subscribe", "do_list", "do_lsub",
+    "do_namespace", "do_status", "do_getquota", "do_getquotaroot", "do_setquota", "mailbox_name",
+    "wire_name", "find_mailbox",
+]

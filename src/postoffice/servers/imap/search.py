@@ -1,0 +1,501 @@
+"""SEARCH: evaluate a parsed search key over the selected mailbox's messages.
+
+Entry point (called by the IMAP session for SEARCH, UID SEARCH and ESEARCH)::
+
+    async def search(store: Store, mailbox_id: int, messages: Sequence[MessageMeta],
+                     key: SearchKey, *, saved: Sequence[int] | None = None,
+                     now: datetime | None = None) -> list[int]
+
+``messages`` are the mailbox's messages in sequence order as the session sees them (index 0 is
+sequence number 1; ascending UIDs). The result is the matching *sequence numbers*, ascending;
+the session maps them to UIDs for UID SEARCH / ESEARCH and computes MIN/MAX/COUNT/MODSEQ.
+
+``saved`` is the RFC 5182 saved search result *as UIDs* (keep it as UIDs so expunges do not
+shift it); ``$`` matches the messages whose UID is in it, used bare (``SEARCH $``) or after
+UID (``UID SEARCH UID $``). ``saved=None`` (nothing saved yet) makes ``$`` match nothing
+(RFC 5182 section 2.1). ``now`` is for OLDER/YOUNGER (default: the current time).
+
+String arguments are bytes as the client sent them; they are decoded as UTF-8 (US-ASCII is a
+subset). The session must refuse other charsets with ``NO [BADCHARSET (UTF-8 US-ASCII)]``.
+Matching is a case-insensitive (Unicode casefold) substring test on decoded text
+(RFC 9051 6.4.4): header fields are RFC 2047-decoded, body parts transfer- and
+charset-decoded (``mail.analysis.search_text``).
+
+How keys are evaluated: the key is compiled once into a tree whose leaves have a cost:
+
+0. flags, keywords, sizes, internal dates, UIDs, sequence numbers, MODSEQ: straight from
+   the metas, in memory (``UID SEARCH UNSEEN`` on 100,000 messages is one comprehension);
+1. FROM/TO/CC/BCC/SUBJECT, HEADER Subject|From|To|Cc|Bcc|Message-ID|In-Reply-To and the
+   SENT* dates: one ``Store.search_fields`` query for the mailbox (only if such a key occurs);
+2. other HEADER fields, BODY, TEXT: need the message blob.
+
+Phase one evaluates the whole tree over *sets* of candidate messages in three-valued logic:
+cheap leaves answer yes/no, expensive leaves answer "maybe", AND narrows its candidates
+child by child (cheapest first), OR only tests the right side on what the left did not match.
+Phase two reads the blobs of the "maybe" messages only (bounded concurrency, bounded batch
+bytes, each blob read once however many expensive keys there are) and evaluates the full
+tree per message in a worker thread, so the event loop stays responsive.
+
+Decisions:
+
+- \\Recent does not exist in our model (IMAP4rev2 dropped it): RECENT and NEW match
+  nothing, OLD matches every message; KEYWORD \\Recent matches nothing.
+- BEFORE/ON/SINCE compare the internal date's calendar day in UTC (the server's timezone).
+- SENTBEFORE/SENTON/SENTSINCE compare the Date: header's day in UTC (delivery keeps it as a
+  timestamp); a message without a usable Date: header uses its internal date instead (common
+  practice, e.g. Dovecot).
+- OLDER n: internal date more than n seconds before ``now``; YOUNGER n: at most n seconds
+  (RFC 5032; YOUNGER n is exactly NOT OLDER n).
+- HEADER name "" matches every message having that field (RFC 9051 6.4.4); so do
+  FROM/TO/... with "". SUBJECT searches the first Subject field (what delivery keeps).
+- MODSEQ n matches modseq >= n (RFC 7162 3.1.5); the optional entry name is accepted and
+  ignored: we keep one modseq per message, which RFC 7162 allows.
+- LARGER/SMALLER use RFC822.SIZE (``meta.size``), strictly greater / smaller.
+- A blob that cannot be read matches no blob-based key (it is treated as an empty message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timezone
+from typing import Any
+
+from postoffice.mail.analysis import header_value, search_text
+from postoffice.mail.headers import decode_header_value, split_fields, unfold
+from postoffice.mail.mime import Part, parse
+from postoffice.protocols.imap.grammar.search import (
+    SearchAll,
+    SearchAnd,
+    SearchBody,
+    SearchDate,
+    SearchFlag,
+    SearchHeader,
+    SearchKey,
+    SearchModSeq,
+    SearchNew,
+    SearchNot,
+    SearchOld,
+    SearchOlder,
+    SearchOr,
+    SearchSeqSet,
+    SearchSize,
+    SearchText,
+    SearchUid,
+    SearchYounger,
+)
+from postoffice.protocols.imap.grammar.sequence_set import SequenceSet
+from postoffice.store import FLAG_BITS, MessageMeta, Store
+
+__all__ = ["search", "READ_CONCURRENCY"]
+
+READ_CONCURRENCY = 8
+INFO_BATCH = 500
+READ_BATCH_MESSAGES = 64
+READ_BATCH_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 200  # the parser allows 32 levels; anything deeper is refused, never a RecursionError
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# HEADER fields answered from Store.search_fields (name -> key in its rows).
+_FIELD_KEYS = {
+    "subject": "subject", "from": "from", "to": "to", "cc": "cc", "bcc": "bcc",
+    "message-id": "message_id", "in-reply-to": "in_reply_to",
+}
+
+COST_META, COST_FIELDS, COST_BLOB = 0, 1, 2
+
+
+def _needle(value: bytes) -> str:
+    return value.decode("utf-8", "replace").casefold()
+
+
+class _Doc:
+    """One message's blob for phase two, with lazily decoded, casefolded text."""
+
+    __slots__ = ("raw", "tree", "_body", "_header", "_values")
+
+    def __init__(self, raw: bytes, tree: Part) -> None:
+        self.raw = raw
+        self.tree = tree
+        self._body: str | None = None
+        self._header: str | None = None
+        self._values: dict[str, list[str]] = {}
+
+    @property
+    def body(self) -> str:
+        if self._body is None:
+            self._body = search_text(self.raw, self.tree).casefold()
+        return self._body
+
+    @property
+    def header(self) -> str:
+        if self._header is None:
+            raw, tree = self.raw, self.tree
+            self._header = "\n".join(
+                decode_header_value(unfold(raw[fs:fe]))
+                for _n, fs, _vs, fe in split_fields(raw, tree.header_start, tree.body_start)
+            ).casefold()
+        return self._header
+
+    def values(self, name: str) -> list[str]:
+        out = self._values.get(name)
+        if out is None:
+            out = self._values[name] = [v.casefold() for v in header_value(self.raw, self.tree, name)]
+        return out
+
+
+# -- the compiled tree ------------------------------------------------------------------------
+
+class _Node:
+    cost = COST_META
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        """(certainly matching, undecided without the blob) among ``cand``."""
+        raise NotImplementedError
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        raise NotImplementedError
+
+
+class _Const(_Node):
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        return (set(cand) if self.value else set()), set()
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return self.value
+
+
+class _Pred(_Node):
+    """A leaf decided from memory: ``pred(index)``."""
+
+    def __init__(self, pred: Callable[[int], bool], cost: int = COST_META) -> None:
+        self.pred = pred
+        self.cost = cost
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        pred = self.pred
+        return {i for i in cand if pred(i)}, set()
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return self.pred(i)
+
+
+class _Members(_Node):
+    """A leaf that is a fixed set of indices (sequence sets, UID sets)."""
+
+    def __init__(self, members: set[int]) -> None:
+        self.members = members
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        return cand & self.members, set()
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return i in self.members
+
+
+class _Blob(_Node):
+    """A leaf that needs the message text: ``pred(doc)``."""
+
+    cost = COST_BLOB
+
+    def __init__(self, pred: Callable[[_Doc], bool]) -> None:
+        self.pred = pred
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        return set(), set(cand)
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return self.pred(doc)
+
+
+class _Not(_Node):
+    def __init__(self, child: _Node) -> None:
+        self.child = child
+        self.cost = child.cost
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        yes, maybe = self.child.sets(cand)
+        return cand - yes - maybe, maybe
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return not self.child.test(i, doc)
+
+
+class _And(_Node):
+    def __init__(self, children: list[_Node]) -> None:
+        self.children = sorted(children, key=lambda c: c.cost)  # cheap keys first
+        self.cost = max(c.cost for c in children)
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        cur = cand
+        maybe: set[int] = set()
+        for child in self.children:
+            yes, m = child.sets(cur)
+            if m:
+                cur = yes | m
+                maybe = (maybe & cur) | m
+            else:
+                cur = yes
+                maybe &= cur
+            if not cur:
+                break
+        return cur - maybe, maybe
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return all(c.test(i, doc) for c in self.children)
+
+
+class _Or(_Node):
+    def __init__(self, left: _Node, right: _Node) -> None:
+        self.left, self.right = sorted((left, right), key=lambda c: c.cost)
+        self.cost = max(left.cost, right.cost)
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        y1, m1 = self.left.sets(cand)
+        y2, m2 = self.right.sets(cand - y1)
+        return y1 | y2, (m1 - y2) | m2
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return self.left.test(i, doc) or self.right.test(i, doc)
+
+
+# -- compiling keys ------------------------------------------------------------------------------
+
+class _Compiler:
+    def __init__(self, messages: Sequence[MessageMeta], saved: Sequence[int] | None,
+                 now: datetime | None) -> None:
+        self.msgs = messages
+        self.saved = saved
+        if now is None:
+            now = datetime.now(timezone.utc)
+        elif now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+        self.now = now.timestamp()
+        self.fields: dict[int, dict[str, Any]] = {}  # filled before evaluation if needed
+        self.needs_fields = False
+        self._uids: list[int] | None = None
+
+    def uids(self) -> list[int]:
+        if self._uids is None:
+            self._uids = [m.uid for m in self.msgs]
+        return self._uids
+
+    def compile(self, key: SearchKey, depth: int = 0) -> _Node:
+        if depth > MAX_DEPTH:
+            raise ValueError("search key nested too deeply")
+        msgs = self.msgs
+        if isinstance(key, SearchAll):
+            return _Const(True)
+        if isinstance(key, SearchFlag):
+            return self._flag(key.flag, key.present)
+        if isinstance(key, SearchNew):
+            return _Const(False)  # NEW = RECENT UNSEEN; nothing is \Recent
+        if isinstance(key, SearchOld):
+            return _Const(True)
+        if isinstance(key, SearchSize):
+            n = key.size
+            if key.op == "larger":
+                return _Pred(lambda i: msgs[i].size > n)
+            return _Pred(lambda i: msgs[i].size < n)
+        if isinstance(key, SearchDate):
+            return self._date(key)
+        if isinstance(key, SearchModSeq):
+            ms = key.modseq
+            return _Pred(lambda i: msgs[i].modseq >= ms)
+        if isinstance(key, SearchOlder):
+            limit = self.now - key.seconds
+            return _Pred(lambda i: msgs[i].internal_date < limit)
+        if isinstance(key, SearchYounger):
+            limit = self.now - key.seconds
+            return _Pred(lambda i: msgs[i].internal_date >= limit)
+        if isinstance(key, SearchSeqSet):
+            return self._seqset(key.seqset, uid=key.seqset.saved)
+        if isinstance(key, SearchUid):
+            return self._seqset(key.seqset, uid=True)
+        if isinstance(key, SearchHeader):
+            return self._header(key.field, _needle(key.value))
+        if isinstance(key, SearchBody):
+            needle = _needle(key.value)
+            return _Blob(lambda d: needle in d.body)
+        if isinstance(key, SearchText):
+            needle = _needle(key.value)
+            return _Blob(lambda d: needle in d.header or needle in d.body)
+        if isinstance(key, SearchNot):
+            return _Not(self.compile(key.key, depth + 1))
+        if isinstance(key, SearchOr):
+            return _Or(self.compile(key.left, depth + 1), self.compile(key.right, depth + 1))
+        if isinstance(key, SearchAnd):
+            if not key.keys:
+                return _Const(True)
+            return _And([self.compile(k, depth + 1) for k in key.keys])
+        raise TypeError(f"unknown search key {key!r}")
+
+    def _flag(self, flag: str, present: bool) -> _Node:
+        msgs = self.msgs
+        if flag.startswith("\\"):
+            bit = FLAG_BITS.get(flag.lower())
+            if bit is None:  # \Recent, or an unknown system flag: never set
+                return _Const(not present)
+            if present:
+                return _Pred(lambda i: msgs[i].flags & bit != 0)
+            return _Pred(lambda i: not msgs[i].flags & bit)
+        # Keywords match case-insensitively (RFC 9051 2.3.2); cache per distinct keyword string.
+        want = flag.casefold()
+        cache: dict[str, bool] = {"": False}
+
+        def has(kw: str) -> bool:
+            hit = cache.get(kw)
+            if hit is None:
+                hit = cache[kw] = any(k.casefold() == want for k in kw.split())
+            return hit
+        if present:
+            return _Pred(lambda i: has(msgs[i].keywords))
+        return _Pred(lambda i: not has(msgs[i].keywords))
+
+    def _date(self, key: SearchDate) -> _Node:
+        msgs = self.msgs
+        day = key.date.toordinal() - _EPOCH_ORDINAL  # days since 1970-01-01 (UTC)
+        op = key.op
+        if key.sent:
+            self.needs_fields = True
+            fields = self.fields
+
+            def stamp(i: int) -> float:
+                m = msgs[i]
+                row = fields.get(m.uid)
+                sent = row.get("sent_date") if row else None
+                return m.internal_date if sent is None else sent
+            cost = COST_FIELDS
+        else:
+            def stamp(i: int) -> float:
+                return msgs[i].internal_date
+            cost = COST_META
+        if op == "before":
+            return _Pred(lambda i: stamp(i) // 86400 < day, cost)
+        if op == "on":
+            return _Pred(lambda i: stamp(i) // 86400 == day, cost)
+        return _Pred(lambda i: stamp(i) // 86400 >= day, cost)
+
+    def _seqset(self, seqset: SequenceSet, *, uid: bool) -> _Node:
+        if seqset.saved:
+            if not self.saved:
+                return _Const(False)
+            seqset = seqset.resolve_saved(SequenceSet.from_ints(self.saved))
+            uid = True  # RFC 5182: the saved result is a set of messages, kept as UIDs
+        n = len(self.msgs)
+        members: set[int] = set()
+        if uid:
+            uids = self.uids()
+            star = uids[-1] if uids else 0
+            for lo, hi in seqset.ranges(star):
+                a = bisect.bisect_left(uids, lo)
+                b = bisect.bisect_right(uids, hi)
+                members.update(range(a, b))
+        else:
+            for lo, hi in seqset.ranges(n):
+                if lo > n:
+                    break
+                members.update(range(lo - 1, min(hi, n)))
+        return _Members(members)
+
+    def _header(self, field: str, needle: str) -> _Node:
+        name = field.strip().lower()
+        key = _FIELD_KEYS.get(name)
+        if key is None:
+            if needle:
+                return _Blob(lambda d: any(needle in v for v in d.values(name)))
+            return _Blob(lambda d: bool(d.values(name)))
+        self.needs_fields = True
+        msgs, fields = self.msgs, self.fields
+        folded: dict[int, str | None] = {}
+
+        def value(i: int) -> str | None:
+            uid = msgs[i].uid
+            if uid in folded:
+                return folded[uid]
+            row = fields.get(uid)
+            v = row.get(key) if row else None
+            out = folded[uid] = None if v is None else v.casefold()
+            return out
+        if not needle:
+            return _Pred(lambda i: value(i) is not None, COST_FIELDS)
+
+        def match(i: int) -> bool:
+            v = value(i)
+            return v is not None and needle in v
+        return _Pred(match, COST_FIELDS)
+
+
+# -- the entry point -----------------------------------------------------------------------------
+
+async def search(store: Store, mailbox_id: int, messages: Sequence[MessageMeta], key: SearchKey, *,
+                 saved: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
+    """Sequence numbers (ascending) of the messages matching ``key``; see the module docstring."""
+    if not messages:
+        return []
+    comp = _Compiler(messages, saved, now)
+    node = comp.compile(key)
+    if comp.needs_fields:
+        comp.fields.update(await store.search_fields(mailbox_id))
+    yes, maybe = node.sets(set(range(len(messages))))
+    if maybe:
+        yes |= await _phase_two(store, messages, node, sorted(maybe))
+    return [i + 1 for i in sorted(yes)]
+
+
+async def _phase_two(store: Store, messages: Sequence[MessageMeta], node: _Node,
+                     todo: list[int]) -> set[int]:
+    sem = asyncio.Semaphore(READ_CONCURRENCY)
+
+    async def read(blob_id: str) -> bytes:
+        async with sem:
+            try:
+                return await store.read_blob(blob_id)
+            except OSError:
+                return b""
+
+    matched: set[int] = set()
+    for start in range(0, len(todo), INFO_BATCH):
+        chunk = todo[start:start + INFO_BATCH]
+        infos = await store.blob_info({messages[i].blob_id for i in chunk})
+        for batch in _read_batches(messages, chunk):
+            raws = await asyncio.gather(*(read(messages[i].blob_id) for i in batch))
+            structures = [
+                (info.structure if (info := infos.get(messages[i].blob_id)) is not None else None)
+                for i in batch
+            ]
+            matched.update(await asyncio.to_thread(_evaluate, node, batch, raws, structures))
+    return matched
+
+
+def _evaluate(node: _Node, batch: list[int], raws: list[bytes],
+              structures: list[str | None]) -> list[int]:
+    out = []
+    for i, raw, structure in zip(batch, raws, structures):
+        try:
+            tree = Part.from_json(structure) if structure and raw else parse(raw)
+        except (ValueError, TypeError, IndexError):
+            tree = parse(raw)
+        if node.test(i, _Doc(raw, tree)):
+            out.append(i)
+    return out
+
+
+def _read_batches(messages: Sequence[MessageMeta], chunk: list[int]):
+    batch: list[int] = []
+    size = 0
+    for i in chunk:
+        s = messages[i].size
+        if batch and (len(batch) >= READ_BATCH_MESSAGES or size + s > READ_BATCH_BYTES):
+            yield batch
+            batch = []
+            size = 0
+        batch.append(i)
+        size += s
+    if batch:
+        yield batch

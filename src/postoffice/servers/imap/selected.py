@@ -1,0 +1,372 @@
+"""The selected-mailbox view of one IMAP session, over a shared per-mailbox index.
+
+Two layers (the shape of Dovecot's index files, kept in memory):
+
+``MailboxIndex`` (one per open mailbox, shared by every session that has it selected, from
+`IndexRegistry`): the current (uid, flag bits, keywords, modseq) of every message as compact
+arrays in UID order, plus UIDVALIDITY / UIDNEXT / HIGHESTMODSEQ. It is loaded once with
+``Store.flag_index`` and then kept current from its own event-bus subscription
+(``refresh()`` applies the queued MessagesAdded / FlagsChanged / MessagesExpunged events;
+only new messages cost a query). Applying events is idempotent (modseq comparisons, UIDs
+only grow), so the subscription is taken *before* the snapshot is read and an event that is
+already in the snapshot changes nothing.
+
+``SelectedMailbox`` (per session): what this client has been told -- the sequence-number ->
+UID map (``uids``, an array, ascending) -- and its own subscription to the mailbox. ``sync``
+turns the changes other sessions (and deliveries) made into the untagged responses RFC 9051
+section 5.2 / 7.4 asks for:
+
+* new messages: the view grows by every index UID above its last one -> ``* n EXISTS``;
+* flag changes made elsewhere -> ``* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])``; changes
+  this session made itself (``origin``) were already answered by its STORE/FETCH;
+* expunges -> ``* seq EXPUNGE`` (highest first, so each number is valid when sent) or, with
+  QRESYNC enabled, ``* VANISHED uids`` -- but only when the command allows it. RFC 9051
+  section 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (the UID forms are fine)
+  nor when no command is in progress. Until then the expunged UIDs stay in ``uids`` (the
+  sequence numbers the client knows stay valid) and are listed in ``pending_expunge``;
+  FETCH simply returns nothing for them.
+
+Invariants: ``uids`` is strictly ascending; ``len(uids)`` is the last EXISTS the client was
+sent; every UID in ``uids`` is either in the index or in ``pending_expunge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from ...protocols.imap import responses as r
+from ...protocols.imap.grammar.sequence_set import SequenceSet
+from ...store import (
+    FlagsChanged, Mailbox, MessagesAdded, MessagesExpunged, NotFound, Store, bits_to_flags,
+)
+
+__all__ = ["MailboxIndex", "IndexRegistry", "SelectedMailbox"]
+
+#: Released indexes kept warm (still following events) for a quick re-SELECT.
+KEEP_WARM = 8
+#: Above this many removals at once, arrays are rebuilt instead of deleted from in place.
+_REBUILD_AT = 64
+
+
+class MailboxIndex:
+    """The current flags of every message of one mailbox (shared; see module docstring)."""
+
+    __slots__ = ("store", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "uidvalidity",
+                 "uidnext", "highestmodseq", "lock", "users", "gone")
+
+    def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
+        self.store = store
+        self.mailbox_id = mailbox_id
+        self.sub = bus.subscribe(mailbox_id=mailbox_id)
+        self.uids = array("I")
+        self.bits = bytearray()
+        self.modseqs = array("Q")
+        self.keywords: dict[int, str] = {}
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.highestmodseq = 0
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.gone = False  # the mailbox was deleted
+
+    async def load(self) -> None:
+        box, uids, bits, modseqs, keywords = await self.store.flag_index(self.mailbox_id)
+        if box is None:
+            raise NotFound("mailbox is gone")
+        self.uids, self.bits, self.modseqs, self.keywords = uids, bits, modseqs, keywords
+        self.uidvalidity = box.uidvalidity
+        self.uidnext = max(box.uidnext, (uids[-1] + 1) if uids else 1)
+        self.highestmodseq = box.highestmodseq
+
+    def close(self) -> None:
+        self.sub.close()
+
+    # -- lookups -------------------------------------------------------------------------------
+    def position(self, uid: int) -> int:
+        """Index of ``uid`` in the arrays, or -1."""
+        i = bisect_left(self.uids, uid)
+        return i if i < len(self.uids) and self.uids[i] == uid else -1
+
+    def flags_of(self, i: int) -> list[str]:
+        return bits_to_flags(self.bits[i], self.keywords.get(self.uids[i], ""))
+
+    def keywords_in_use(self) -> list[str]:
+        return sorted({k for kws in self.keywords.values() for k in kws.split()})
+
+    # -- staying current -----------------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Apply every queued change event (cheap when there is none)."""
+        if self.sub.queue.empty() and not self.lock.locked():
+            return
+        async with self.lock:
+            while not self.sub.queue.empty():
+                await self._apply(self.sub.pending())
+
+    async def _apply(self, events: list[Any]) -> None:
+        last = self.uids[-1] if self.uids else 0
+        new = [u for e in events if isinstance(e, MessagesAdded) for u in e.uids if u > last]
+        loaded: dict[int, Any] = {}
+        if new:
+            loaded = {m.uid: m for m in await self.store.get_messages(self.mailbox_id, new)}
+        for event in events:
+            if isinstance(event, MessagesAdded):
+                for uid in event.uids:
+                    meta = loaded.get(uid)
+                    if meta is not None and (not self.uids or uid > self.uids[-1]):
+                        self.uids.append(uid)
+                        self.bits.append(meta.flags & 0xFF)
+                        self.modseqs.append(meta.modseq)
+                        if meta.keywords:
+                            self.keywords[uid] = meta.keywords
+                    self.uidnext = max(self.uidnext, uid + 1)
+                self.highestmodseq = max(self.highestmodseq, event.modseq)
+            elif isinstance(event, FlagsChanged):
+                for uid, bits, kw, modseq in event.changes:
+                    i = self.position(uid)
+                    if i >= 0 and modseq > self.modseqs[i]:
+                        self.bits[i] = bits & 0xFF
+                        self.modseqs[i] = modseq
+                        if kw:
+                            self.keywords[uid] = kw
+                        else:
+                            self.keywords.pop(uid, None)
+                    self.highestmodseq = max(self.highestmodseq, modseq)
+            elif isinstance(event, MessagesExpunged):
+                self._remove(event.uids)
+                if event.modseq == 0:  # the mailbox itself was deleted (Store.delete_mailbox)
+                    self.gone = True
+                self.highestmodseq = max(self.highestmodseq, event.modseq)
+
+    def _remove(self, uids: Iterable[int]) -> None:
+        positions = sorted({i for i in map(self.position, uids) if i >= 0}, reverse=True)
+        if not positions:
+            return
+        if len(positions) > _REBUILD_AT:
+            drop = set(positions)
+            keep = [i for i in range(len(self.uids)) if i not in drop]
+            self.uids = array("I", [self.uids[i] for i in keep])
+            self.bits = bytearray(self.bits[i] for i in keep)
+            self.modseqs = array("Q", [self.modseqs[i] for i in keep])
+        else:
+            for i in positions:
+                del self.uids[i]
+                del self.bits[i]
+                del self.modseqs[i]
+        for uid in uids:
+            self.keywords.pop(uid, None)
+
+
+class IndexRegistry:
+    """Hands out the shared `MailboxIndex` of a mailbox; keeps a few released ones warm."""
+
+    def __init__(self, store: Store, bus: Any) -> None:
+        self.store = store
+        self.bus = bus
+        self._open: dict[int, MailboxIndex] = {}
+        self._warm: OrderedDict[int, MailboxIndex] = OrderedDict()
+        self._loading: dict[int, asyncio.Future[MailboxIndex]] = {}
+
+    async def acquire(self, mailbox_id: int) -> MailboxIndex:
+        index = self._open.get(mailbox_id) or self._warm.pop(mailbox_id, None)
+        if index is None:
+            pending = self._loading.get(mailbox_id)
+            if pending is not None:
+                index = await asyncio.shield(pending)
+            else:
+                future: asyncio.Future[MailboxIndex] = asyncio.get_running_loop().create_future()
+                self._loading[mailbox_id] = future
+                index = MailboxIndex(self.store, self.bus, mailbox_id)
+                try:
+                    await index.load()
+                except BaseException as exc:
+                    index.close()
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: no "never retrieved" warning
+                    raise
+                finally:
+                    del self._loading[mailbox_id]
+                future.set_result(index)
+        index = self._open.setdefault(mailbox_id, index)
+        index.users += 1
+        return index
+
+    def release(self, index: MailboxIndex) -> None:
+        index.users -= 1
+        if index.users > 0:
+            return
+        self._open.pop(index.mailbox_id, None)
+        if index.gone:
+            index.close()
+            return
+        self._warm[index.mailbox_id] = index
+        while len(self._warm) > KEEP_WARM:
+            _, old = self._warm.popitem(last=False)
+            old.close()
+
+    def close(self) -> None:
+        for index in [*self._open.values(), *self._warm.values()]:
+            index.close()
+        self._open.clear()
+        self._warm.clear()
+
+
+class SelectedMailbox:
+    """One session's view of its selected mailbox (see module docstring)."""
+
+    __slots__ = ("mailbox", "name", "readonly", "index", "sub", "uids", "pending_expunge",
+                 "pending_flags", "held")
+
+    def __init__(self, mailbox: Mailbox, name: str, readonly: bool, index: MailboxIndex, sub: Any) -> None:
+        self.mailbox = mailbox
+        self.name = name
+        self.readonly = readonly
+        self.index = index
+        self.sub = sub
+        self.uids = array("I")
+        self.pending_expunge: set[int] = set()
+        self.pending_flags: set[int] = set()
+        self.held: list[Any] = []  # events taken off the queue while waiting in IDLE
+
+    @classmethod
+    async def open(cls, registry: IndexRegistry, bus: Any, mailbox: Mailbox, name: str,
+                   readonly: bool) -> SelectedMailbox:
+        sub = bus.subscribe(mailbox_id=mailbox.id)  # before the snapshot: nothing is missed
+        try:
+            index = await registry.acquire(mailbox.id)
+        except BaseException:
+            sub.close()
+            raise
+        view = cls(mailbox, name, readonly, index, sub)
+        try:
+            await index.refresh()
+            while not index.sub.queue.empty():
+                await index.refresh()
+        except BaseException:
+            view.close(registry)
+            raise
+        # No await from here on: the copy and the discarded events describe the same moment.
+        view.uids = array("I", index.uids)
+        sub.pending()
+        return view
+
+    def close(self, registry: IndexRegistry) -> None:
+        self.sub.close()
+        registry.release(self.index)
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def mailbox_id(self) -> int:
+        return self.mailbox.id
+
+    # -- numbers -------------------------------------------------------------------------------
+    def seq_of(self, uid: int) -> int:
+        """Sequence number of ``uid`` (0 when the client does not know it)."""
+        i = bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
+
+    def resolve(self, seqset: SequenceSet, uid: bool, saved: list[int] | None) -> list[int]:
+        """Positions (0-based) in ``uids`` of the messages a sequence set names.
+
+        Sequence numbers above EXISTS raise ValueError (the caller answers BAD); UIDs that
+        do not exist are ignored (RFC 9051 6.4.9). ``$`` (RFC 5182) is the saved UIDs."""
+        uids = self.uids
+        if seqset.saved:
+            if not saved:
+                return []
+            out = []
+            for u in saved:
+                i = bisect_left(uids, u)
+                if i < len(uids) and uids[i] == u:
+                    out.append(i)
+            return out
+        out = []
+        if uid:
+            star = uids[-1] if uids else 0
+            for lo, hi in seqset.ranges(star):
+                out.extend(range(bisect_left(uids, lo), bisect_right(uids, hi)))
+            return out
+        n = len(uids)
+        for lo, hi in seqset.ranges(n):
+            if hi > n:
+                raise ValueError(f"message {hi} does not exist (the mailbox has {n} messages)")
+            out.extend(range(lo - 1, hi))
+        return out
+
+    # -- change delivery -----------------------------------------------------------------------
+    async def wait(self) -> None:
+        """Wait until a change event for this mailbox arrives (IDLE)."""
+        self.held.append(await self.sub.queue.get())
+
+    async def sync(self, session: object, *, allow_expunge: bool, qresync: bool,
+                   condstore: bool) -> list[bytes]:
+        """Untagged responses for everything that changed since the last sync."""
+        index = self.index
+        await index.refresh()
+        events = self.held + self.sub.pending()
+        self.held = []
+        uids = self.uids
+        last = uids[-1] if uids else 0
+        for event in events:
+            if isinstance(event, FlagsChanged):
+                if event.origin is not session:
+                    self.pending_flags.update(c[0] for c in event.changes if c[0] <= last)
+            elif isinstance(event, MessagesExpunged):
+                for uid in event.uids:
+                    if uid <= last and self.seq_of(uid):
+                        self.pending_expunge.add(uid)
+        out: list[bytes] = []
+        if allow_expunge and self.pending_expunge:
+            out.extend(self._deliver_expunges(qresync))
+        uids = self.uids
+        last = uids[-1] if uids else 0
+        start = bisect_right(index.uids, last)
+        if start < len(index.uids):
+            uids.extend(index.uids[start:])
+            out.append(r.exists(len(uids)))
+        if self.pending_flags:
+            for uid in sorted(self.pending_flags):
+                if uid in self.pending_expunge:
+                    continue
+                seq, i = self.seq_of(uid), index.position(uid)
+                if seq and i >= 0:
+                    out.append(self.flags_response(seq, i, uid=True, modseq=condstore))
+            self.pending_flags.clear()
+        return out
+
+    def _deliver_expunges(self, qresync: bool) -> list[bytes]:
+        gone = self.pending_expunge
+        self.pending_expunge = set()
+        positions = sorted((self.seq_of(u) - 1 for u in gone if self.seq_of(u)), reverse=True)
+        if not positions:
+            return []
+        if qresync:
+            out = [r.vanished(self.uids[i] for i in positions)]
+        else:
+            out = [r.expunge(i + 1) for i in positions]
+        if len(positions) > _REBUILD_AT:
+            self.uids = array("I", [u for u in self.uids if u not in gone])
+        else:
+            for i in positions:
+                del self.uids[i]
+        self.pending_flags.difference_update(gone)
+        return out
+
+    def flags_response(self, seq: int, i: int, *, uid: bool, modseq: bool) -> bytes:
+        """``* seq FETCH (UID u FLAGS (...) MODSEQ (m))`` from the index entry ``i``."""
+        index = self.index
+        u = index.uids[i]
+        items = []
+        if uid:
+            items.append(b"UID %d" % u)
+        items.append(b"FLAGS " + r.flag_list(bits_to_flags(index.bits[i], index.keywords.get(u, ""))))
+        if modseq:
+            items.append(b"MODSEQ (%d)" % index.modseqs[i])
+        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))

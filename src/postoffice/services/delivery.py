@@ -1,0 +1,375 @@
+"""Where mail goes: recipient resolution, trace headers, local delivery and queueing.
+
+Shared by the SMTP server (port 25 and submission) and anything else that injects mail.
+Nothing here speaks SMTP; the server turns the outcomes into replies.
+
+Recipient resolution (:meth:`Delivery.route`), for an address in a hosted domain, in order:
+
+1. an account with exactly that address (after :func:`normalize_address`, THE policy);
+2. an alias with that address: each target is resolved again (recursively);
+3. plus-addressing: ``user+tag@domain`` resolves as ``user@domain`` (account or alias);
+4. the domain's catch-all target, when one is set.
+
+An account that has ``forward_to`` addresses gets its own copy *and* each forward target is
+resolved too: local targets are delivered locally, the others are queued. Expansion is
+iterative with a ``seen`` set (an alias loop or a forward loop ends, never recurses), a depth
+cap and a cap on the number of targets. A dangling target (an alias pointing at an address
+that no longer exists and no catch-all) is skipped; if nothing at all is left the recipient
+is unknown. Remote targets reached through expansion keep the original envelope sender (as
+an MTA's alias or .forward does; SRS is not done).
+
+Addresses outside the hosted domains are *foreign*: port 25 refuses them (never an open relay),
+submission queues them.
+
+Trace headers (RFC 5321 §4.4): every message gets a ``Received`` line; a copy stored in a
+local mailbox (final delivery) also gets ``Return-Path: <reverse-path>`` on top. Queued copies
+get no Return-Path (a relay must not add one). The ``for <address>`` clause is written only
+for a single-recipient transaction, so Bcc recipients are not disclosed to each other.
+
+Durability: :meth:`Delivery.commit` returns only after the store committed the local copies
+(``Store.deliver``) and the queue entry (``Store.enqueue``), both fsynced: the caller may say
+250 then, not before.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from datetime import datetime, timezone
+
+from ..mail.address import InvalidAddress, normalize_address, split_plus
+from ..mail.headers import find_header_end, split_fields, unfold
+from ..mail.imapfmt import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
+from ..store import Account, Domain, Store
+
+log = logging.getLogger(__name__)
+
+MAX_EXPANSION_DEPTH = 10
+MAX_EXPANSION_TARGETS = 1000
+#: RFC 5321 §6.3: a message with this many Received fields is looping.
+MAX_HOPS = 100
+#: How long a hosted-domain lookup is trusted (domains change rarely; a removed account is
+#: caught by the store at delivery time anyway).
+DOMAIN_CACHE_SECONDS = 5.0
+
+_SAFE_HELO = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+_RECEIVED = re.compile(rb"(?im)^received[ \t]*:")
+
+
+@dataclass
+class Route:
+    """Where one recipient's copies go.
+
+    ``foreign``: the domain is not hosted here. ``unknown``: hosted domain, no such address.
+    Otherwise ``accounts`` (account ids) get a local copy and ``remote`` addresses are queued.
+    ``via_catch_all`` says the catch-all was needed (sender checks ignore such routes).
+    """
+
+    address: str
+    foreign: bool = False
+    unknown: bool = False
+    accounts: list[int] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
+    via_catch_all: bool = False
+    quota: dict[int, int] = field(default_factory=dict)  # account id -> quota bytes (0: none)
+
+
+@dataclass
+class Envelope:
+    """One mail transaction: the reverse-path and the accepted recipients' routes."""
+
+    mail_from: str  # "" for the null reverse-path
+    routes: list[Route] = field(default_factory=list)
+    account: Account | None = None  # the authenticated sender (submission)
+
+    def local_accounts(self) -> list[int]:
+        seen: dict[int, None] = {}
+        for route in self.routes:
+            for account_id in route.accounts:
+                seen.setdefault(account_id, None)
+        return list(seen)
+
+    def remote_recipients(self) -> list[str]:
+        seen: dict[str, str] = {}
+        for route in self.routes:
+            for address in route.remote:
+                seen.setdefault(_key(address), address)
+        return list(seen.values())
+
+    @property
+    def recipient_count(self) -> int:
+        return len(self.routes)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What the Received line says about the session."""
+
+    helo: str
+    remote_ip: str
+    protocol: str  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTPS...
+    queue_id: str
+    tls_version: str = ""
+
+
+@dataclass(frozen=True)
+class Committed:
+    queue_id: str
+    delivered: int  # local copies stored
+    queued: int  # remote recipients queued (0: no queue entry)
+
+
+def _key(address: str) -> str:
+    try:
+        return normalize_address(address)
+    except InvalidAddress:
+        return address.lower()
+
+
+def new_queue_id() -> str:
+    """A short random transaction id for logs, the Received line and the 250 reply."""
+    return secrets.token_hex(6).upper()
+
+
+class Delivery:
+    """Recipient resolution and durable hand-off to the store (see module docstring)."""
+
+    def __init__(self, store: Store, hostname: str) -> None:
+        self.store = store
+        self.hostname = hostname
+        self._domains: dict[str, tuple[Domain | None, float]] = {}
+
+    # -- lookups ------------------------------------------------------------------------
+
+    async def hosted_domain(self, name: str) -> Domain | None:
+        now = time.monotonic()
+        hit = self._domains.get(name)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        domain = await self.store.get_domain(name)
+        if len(self._domains) > 10000:
+            self._domains.clear()
+        self._domains[name] = (domain, now + DOMAIN_CACHE_SECONDS)
+        return domain
+
+    def forget_domains(self) -> None:
+        self._domains.clear()
+
+    async def postmaster_address(self) -> str | None:
+        """RFC 5321 §4.1.1.3: ``RCPT TO:<Postmaster>`` with no domain must be accepted; it
+        names postmaster at the server's host name or, failing that, at its parent domain."""
+        labels = self.hostname.lower().split(".")
+        for i in range(len(labels) - 1):
+            domain = ".".join(labels[i:])
+            if await self.hosted_domain(domain) is not None:
+                return f"postmaster@{domain}"
+        return None
+
+    # -- resolution ---------------------------------------------------------------------
+
+    async def route(self, address: str, *, catch_all: bool = True, forwards: bool = True) -> Route:
+        """Resolve one recipient address (as given in RCPT TO)."""
+        try:
+            norm = normalize_address(address)
+        except InvalidAddress:
+            return Route(address, unknown=True)
+        domain_name = norm.rpartition("@")[2]
+        if await self.hosted_domain(domain_name) is None:
+            return Route(address, foreign=True, remote=[address])
+        route = Route(address)
+        seen: set[str] = set()
+        work: deque[tuple[str, int, bool]] = deque([(norm, 0, True)])
+        targets = 0
+        while work:
+            current, depth, top = work.popleft()
+            if current in seen:
+                continue
+            seen.add(current)
+            targets += 1
+            if depth > MAX_EXPANSION_DEPTH or targets > MAX_EXPANSION_TARGETS:
+                log.warning("expansion of %s stopped at %s (too deep or too wide)", norm, current)
+                continue
+            local, _, dom = current.rpartition("@")
+            domain = await self.hosted_domain(dom)
+            if domain is None:
+                route.remote.append(current)
+                continue
+            account = await self.store.get_account(current)
+            if account is not None:
+                if account.id not in route.accounts:
+                    route.accounts.append(account.id)
+                    route.quota[account.id] = account.quota_bytes
+                if forwards and account.forward_to:
+                    work.extend((t, depth + 1, False) for t in account.forward_to.split())
+                continue
+            alias = await self.store.get_alias(current)
+            if alias is not None:
+                work.extend((t, depth + 1, False) for t in alias.targets)
+                continue
+            base, tag = split_plus(local)
+            if tag is not None:
+                # user+tag@domain -> user@domain (same depth: it is the same recipient)
+                work.appendleft((f"{base}@{dom}", depth, top))
+                continue
+            if catch_all and domain.catch_all and domain.catch_all not in seen:
+                route.via_catch_all = True
+                work.append((domain.catch_all, depth + 1, False))
+                continue
+            if not top:
+                log.warning("%s: target %s does not exist; skipped", norm, current)
+        if not route.accounts and not route.remote:
+            route.unknown = True
+        return route
+
+    async def may_send_as(self, account: Account, address: str) -> bool:
+        """Submission: may ``account`` use ``address`` as envelope sender or From?
+
+        Its own address, a plus-addressed form of it, or an alias that expands to it (not
+        through a catch-all, and not through another account's forwarding)."""
+        try:
+            norm = normalize_address(address)
+        except InvalidAddress:
+            return False
+        if norm == account.address:
+            return True
+        route = await self.route(norm, catch_all=False, forwards=False)
+        return not route.foreign and not route.via_catch_all and account.id in route.accounts
+
+    # -- the message --------------------------------------------------------------------
+
+    def received_header(self, envelope: Envelope, trace: Trace, when: datetime | None = None) -> bytes:
+        helo = _SAFE_HELO.sub("?", trace.helo)[:255] or "unknown"
+        ip = trace.remote_ip.replace("]", "").replace("[", "")
+        ipv6 = ":" in ip
+        lines = [f"Received: from {helo} ([{'IPv6:' if ipv6 else ''}{ip}])",
+                 f"\tby {self.hostname} (postoffice) with {trace.protocol} id {trace.queue_id}"]
+        if envelope.recipient_count == 1:
+            lines[-1] += f"\r\n\tfor <{envelope.routes[0].address}>"
+        date = format_datetime(when or datetime.now(timezone.utc))
+        lines[-1] += f";\r\n\t{date}"
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+    @staticmethod
+    def return_path(envelope: Envelope) -> bytes:
+        return f"Return-Path: <{envelope.mail_from}>\r\n".encode("utf-8")
+
+    async def commit(self, envelope: Envelope, message: bytes, trace: Trace, *,
+                     extra_headers: bytes = b"", mailbox: str = "INBOX") -> Committed:
+        """Store the local copies and queue the remote recipients, durably.
+
+        Raises what the store raises (QuotaExceeded, OSError, NotFound): nothing was
+        acknowledged then, and a local copy is never half-stored (one transaction)."""
+        received = self.received_header(envelope, trace)
+        accounts = envelope.local_accounts()
+        remote = envelope.remote_recipients()
+        delivered = 0
+        if accounts:
+            local = self.return_path(envelope) + extra_headers + received + message
+            await self.store.deliver([(a, mailbox) for a in accounts], local)
+            delivered = len(accounts)
+        if remote:
+            queued = extra_headers + received + message
+            account_id = envelope.account.id if envelope.account is not None else None
+            await self.store.enqueue(envelope.mail_from, remote, queued, account_id=account_id)
+        return Committed(trace.queue_id, delivered, len(remote))
+
+
+# -- message helpers ------------------------------------------------------------------------
+
+
+def header_block(message: bytes) -> bytes:
+    return message[:find_header_end(message, 0, len(message))]
+
+
+def hop_count(message: bytes) -> int:
+    """Number of Received fields in the header block (RFC 5321 §6.3 loop detection)."""
+    return len(_RECEIVED.findall(header_block(message)))
+
+
+def from_addresses(message: bytes) -> list[str] | None:
+    """The addr-specs of every From field; None when there is no From field or an entry has
+    no usable address (a group, an empty or broken field)."""
+    head = header_block(message)
+    out: list[str] = []
+    found = False
+    for name, _fs, vs, fe in split_fields(head, 0, len(head)):
+        if name != b"from":
+            continue
+        found = True
+        for display, _adl, mailbox, host in parse_address_list(unfold(head[vs:fe])):
+            if mailbox is None or host is None:
+                if display is None and mailbox is None and host is None:
+                    continue  # end of a group
+                return None  # a group (start) or an address without a domain
+            if mailbox == MISSING_MAILBOX or host == MISSING_DOMAIN:
+                return None
+            local = mailbox.decode("utf-8", "replace")
+            out.append(f"{local}@{host.decode('utf-8', 'replace')}")
+    if not found or not out:
+        return None
+    return out
+
+
+class SendRateLimiter:
+    """Per-account sliding one-hour window of recipients sent (submission)."""
+
+    WINDOW = 3600.0
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._sent: dict[int, deque[tuple[float, int]]] = {}
+        self._totals: dict[int, int] = {}
+
+    def used(self, account_id: int, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        entries = self._sent.get(account_id)
+        if not entries:
+            return 0
+        total = self._totals[account_id]
+        while entries and entries[0][0] <= now - self.WINDOW:
+            total -= entries.popleft()[1]
+        if not entries:
+            del self._sent[account_id]
+            del self._totals[account_id]
+            return 0
+        self._totals[account_id] = total
+        return total
+
+    def allows(self, account_id: int, more: int = 1, now: float | None = None) -> bool:
+        if self.per_hour <= 0:
+            return True
+        return self.used(account_id, now) + more <= self.per_hour
+
+    def record(self, account_id: int, count: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.used(account_id, now)
+        self._sent.setdefault(account_id, deque()).append((now, count))
+        self._totals[account_id] = self._totals.get(account_id, 0) + count
+
+
+def protocol_name(*, esmtp: bool, tls: bool, authenticated: bool, utf8: bool) -> str:
+    """RFC 3848 / RFC 6531 §3.7.4 'with' protocol names."""
+    if not esmtp:
+        return "SMTP"
+    name = ("UTF8SMTP" if utf8 else "ESMTP") + ("S" if tls else "") + ("A" if authenticated else "")
+    return name
+
+
+__all__ = [
+    "Committed",
+    "Delivery",
+    "Envelope",
+    "MAX_HOPS",
+    "Route",
+    "SendRateLimiter",
+    "Trace",
+    "from_addresses",
+    "hop_count",
+    "new_queue_id",
+    "protocol_name",
+]

@@ -1,0 +1,264 @@
+"""The source article's path through the control panel, in a real browser (Debian's chromium
+driven by Playwright): log in, open the domain, Email > Overview > Email, the three dots, Edit
+settings, Advanced settings, switch POP3 off, Save; then force the domain to POP3 only.
+
+The effect is checked through the store and the protocol-access decision every server calls
+(services/access.py); `test_protocol_logins_follow_the_panel` checks it with poplib and imaplib
+once the real POP3 and IMAP servers have replaced the placeholders. Screenshots of the main
+pages are saved to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import shutil
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from postoffice.services.access import protocol_access
+from postoffice.services.sessions import OpenSession
+
+from .conftest import ADMIN_PASSWORD, CSRF_RE
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SERVERS = Path(__file__).resolve().parents[2] / "src" / "postoffice" / "servers"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is not installed (run `make browsers`)")
+
+
+@pytest.fixture
+def browser() -> Any:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, animations="disabled")
+
+
+def access(live: Any, address: str, protocol: str) -> Any:
+    async def decide() -> Any:
+        account = await live.office.store.get_account(address)
+        domain = await live.office.store.get_domain_by_id(account.domain_id)
+        return protocol_access(account, domain, protocol)
+    return live.call(decide())
+
+
+def add_demo_sessions(live: Any) -> None:
+    """Two devices of alice, as the servers would register them (for Connected devices)."""
+    async def add() -> None:
+        account = await live.office.store.get_account("alice@example.com")
+        now = time.time()
+        live.office.sessions.add(OpenSession("imap", account.id, account.address, "203.0.113.7", True, 993,
+                                             since=now - 3600, client_id="Thunderbird 128.3.0"))
+        live.office.sessions.add(OpenSession("pop3", account.id, account.address, "198.51.100.23", False, 110,
+                                             since=now - 600))
+        live.office.sessions.add(OpenSession("smtp", account.id, account.address, "203.0.113.7", True, 465,
+                                             since=now - 60))
+    live.call(add())
+
+
+def sessions_of(live: Any, address: str) -> list[str]:
+    async def get() -> list[str]:
+        account = await live.office.store.get_account(address)
+        return sorted(s.protocol for s in live.office.sessions.for_account(account.id))
+    return live.call(get())
+
+
+def test_article_path_switch_pop3_off_then_force_pop3_only(live: Any, browser: Any) -> None:
+    add_demo_sessions(live)
+    page = browser.new_page(viewport={"width": 1360, "height": 860})
+    page.set_default_timeout(10000)
+
+    # Log in
+    page.goto(live.url + "/")
+    assert "/login" in page.url
+    shot(page, "login")
+    page.get_by_label("Login or email address").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    # Service overview: click the email domain
+    page.get_by_role("heading", name="Service overview").wait_for()
+    shot(page, "overview")
+    page.get_by_role("link", name="example.com", exact=True).click()
+
+    # Email > Overview > Email
+    menu = page.get_by_role("complementary", name="Domain menu")
+    menu.get_by_text("Overview", exact=True).click()
+    menu.get_by_role("link", name="Email", exact=True).click()
+    page.get_by_role("heading", name="Email addresses").wait_for()
+    row = page.locator('tr[data-address="alice@example.com"]')
+    assert row.locator('[data-protocol="pop3"]').get_attribute("data-allowed") == "yes"
+    shot(page, "domain-addresses")
+
+    # Connected devices (the three dots of alice's row)
+    row.get_by_label("Actions for alice@example.com").click()
+    row.get_by_role("menuitem", name="Connected devices").click()
+    page.get_by_role("heading", name="Connected devices").wait_for()
+    assert page.get_by_text("not encrypted").count() == 1
+    shot(page, "connected-devices")
+    page.go_back()
+
+    # The three dots beside the address, Edit settings
+    row = page.locator('tr[data-address="alice@example.com"]')
+    row.get_by_label("Actions for alice@example.com").click()
+    shot(page, "address-menu")
+    row.get_by_role("menuitem", name="Edit settings").click()
+    page.get_by_role("heading", name="Edit settings").wait_for()
+
+    # Advanced settings: switch POP3 off, Save
+    page.get_by_text("Advanced settings", exact=True).click()
+    pop3 = page.locator("#t-pop3")
+    assert pop3.is_checked()
+    page.locator('label[for="t-pop3"]').click()
+    assert not pop3.is_checked()
+    shot(page, "edit-settings-advanced")
+    page.get_by_role("button", name="Save").click()
+
+    page.get_by_text("were saved and apply at once").wait_for()
+    row = page.locator('tr[data-address="alice@example.com"]')
+    assert row.locator('[data-protocol="pop3"]').get_attribute("data-allowed") == "no"
+    assert row.locator('[data-protocol="imap"]').get_attribute("data-allowed") == "yes"
+
+    # The servers' decision follows at once, and the open POP3 session was ended.
+    refused = access(live, "alice@example.com", "pop3")
+    assert not refused.allowed
+    assert refused.reason == "POP3 is disabled for this address by its administrator"
+    assert access(live, "alice@example.com", "imap").allowed
+    for _ in range(50):
+        if "pop3" not in sessions_of(live, "alice@example.com"):
+            break
+        time.sleep(0.05)
+    assert sessions_of(live, "alice@example.com") == ["imap", "smtp"]
+
+    # Client settings and DNS records
+    menu = page.get_by_role("complementary", name="Domain menu")
+    menu.get_by_role("link", name="Client settings").click()
+    page.get_by_text("We always recommend running SSL").wait_for()
+    shot(page, "client-settings")
+    menu.get_by_role("link", name="DNS records").click()
+    page.get_by_role("heading", name="DNS records").wait_for()
+    shot(page, "dns-records")
+
+    # Force the whole domain to POP3 only
+    menu.get_by_role("link", name="Protocols").click()
+    page.get_by_text("Force POP3 only").click()
+    page.get_by_role("button", name="Save").click()
+    page.locator("#policy-banner").wait_for()
+    shot(page, "domain-protocols")
+    imap = access(live, "alice@example.com", "imap")
+    assert not imap.allowed and imap.forced_by_domain
+    assert "set to POP3 only" in imap.reason
+    assert access(live, "alice@example.com", "pop3").allowed  # the domain setting overrides the switch
+    assert "imap" not in sessions_of(live, "alice@example.com")
+
+    # Every address it affects shows it
+    menu.get_by_text("Overview", exact=True).click()
+    menu.get_by_role("link", name="Email", exact=True).click()
+    assert page.locator('[data-protocol="imap"][data-allowed="no"]').count() == 3
+    page.close()
+
+
+def test_forms_show_errors_in_the_browser(live: Any, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1360, "height": 860})
+    page.goto(live.url + "/login")
+    page.get_by_label("Login or email address").fill("admin")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("invalid username or password").wait_for()
+    assert page.get_by_label("Login or email address").input_value() == "admin"
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live.url + "/domains/example.com/email")
+    page.get_by_role("button", name="+ New address").click()
+    page.get_by_label("Address", exact=True).fill("not valid@@")
+    page.get_by_label("Password").fill("long-enough-pw")
+    page.get_by_role("button", name="Create address").click()
+    page.get_by_text("is not a valid email address").wait_for()
+    assert page.get_by_label("Address", exact=True).input_value() == "not valid@@"
+    shot(page, "form-errors")
+    # Delete with the confirmation dialog
+    row = page.locator('tr[data-address="sales@example.com"]')
+    row.get_by_label("Actions for sales@example.com").click()
+    row.get_by_role("menuitem", name="Delete").click()
+    dialog = page.locator("#confirm-dialog")
+    assert dialog.is_visible()
+    dialog.get_by_role("button", name="Delete").click()
+    page.get_by_text("sales@example.com and its mail were deleted").wait_for()
+    assert page.locator('tr[data-address="sales@example.com"]').count() == 0
+    page.close()
+
+
+def _servers_ready() -> bool:
+    """The POP3 and IMAP servers have replaced the greeting placeholders and can be imported."""
+    for name in ("pop3", "imap"):
+        module, package = SERVERS / f"{name}.py", SERVERS / name / "__init__.py"
+        source = module if module.exists() else package
+        if not source.exists() or "placeholder" in source.read_text().lower():
+            return False
+    try:
+        from postoffice.servers.imap import ImapServer  # noqa: F401
+        from postoffice.servers.pop3 import Pop3Server  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _panel_post(client: httpx.Client, path: str, data: dict[str, str]) -> httpx.Response:
+    token = CSRF_RE.search(client.get(path).text)
+    assert token
+    return client.post(path, data={**data, "csrf_token": token.group(1)})
+
+
+@pytest.mark.skipif(not _servers_ready(),
+                    reason="needs the POP3 and IMAP servers (servers/pop3.py, servers/imap.py are placeholders)")
+def test_protocol_logins_follow_the_panel(live_with_mail: Any) -> None:
+    """After the panel switches POP3 off, poplib is refused with the reason and imaplib works;
+    after the domain is forced to POP3 only, imaplib is refused."""
+    live = live_with_mail
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    pop_port, imap_port = live.office.bound["pop3s"].port, live.office.bound["imaps"].port
+    edit = "/domains/example.com/email/alice@example.com/edit"
+    with httpx.Client(base_url=live.url, follow_redirects=False) as panel:
+        _panel_post(panel, "/login", {"username": "admin", "password": ADMIN_PASSWORD})
+        response = _panel_post(panel, edit, {"switches": "1", "imap": "on", "smtp": "on", "display_name": "Alice",
+                                             "quota": "500", "pop3_policy": "delete"})
+        assert response.status_code == 303
+
+        pop = poplib.POP3_SSL("127.0.0.1", pop_port, context=tls, timeout=10)
+        pop.user("alice@example.com")
+        with pytest.raises(poplib.error_proto) as refused:
+            pop.pass_("alice-password")
+        assert b"POP3 is disabled for this address" in refused.value.args[0]
+        pop.close()
+
+        imap = imaplib.IMAP4_SSL("127.0.0.1", imap_port, ssl_context=tls, timeout=10)
+        assert imap.login("alice@example.com", "alice-password")[0] == "OK"
+        imap.logout()
+
+        response = _panel_post(panel, "/domains/example.com/protocols", {"protocol_policy": "pop3-only"})
+        assert response.status_code == 303
+        imap = imaplib.IMAP4_SSL("127.0.0.1", imap_port, ssl_context=tls, timeout=10)
+        with pytest.raises(imaplib.IMAP4.error) as refused_imap:
+            imap.login("alice@example.com", "alice-password")
+        assert "POP3 only" in str(refused_imap.value)
+        imap.shutdown()
