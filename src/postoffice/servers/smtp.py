@@ -25,6 +25,7 @@ one go when the session waits for input. Timeouts: ``limits.command_timeout`` fo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -128,7 +129,9 @@ class InboundVerdictLike(Protocol):
 
 
 #: ``await checker(client_ip, helo, mail_from, message)``: mail_from without brackets, ""
-#: for the null sender; message is the received text without our trace headers.
+#: for the null sender; message is the received text without our trace headers. A verdict
+#: with a ``message`` attribute (``services.mailauth.InboundResult``) supplies the text to
+#: store itself (forged Authentication-Results removed, its header on top).
 InboundChecker = Callable[[str, str, str, bytes], Awaitable[InboundVerdictLike]]
 
 T = TypeVar("T")
@@ -473,6 +476,7 @@ class SmtpSession:
             return
         mailbox = "INBOX"
         extra = b""
+        sign: Callable[[bytes], Awaitable[bytes]] | None = None
         if self.server.submission:
             senders = from_addresses(data)
             if not senders:
@@ -482,15 +486,21 @@ class SmtpSession:
                 if not await self.server.delivery.may_send_as(self.account, sender):
                     self.reply(R553_FROM)
                     return
-        elif self.server.inbound_checker is not None:
+            signer = getattr(self.app, "dkim_signer", None)
+            if signer is not None:
+                sign = functools.partial(_dkim_sign, signer, _domain_of(senders[0]))
+        elif self.inbound_checker() is not None:
             verdict = await self.check_inbound(envelope, data)
             if isinstance(verdict, Reply):
                 self.reply(verdict)
                 return
             if verdict is not None:
-                extra = verdict.header or b""
-                if extra and not extra.endswith(b"\r\n"):
-                    extra += b"\r\n"
+                if isinstance(getattr(verdict, "message", None), bytes):
+                    data = verdict.message  # services.mailauth: cleaned, with its header on top
+                else:
+                    extra = verdict.header or b""
+                    if extra and not extra.endswith(b"\r\n"):
+                        extra += b"\r\n"
                 if verdict.action == "quarantine":
                     mailbox = "Junk"
         trace = Trace(
@@ -499,7 +509,8 @@ class SmtpSession:
                                    authenticated=self.account is not None, utf8=self.smtputf8),
         )
         try:
-            done = await self.server.delivery.commit(envelope, data, trace, extra_headers=extra, mailbox=mailbox)
+            done = await self.server.delivery.commit(envelope, data, trace, extra_headers=extra, mailbox=mailbox,
+                                                     sign=sign)
         except QuotaExceeded:
             too_big = any(q and len(data) > q for route in envelope.routes for q in route.quota.values())
             self.reply(R552_MAILBOX_FULL if too_big else R452_MAILBOX_FULL)
@@ -518,12 +529,20 @@ class SmtpSession:
             return
         if self.server.submission and self.account is not None:
             self.server.send_rate.record(self.account.id, envelope.recipient_count)
+        if done.queued and getattr(self.app, "worker", None) is not None:
+            self.app.worker.wake()  # the queue runner picks the entry up at once
         log.debug("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
                   envelope.recipient_count, done.delivered, done.queued, len(data))
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
 
+    def inbound_checker(self) -> InboundChecker | None:
+        """Port 25 only: the server's own checker, else the application's (services.mailauth)."""
+        if self.server.submission:
+            return None
+        return self.server.inbound_checker or getattr(self.app, "inbound_checker", None)
+
     async def check_inbound(self, envelope: Envelope, data: bytes) -> InboundVerdictLike | Reply | None:
-        checker = self.server.inbound_checker
+        checker = self.inbound_checker()
         assert checker is not None
         try:
             verdict = await checker(self.conn.remote_ip, self.helo, envelope.mail_from, data)
@@ -534,10 +553,24 @@ class SmtpSession:
             text = str(getattr(verdict, "reject_reply", "") or "")
             if text.startswith("5.7.1 "):
                 text = text[6:]
-            return R550_POLICY.with_text(text) if text else R550_POLICY
+            code = getattr(verdict, "reject_code", 550)
+            reply = R550_POLICY if code not in (550, 554) else Reply(code, "5.7.1", R550_POLICY.text)
+            return reply.with_text(text) if text else reply
         if verdict.action == "defer":
             return R451_CHECK_FAILED
         return verdict
+
+
+async def _dkim_sign(signer: Any, domain: str, message: bytes) -> bytes:
+    try:
+        return await signer.sign(message, domain)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - unsigned mail is better than lost mail
+        log.exception("DKIM signing for %s failed", domain)
+        return message
+
+
+def _domain_of(address: str) -> str:
+    return _norm(address).rpartition("@")[2]
 
 
 def _norm(address: str) -> str:

@@ -38,6 +38,7 @@ import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from datetime import datetime, timezone
@@ -259,9 +260,11 @@ class Delivery:
         return f"Return-Path: <{envelope.mail_from}>\r\n".encode("utf-8")
 
     async def commit(self, envelope: Envelope, message: bytes, trace: Trace, *,
-                     extra_headers: bytes = b"", mailbox: str = "INBOX") -> Committed:
+                     extra_headers: bytes = b"", mailbox: str = "INBOX",
+                     sign: Callable[[bytes], Awaitable[bytes]] | None = None) -> Committed:
         """Store the local copies and queue the remote recipients, durably.
 
+        ``sign`` (DKIM for submitted mail) is applied to the queued copy only.
         Raises what the store raises (QuotaExceeded, OSError, NotFound): nothing was
         acknowledged then, and a local copy is never half-stored (one transaction)."""
         received = self.received_header(envelope, trace)
@@ -274,6 +277,8 @@ class Delivery:
             delivered = len(accounts)
         if remote:
             queued = extra_headers + received + message
+            if sign is not None:
+                queued = await sign(queued)
             account_id = envelope.account.id if envelope.account is not None else None
             await self.store.enqueue(envelope.mail_from, remote, queued, account_id=account_id)
         return Committed(trace.queue_id, delivered, len(remote))

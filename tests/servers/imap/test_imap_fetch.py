@@ -127,6 +127,8 @@ async def test_uid_and_modseq_added_once(store: Store, box) -> None:
     assert out == b"* 2 FETCH (UID 2 FLAGS () MODSEQ (%d))\r\n" % metas[1].modseq
     out = await run(store, metas, "FLAGS", seqs=[2])
     assert out == b"* 2 FETCH (FLAGS ())\r\n"
+    out = await run(store, metas, "(BODY.PEEK[1] BODY[1] UID UID)", seqs=[2])
+    assert out == b"* 2 FETCH (BODY[1] {24}\r\nSee the attached report. UID 2)\r\n"
 
 
 async def test_envelope_bodystructure_body_precomputed(store: Store, box) -> None:

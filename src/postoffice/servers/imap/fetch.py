@@ -58,8 +58,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import attrgetter
-from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from postoffice.mail import imapfmt
@@ -76,7 +76,7 @@ from postoffice.protocols.imap.grammar.fetch_att import FetchAtt, Section
 from postoffice.protocols.imap.responses import flag_list
 from postoffice.store import BlobInfo, MessageMeta, Store, bits_to_flags
 
-__all__ = ["fetch_responses", "FetchError", "CHUNK_BYTES", "READ_CONCURRENCY"]
+__all__ = ["fetch_responses", "FetchError", "internal_date", "CHUNK_BYTES", "READ_CONCURRENCY"]
 
 CHUNK_BYTES = 256 * 1024          # yield when this much response data is pending
 READ_CONCURRENCY = 8              # blob reads in flight at once
@@ -148,14 +148,16 @@ class _Plan:
     """What a FETCH needs, decided once per command."""
 
     def __init__(self, atts: Sequence[FetchAtt], include_uid: bool, include_modseq: bool) -> None:
-        seen: set[FetchAtt] = set()
+        seen: set[bytes] = set()
         ordered: list[FetchAtt] = []
         names = {a.name for a in atts}
         if include_uid and "UID" not in names:
             ordered.append(FetchAtt("UID"))
         for a in atts:
-            if a not in seen:
-                seen.add(a)
+            # one answer per response name (BODY[1] and BODY.PEEK[1] are both "BODY[1]")
+            rname = a.response_name()
+            if rname not in seen:
+                seen.add(rname)
                 ordered.append(a)
         if include_modseq and "MODSEQ" not in names:
             ordered.append(FetchAtt("MODSEQ"))
@@ -310,6 +312,8 @@ async def fetch_responses(
     sem = asyncio.Semaphore(READ_CONCURRENCY)
 
     async def read(blob_id: str) -> bytes | None:
+        if not blob_id:
+            return None
         async with sem:
             try:
                 return await store.read_blob(blob_id)
@@ -389,7 +393,8 @@ def _info_from_raw(blob_id: str, raw: bytes, tree: Part) -> BlobInfo:
     )
 
 
-def _batches(items: Sequence[tuple[int, MessageMeta]], reads_raw: bool):
+def _batches(items: Sequence[tuple[int, MessageMeta]], reads_raw: bool,
+             ) -> Iterator[Sequence[tuple[int, MessageMeta]]]:
     """Split ``items``: up to INFO_BATCH messages, or (when blobs are read) at most
     RAW_BATCH_MESSAGES messages / RAW_BATCH_BYTES bytes of message data."""
     if not reads_raw:

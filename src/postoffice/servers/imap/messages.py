@@ -15,6 +15,7 @@ post-command sync reports it (EXPUNGE or VANISHED), so there is exactly one code
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ...protocols.imap import FetchAtt, SearchModSeq
@@ -302,7 +303,7 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
     saved = list(s.saved) if s.saved is not None else None
     wants_save = cmd.return_options is not None and "SAVE" in cmd.return_options
     try:
-        seqs = await run_search(s.app.store, view.mailbox_id, messages, cmd.key, saved=saved, now=time.time())
+        seqs = await run_search(s.app.store, view.mailbox_id, messages, cmd.key, saved=saved, now=datetime.now(timezone.utc))
     except Exception:
         if wants_save:
             s.saved = []  # RFC 5182 2.1: a failed SEARCH SAVE empties the saved result

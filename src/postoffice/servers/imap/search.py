@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -453,6 +453,8 @@ async def _phase_two(store: Store, messages: Sequence[MessageMeta], node: _Node,
     sem = asyncio.Semaphore(READ_CONCURRENCY)
 
     async def read(blob_id: str) -> bytes:
+        if not blob_id:  # a placeholder for a message expunged meanwhile
+            return b""
         async with sem:
             try:
                 return await store.read_blob(blob_id)
@@ -486,7 +488,7 @@ def _evaluate(node: _Node, batch: list[int], raws: list[bytes],
     return out
 
 
-def _read_batches(messages: Sequence[MessageMeta], chunk: list[int]):
+def _read_batches(messages: Sequence[MessageMeta], chunk: list[int]) -> Iterator[list[int]]:
     batch: list[int] = []
     size = 0
     for i in chunk:

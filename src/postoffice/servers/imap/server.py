@@ -1,0 +1,278 @@
+"""IMAP on 143 (STARTTLS) and 993 (implicit TLS): the asyncio loop around the sans-IO
+``ImapConnection`` (protocols/imap) and the `Session` (session.py).
+
+Implementation notes (invariants):
+
+* The loop is h11's: read, ``receive_data``, drain ``next_event()``, dispatch, write. Output is
+  collected and written when the connection needs more input (so replies to pipelined commands
+  go out together), or every 256 KiB during a long FETCH, draining the writer each time: a
+  client that does not read cannot make the server buffer without bound.
+* Timeouts: before login ``PREAUTH_TIMEOUT`` (at most ``limits.idle_timeout``), afterwards and
+  in IDLE ``limits.idle_timeout`` (RFC 9051 5.4: at least 30 minutes). This also bounds a
+  literal that was announced and never sent. On expiry: ``* BYE`` and close.
+* Literals: the connection enforces ``limits.imap_max_literal`` before reading one. A
+  synchronizing literal over the limit gets ``NO [TOOBIG]`` and the session goes on; a
+  LITERAL+ one is already on its way, so it gets ``BAD [TOOBIG]``, ``* BYE`` and the
+  connection is closed (RFC 7888 section 4).
+* Plaintext passwords: on 143 before STARTTLS, LOGINDISABLED is advertised, no AUTH=, and
+  LOGIN/AUTHENTICATE answer ``NO [PRIVACYREQUIRED]``, unless the configuration allows it
+  (``security.allow_plaintext_auth``, or ``allow_plaintext_auth_loopback`` for 127.0.0.1).
+  Bytes pipelined after STARTTLS are discarded and the connection is closed.
+* IDLE (RFC 2177) waits for the client's DONE and for the selected mailbox's change events at
+  the same time; a change is sent at once (flags set on the phone show on the laptop). Per
+  connection that is two small tasks and no buffer beyond what asyncio already holds.
+* Ending from outside (``terminate``): the session registry calls it when IMAP is switched
+  off for the address or its domain is forced to POP3 only (``* BYE [ALERT] <reason>``), and
+  at shutdown (``* BYE [UNAVAILABLE]``). A waiting session is told at once; a busy one right
+  after its current command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ...protocols.imap import (
+    NEED_DATA, CommandReceived, ConnectionClosed, ContinuationNeeded, IdleDone, ImapConnection,
+    InvalidCommand, LineTooLong, LiteralRejected, State,
+)
+from ...protocols.imap import responses as r
+from ...protocols.imap.responses import Code
+from ..listener import Connection
+from .selected import IndexRegistry
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+PREAUTH_TIMEOUT = 60.0
+FLUSH_AT = 256 * 1024
+
+
+class ImapServer:
+    """The protocol server for the ``imap`` and ``imaps`` listeners (shared by both)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.indexes = IndexRegistry(app.store, app.bus)
+
+    async def handle(self, conn: Connection) -> None:
+        await ImapHandler(self, conn).run()
+
+
+class ImapHandler:
+    """One IMAP connection: the I/O half; `Session` holds the protocol state."""
+
+    __slots__ = ("server", "app", "conn", "pconn", "session", "out", "out_size", "done", "waiting",
+                 "terminated", "idle_timeout")
+
+    def __init__(self, server: ImapServer, conn: Connection) -> None:
+        self.server = server
+        self.app = server.app
+        self.conn = conn
+        limits = self.app.config.limits
+        self.pconn = ImapConnection(max_literal_size=limits.imap_max_literal)
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.done = False
+        self.waiting = False  # blocked reading from the client (between commands or in IDLE)
+        self.terminated: str | None = None
+        self.idle_timeout = float(limits.idle_timeout)
+        self.session = Session(self)
+
+    # -- policy ----------------------------------------------------------------------------------
+    @property
+    def starttls_available(self) -> bool:
+        return not self.conn.tls and self.app.tls is not None and not self.conn.listener.implicit_tls
+
+    @property
+    def auth_allowed(self) -> bool:
+        security = self.app.config.security
+        return self.conn.tls or security.allow_plaintext_auth or (
+            security.allow_plaintext_auth_loopback and self.conn.is_loopback)
+
+    # -- output ----------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        if data:
+            self.out.append(data)
+            self.out_size += len(data)
+
+    async def flush(self) -> None:
+        if self.out:
+            out = self.out
+            self.out, self.out_size = [], 0
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+        await self.conn.drain()
+        if self.conn.closed:
+            self.done = True
+
+    async def maybe_flush(self) -> None:
+        if self.out_size >= FLUSH_AT:
+            await self.flush()
+
+    # -- input -----------------------------------------------------------------------------------
+    def _timeout(self) -> float:
+        if self.session.state is State.NOT_AUTHENTICATED:
+            return min(PREAUTH_TIMEOUT, self.idle_timeout)
+        return self.idle_timeout
+
+    async def next_event(self) -> Any:
+        """The next protocol event, reading (and flushing output) as needed."""
+        while True:
+            event = self.pconn.next_event()
+            if event is not NEED_DATA:
+                return event
+            await self.flush()
+            if self.done or self.terminated:
+                return ConnectionClosed()
+            self.waiting = True
+            try:
+                data = await self.conn.read(self._timeout())
+            except (TimeoutError, asyncio.TimeoutError):
+                self._autologout()
+                return ConnectionClosed()
+            finally:
+                self.waiting = False
+            self.pconn.receive_data(data)
+
+    def _autologout(self) -> None:
+        log.info("IMAP %s from %s: idle for too long, closing", self._who(), self.conn.remote_ip)
+        self.send(r.bye("Autologout; idle for too long"))
+        self.done = True
+
+    def _who(self) -> str:
+        account = self.session.account
+        return account.address if account is not None else "(not logged in)"
+
+    # -- the loop ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            self.send(r.untagged_ok("postoffice IMAP4rev2 server ready",
+                                    Code.capability(self.session.capabilities())))
+            while not self.done:
+                event = await self.next_event()
+                if isinstance(event, CommandReceived):
+                    await self.session.handle(event.tag, event.command)
+                elif isinstance(event, ConnectionClosed):
+                    break
+                else:
+                    self._protocol_event(event)
+                if self.terminated and not self.done:
+                    self._say_terminated()
+                await self.maybe_flush()
+            await self.flush()
+        finally:
+            self.done = True
+            self.session.close()
+            await self.conn.close()
+
+    def _protocol_event(self, event: Any) -> None:
+        if isinstance(event, InvalidCommand):
+            text = event.message
+            if event.unknown:
+                text = f"Unknown command: {text}"
+            self.send(r.bad(event.tag, text[:1].upper() + text[1:]))
+        elif isinstance(event, ContinuationNeeded):
+            self.send(r.continuation("Ready for literal data"))
+        elif isinstance(event, LiteralRejected):
+            text = f"Literal of {event.size} octets is larger than the limit of {event.limit}"
+            if event.must_close:
+                self.send(r.bad(event.tag, text, Code.TOOBIG))
+                self.send(r.bye("Connection closed: literal too large", Code.TOOBIG))
+                self.done = True
+            else:
+                self.send(r.no(event.tag, text, Code.TOOBIG))
+        elif isinstance(event, LineTooLong):
+            self.send(r.bad(event.tag, f"Command line too long (the limit is {event.limit} octets)"))
+        elif isinstance(event, IdleDone):
+            self.send(r.bad(None, "DONE without IDLE"))
+        else:
+            self.send(r.bad(None, "Unexpected input"))
+
+    # -- STARTTLS ------------------------------------------------------------------------------------
+    async def start_tls(self, ok_line: bytes) -> None:
+        self.send(ok_line)
+        await self.flush()
+        clean = self.pconn.start_tls()
+        if not clean or self.conn.pipelined_plaintext():
+            log.warning("IMAP from %s: data pipelined after STARTTLS; closing", self.conn.remote_ip)
+            self.done = True
+            return
+        if self.app.tls is None or not await self.conn.start_tls(self.app.tls):
+            self.done = True
+
+    # -- IDLE ----------------------------------------------------------------------------------------
+    async def idle(self, session: Session, tag: bytes) -> bytes:
+        """RFC 2177: ``+ idling``, push changes as they happen, until DONE."""
+        self.send(r.continuation("idling"))
+        self.pconn.expect_idle_done()
+        view = session.selected
+        read_task: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                if view is not None and session.selected is view:
+                    for line in await session.sync(allow_expunge=True):
+                        self.send(line)
+                await self.flush()
+                event = self.pconn.next_event()
+                if event is NEED_DATA:
+                    if self.done or self.terminated:
+                        return b""
+                    if read_task is None:
+                        read_task = asyncio.ensure_future(self.conn.read())
+                    wait_task = asyncio.ensure_future(view.wait()) if view is not None else None
+                    waiters: set[asyncio.Future[Any]] = {read_task}
+                    if wait_task is not None:
+                        waiters.add(wait_task)
+                    self.waiting = True
+                    try:
+                        finished, _ = await asyncio.wait(waiters, timeout=self.idle_timeout,
+                                                         return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        self.waiting = False
+                        if wait_task is not None and not wait_task.done():
+                            wait_task.cancel()
+                    if not finished:
+                        self._autologout()
+                        return b""
+                    if read_task in finished:
+                        data = read_task.result()
+                        read_task = None
+                        self.pconn.receive_data(data)
+                    continue
+                if isinstance(event, IdleDone):
+                    return r.ok(tag, "IDLE terminated")
+                if isinstance(event, ConnectionClosed):
+                    self.done = True
+                    return b""
+                if isinstance(event, InvalidCommand):
+                    return r.bad(tag, "Expected DONE to end IDLE")
+                self._protocol_event(event)
+                return r.bad(tag, "IDLE ended by unexpected input")
+        finally:
+            if read_task is not None:
+                read_task.cancel()
+
+    # -- ended from outside --------------------------------------------------------------------------
+    def terminate(self, reason: str) -> None:
+        """Called by the session registry: end this session with ``reason``."""
+        if self.done or self.terminated:
+            return
+        self.terminated = reason
+        if self.waiting:
+            self._say_terminated()
+            self.conn.write(b"".join(self.out))
+            self.out, self.out_size = [], 0
+            self.conn.closed = True
+            self.conn.writer.close()
+
+    def _say_terminated(self) -> None:
+        reason = self.terminated or "Session ended"
+        registered = self.session.registered
+        withdrawn = registered is None or all(s.id != registered.id for s in self.app.sessions.all())
+        log.info("IMAP %s: session ended: %s", self._who(), reason)
+        self.send(r.bye(reason, Code.ALERT if withdrawn else Code.UNAVAILABLE))
+        self.done = True
+
+
+__all__ = ["ImapServer", "ImapHandler"]
