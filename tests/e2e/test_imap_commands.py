@@ -146,15 +146,15 @@ def test_switching_imap_off_ends_open_sessions(srv: RunningServer) -> None:
     line = idle.line()
     assert line.startswith(b"* BYE [ALERT] ") and b"IMAP" in line
     assert idle.closed()
-    busy.send(b"n NOOP\r\n")
-    rest = busy.until(b"n")
-    assert any(x.startswith(b"* BYE [ALERT]") for x in rest)
+    # a session waiting between commands is told at once too
+    assert busy.line().startswith(b"* BYE [ALERT] ")
+    assert busy.closed()
 
 
 def test_id_noop_namespace_enable_logout(srv: RunningServer) -> None:
     address, _ = new_account(srv, 0)
     c = client(srv, address)
-    assert c.id_({"name": "pytest", "version": "1"})[b"name"] == b"postoffice"
+    assert b"postoffice" in c.id_({"name": "pytest", "version": "1"})[0]
     c.noop()
     assert c.namespace().personal == (("", "/"),)
     assert c.enable("CONDSTORE", "UNKNOWN") == [b"CONDSTORE"]
@@ -305,7 +305,7 @@ def test_fetch_items(srv: RunningServer) -> None:
     address, _ = new_account(srv, 3)
     c = client(srv, address)
     c.select_folder("INBOX", readonly=True)
-    data = c.fetch("1:3", ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE"])
+    data = c.fetch([1, 2, 3], ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE"])
     assert sorted(data) == [1, 2, 3]
     assert data[2][b"ENVELOPE"].subject == b"message 2"
     data = c.fetch("2", ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "BODY.PEEK[TEXT]<0.4>", "RFC822.HEADER", "BINARY.PEEK[1]"])
@@ -317,7 +317,7 @@ def test_fetch_items(srv: RunningServer) -> None:
     assert b"\\Seen" in c.get_flags([1])[1]  # implicit \Seen (RFC 9051 6.4.5)
     data = c.fetch("2", ["RFC822"])
     assert b"\\Seen" in data[2][b"FLAGS"]
-    assert c.fetch("3", ["BODY.PEEK[]"])[3][b"FLAGS"] if False else True
+    assert c.fetch("3", ["BODY.PEEK[]"])[3][b"BODY[]"] == message(3)
     assert b"\\Seen" not in c.get_flags([3])[3]
     c.logout()
 
@@ -358,7 +358,7 @@ def test_append_multiappend_and_literal_forms(srv: RunningServer) -> None:
     c.select_folder("Drafts")
     data = c.fetch("1", ["FLAGS", "INTERNALDATE"])[1]
     assert set(data[b"FLAGS"]) == {b"\\Draft", b"\\Seen", b"$Label"}
-    assert data[b"INTERNALDATE"].replace(tzinfo=None) == datetime(2023, 5, 4, 3, 2, 1) or data[b"INTERNALDATE"]
+    assert data[b"INTERNALDATE"].astimezone(timezone.utc) == when
     c.logout()
     wire = Wire.tls(srv)
     wire.login(address, PASSWORD)
