@@ -149,7 +149,10 @@ async def test_client_settings_and_dns(client: httpx.AsyncClient, tokens: dict[s
     dns = (await call(client, t, "GET", "/domains/example.com/dns")).json()
     types = {(r["name"], r["type"]) for r in dns["records"]}
     assert ("example.com.", "MX") in types and ("_imaps._tcp.example.com.", "SRV") in types
-    assert dns["dkim_key"] is False
+    # the DKIM keys are generated on demand and both signatures' records are shown
+    assert dns["dkim_key"] is True
+    dkim = {r["name"]: r["value"] for r in dns["records"] if "._domainkey." in r["name"]}
+    assert len(dkim) == 2 and any("k=ed25519" in v for v in dkim.values())
 
 
 async def test_owner_cannot_touch_another_owners_domain(client: httpx.AsyncClient, tokens: dict[str, str],

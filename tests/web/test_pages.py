@@ -244,5 +244,5 @@ async def test_client_settings_and_dns_pages(admin: httpx.AsyncClient) -> None:
     assert "mail.example.com" in page and "<code>993</code>" in page and "<code>587</code>" in page
     dns = (await admin.get("/domains/example.com/dns")).text
     for needle in ("MX", "v=spf1 mx -all", "_dmarc.example.com.", "_imaps._tcp.example.com.",
-                   "_submissions._tcp.example.com.", "DKIM key not generated yet"):
+                   "_submissions._tcp.example.com.", "po-rsa._domainkey.example.com.", "k=ed25519"):
         assert needle in dns

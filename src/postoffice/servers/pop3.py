@@ -75,10 +75,8 @@ from .listener import Connection
 
 log = logging.getLogger(__name__)
 
-#: Pending small replies are written once they add up to this much (or input runs dry).
+#: Pending replies are handed to the transport once they add up to this much (or input runs dry).
 FLUSH_AT = 256 * 1024
-#: Bodies at least this big skip the pending-output join and go to the transport as they are.
-DIRECT_WRITE = 64 * 1024
 
 
 class Pop3Server:
@@ -164,8 +162,7 @@ class Pop3Handler:
     def _close_now(self) -> None:
         """From outside the loop while it waits for input: write what is pending and close;
         the pending read then returns b"" and the loop ends."""
-        self.conn.write(b"".join(self._out))
-        self._out, self._out_size = [], 0
+        self._write_out()
         self.conn.closed = True
         self.conn.writer.close()
         # A TLS close waits for the peer's close_notify before the reader sees EOF; the loop
@@ -186,12 +183,19 @@ class Pop3Handler:
         self._out.append(data)
         self._out_size += len(data)
 
+    def _write_out(self) -> None:
+        """Hand the pending replies to the transport in one call (writev under uvloop)."""
+        out = self._out
+        if out:
+            self._out, self._out_size = [], 0
+            if not self.conn.closed and not self.conn.writer.is_closing():
+                if len(out) == 1:
+                    self.conn.writer.write(out[0])
+                else:
+                    self.conn.writer.writelines(out)
+
     async def _flush(self) -> None:
-        if self._out:
-            out = self._out
-            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
-            self._out = []
-            self._out_size = 0
+        self._write_out()
         await self._drain()
 
     async def _drain(self) -> None:
@@ -211,18 +215,9 @@ class Pop3Handler:
         self.conn.writer.transport.abort()  # the pending drain fails and the loop ends
 
     async def _reply(self, reply: Any) -> None:
-        if isinstance(reply, MultiLine):
+        if isinstance(reply, MultiLine):  # status and body go out as they are, never joined
             self._emit(self.pconn.send(reply.status))
-            body = reply.body
-            if len(body) >= DIRECT_WRITE:
-                if self._out:
-                    self.conn.write(b"".join(self._out))
-                    self._out = []
-                    self._out_size = 0
-                self.conn.write(body)
-                await self._drain()
-                return
-            self._emit(body)
+            self._emit(reply.body)
         else:
             self._emit(self.pconn.send(reply))
         if self._out_size >= FLUSH_AT:
@@ -239,7 +234,8 @@ class Pop3Handler:
                 assert self.snapshot is not None
                 index = self.snapshot.index(out.uid)
                 data = None if index is None else await self.server.maildrops.read(self.snapshot, index)
-                queue.extend(session.on_message(out, data))
+                # The store keeps every message with CRLF line ends (store._put_blob).
+                queue.extend(session.on_message(out, data, canonical=True))
             elif isinstance(out, Authenticate):
                 queue.extend(session.on_auth_result(await self._authenticate(out)))
             elif isinstance(out, OpenMaildrop):

@@ -16,10 +16,9 @@ configuration endpoints can never disagree:
 
 from __future__ import annotations
 
-import json
 import plistlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
@@ -39,9 +38,6 @@ LISTENER_INFO: dict[str, tuple[str, int, str, bool]] = {
 }
 PROTOCOL_LABELS = {"imap": "IMAP", "pop3": "POP3", "smtp": "SMTP"}
 
-# Where a DKIM public key for a domain is kept until the DKIM engineer's key storage lands:
-# a setting named "dkim:<domain>" holding {"selector": ..., "dns_txt": ...} (authn.dkim).
-DKIM_SETTING = "dkim:{domain}"
 
 
 @dataclass(frozen=True)
@@ -242,16 +238,12 @@ class DnsRecord:
                 "zone_line": self.zone_line}
 
 
-async def dkim_key(store: Store, domain: str) -> tuple[str, str] | None:
-    """(selector, TXT value) of the domain's DKIM key, if one was generated."""
-    raw = await store.get_setting(DKIM_SETTING.format(domain=domain))
-    if not raw:
-        return None
-    try:
-        data = json.loads(raw)
-        return str(data["selector"]), str(data["dns_txt"])
-    except (ValueError, KeyError, TypeError):
-        return None
+async def dkim_key(store: Store, domain: str, config: Config | None = None) -> list[tuple[str, str]]:
+    """[(record name, TXT value)] of the domain's DKIM keys (RSA and Ed25519), generated on demand
+    by the signing service (services.mailauth) so the page and the signer always agree."""
+    from .mailauth import dkim_records
+
+    return await dkim_records(store, domain, config)
 
 
 def _txt(value: str) -> str:
@@ -261,17 +253,16 @@ def _txt(value: str) -> str:
 
 
 def dns_records(config: Config, domain: Domain, bound: Mapping[str, HostPort] | None = None,
-                dkim: tuple[str, str] | None = None) -> list[DnsRecord]:
+                dkim: Sequence[tuple[str, str]] = ()) -> list[DnsRecord]:
     host = config.hostname.rstrip(".") + "."
     zone = domain.name + "."
     records = [
         DnsRecord(zone, "MX", f"10 {host}", "Mail for the domain is delivered to this server (RFC 5321 §5)"),
         DnsRecord(zone, "TXT", _txt("v=spf1 mx -all"), "SPF: only the domain's MX hosts send its mail (RFC 7208)"),
     ]
-    if dkim is not None:
-        selector, value = dkim
-        records.append(DnsRecord(f"{selector}._domainkey.{zone}", "TXT", _txt(value),
-                                 "DKIM public key for signatures made by this server (RFC 6376)"))
+    for name, value in dkim:
+        records.append(DnsRecord(name.rstrip(".") + ".", "TXT", _txt(value),
+                                 "DKIM public key for signatures made by this server (RFC 6376, RFC 8463)"))
     records.append(DnsRecord(f"_dmarc.{zone}", "TXT",
                              _txt(f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain.name}"),
                              "DMARC policy and where reports go (RFC 7489)"))

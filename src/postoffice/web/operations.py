@@ -268,8 +268,8 @@ class Operations:
     async def dns_records(self, domain_name: str) -> tuple[list[clientconfig.DnsRecord], bool]:
         """The records to publish, and whether a DKIM key exists yet."""
         domain = await self.domain(domain_name)
-        dkim = await clientconfig.dkim_key(self.store, domain.name)
-        return clientconfig.dns_records(self.office.config, domain, self.office.bound, dkim), dkim is not None
+        dkim = await clientconfig.dkim_key(self.store, domain.name, self.office.config)
+        return clientconfig.dns_records(self.office.config, domain, self.office.bound, dkim), bool(dkim)
 
     async def mobileconfig(self, domain_name: str, address: str) -> bytes:
         info = await self.address(domain_name, address)

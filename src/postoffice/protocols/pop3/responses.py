@@ -94,13 +94,15 @@ def normalise_newlines(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def dot_stuff(message: bytes) -> bytes:
+def dot_stuff(message: bytes, *, canonical: bool = False) -> bytes:
     """Return ``message`` as a multi-line response body (RFC 1939 §3).
 
     Bare LF becomes CRLF, every line starting with "." gets another "." in front, the last
     line is ended with CRLF if it was not, and the ``.CRLF`` terminator is appended.
+    ``canonical=True`` promises the line ends are CRLF already (the store keeps messages that
+    way) and skips the two scans that look for bare LF.
     """
-    data = normalise_newlines(message)
+    data = message if canonical else normalise_newlines(message)
     if not data:
         return TERMINATOR
     if b"\n." in data:
@@ -112,13 +114,13 @@ def dot_stuff(message: bytes) -> bytes:
     return data + TERMINATOR
 
 
-def top(message: bytes, lines: int) -> bytes:
+def top(message: bytes, lines: int, *, canonical: bool = False) -> bytes:
     """The headers, the blank separator line and the first ``lines`` body lines (RFC 1939 §7).
 
     A message without a blank line is all header and is returned whole.  Asking for more lines
     than the body has returns the whole message.  The result uses CRLF line ends.
     """
-    data = normalise_newlines(message)
+    data = message if canonical else normalise_newlines(message)
     if data.startswith(CRLF):  # no header fields at all
         head_end = 2
     else:
@@ -135,9 +137,11 @@ def top(message: bytes, lines: int) -> bytes:
     return data[: head_end + len(body) - len(parts[-1])]
 
 
-def message_body(message: bytes, top_lines: int | None = None) -> bytes:
+def message_body(message: bytes, top_lines: int | None = None, *, canonical: bool = False) -> bytes:
     """The multi-line body for RETR (``top_lines`` is None) or TOP."""
-    return dot_stuff(message if top_lines is None else top(message, top_lines))
+    if top_lines is not None:
+        message, canonical = top(message, top_lines, canonical=canonical), True
+    return dot_stuff(message, canonical=canonical)
 
 
 def listing(first: Ok, lines: list[str]) -> MultiLine:

@@ -21,7 +21,8 @@ Contract (server side)::
                                                                             Maildrop(messages) |
                                                                             MaildropInUse() |
                                                                             MaildropUnavailable())
-    SendMessage         read the message bytes by uid                      on_message(action, data|None)
+    SendMessage         read the message bytes by uid                      on_message(action, data|None
+                                                                            [, canonical=True])
     CommitDeletions     delete the uids, release the lock                  on_commit_result(ok)
     StartTls            flush, conn.start_tls(), TLS handshake             on_tls_started()
     Close               flush, close, release a held lock (never delete)   -
@@ -475,8 +476,11 @@ class Pop3Session:
     def do_top(self, command: Top) -> list[Output]:
         return self._send(command.msg, command.lines)
 
-    def on_message(self, action: SendMessage, data: bytes | None) -> list[Output]:
-        """The server's answer to :class:`SendMessage`: the message bytes, or None."""
+    def on_message(self, action: SendMessage, data: bytes | None, *, canonical: bool = False) -> list[Output]:
+        """The server's answer to :class:`SendMessage`: the message bytes, or None.
+
+        ``canonical=True`` tells that ``data`` has CRLF line ends only (no bare CR or LF), as
+        the store keeps messages; the body is then built without looking for bare LF."""
         self._expect(_Waiting.MESSAGE)
         if action != self._pending_message:
             raise Pop3SessionError(f"on_message for {action!r}, not {self._pending_message!r}")
@@ -487,7 +491,7 @@ class Pop3Session:
             status = Ok(f"{self._messages[action.msg - 1].size} octets")
         else:
             status = Ok("top of message follows")
-        return [MultiLine(status, message_body(data, action.top_lines))]
+        return [MultiLine(status, message_body(data, action.top_lines, canonical=canonical))]
 
     def do_dele(self, command: Dele) -> list[Output]:
         info = self._lookup(command.msg)

@@ -173,7 +173,7 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
         except FetchError as exc:
             code = exc.code if isinstance(exc.code, bytes) else str(exc.code).encode()
             return r.no(tag, exc.text, code)
-    if missing:
+    if missing and not cmd.uid:  # a UID FETCH reports the expunge itself, right after
         return r.ok(tag, f"{verb} completed; some messages were expunged meanwhile", Code.EXPUNGEISSUED)
     return r.ok(tag, f"{verb} completed")
 
