@@ -170,17 +170,16 @@ def test_deeply_nested_bodystructure(srv: RunningServer) -> None:
     for i in reversed(range(depth)):
         parts.append(b"--b%d--\r\n" % i)
     hostile = b"".join(parts)
-    wire = logged_in(srv, messages=0, select=False)
-    address = wire.cmd(b"n NOOP")  # keep the account: append over IMAP is limited, deliver instead
-    account = srv.call(srv.store.list_accounts())[-1]
+    account = srv.add_account("nested@example.com", PASSWORD)
     srv.call(srv.store.deliver([(account.id, "INBOX")], hostile))
+    wire = Wire.tls(srv)
+    wire.login("nested@example.com", PASSWORD)
     wire.cmd(b"s SELECT INBOX")
     for item in (b"BODYSTRUCTURE", b"BODY", b"BODY.PEEK[1.1.1.1.1.1.1.1]", b"ENVELOPE", b"BINARY.PEEK[1]"):
         lines = wire.cmd(b"a FETCH 1 " + item)
         assert lines[-1].startswith(b"a OK") or lines[-1].startswith(b"a NO"), lines[-1]
     assert wire.cmd(b"b SEARCH BODY deep")[-1].startswith(b"b OK")
     still_alive(wire)
-    del address
 
 
 def test_unexpected_exception_is_serverbug_and_session_continues(srv: RunningServer,

@@ -206,3 +206,54 @@ def test_forged_authentication_results_are_removed(srv: RunningServer) -> None:
         client.sendmail("s@outside.example", ["carol@example.com"], forged)
     stored = messages(srv, "carol@example.com")[-1]
     assert b"dmarc=pass" not in stored and body_after_trace(stored) == MESSAGE
+
+
+def test_quota_and_disk_full(srv: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv.add_account("small@example.com", "password1", quota_bytes=2000)
+    before = counts(srv)
+    with RawSmtp(srv.port("smtp")) as c:
+        c.cmd("EHLO mx.outside.example")
+        assert c.cmd("MAIL FROM:<s@outside.example> SIZE=5000")[0] == 250
+        assert c.cmd("RCPT TO:<small@example.com>") == (
+            552, "5.2.2 Mailbox full: the message exceeds the mailbox quota")
+        c.cmd("RSET")
+        c.cmd("MAIL FROM:<s@outside.example>")
+        assert c.cmd("RCPT TO:<small@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        assert c.cmd(b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n.")[0] == 552
+        assert counts(srv) == before
+        # fill it up, then the next one is a temporary failure at RCPT
+        c.cmd("MAIL FROM:<s@outside.example>")
+        c.cmd("RCPT TO:<small@example.com>")
+        c.cmd("DATA")
+        assert c.cmd(b"Subject: fits\r\n\r\n" + b"x" * 1500 + b"\r\n.")[0] == 250
+        c.cmd("MAIL FROM:<s@outside.example> SIZE=600")
+        assert c.cmd("RCPT TO:<small@example.com>") == (452, "4.2.2 Mailbox full; try again later")
+        c.cmd("RSET")
+
+    async def disk_full(*args: object, **kw: object) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(srv.store, "deliver", disk_full)
+    before = counts(srv)
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as client:
+        with pytest.raises(smtplib.SMTPDataError) as exc:
+            client.sendmail("s@outside.example", ["alice@example.com"], MESSAGE)
+        assert (exc.value.smtp_code, exc.value.smtp_error) == (452, b"4.3.1 Insufficient system storage")
+    assert counts(srv) == before
+
+
+def test_a_failing_lookup_is_a_temporary_error(srv: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    async def broken(address: str) -> None:
+        calls.append(address)
+        raise RuntimeError("database unavailable")
+    monkeypatch.setattr(srv.store, "get_account", broken)
+    with RawSmtp(srv.port("smtp")) as c:
+        c.cmd("EHLO mx.outside.example")
+        c.cmd("MAIL FROM:<s@outside.example>")
+        assert c.cmd("RCPT TO:<alice@example.com>") == (451, "4.3.0 Local error in processing")
+        monkeypatch.undo()
+        assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250  # the session goes on
+        assert c.cmd("QUIT")[0] == 221
+    assert calls == ["alice@example.com"]

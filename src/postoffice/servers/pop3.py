@@ -112,6 +112,9 @@ class Pop3Handler:
         self.registered: OpenSession | None = None
         self.done = False
         self.idle = False  # waiting for the client's next bytes
+        self.writing = False  # waiting for the client to read what was sent
+        self._activity = 0.0  # loop time of the last progress either way
+        self._watchdog_handle: asyncio.TimerHandle | None = None
         self.terminated: str | None = None  # reason given by the session registry
         self._out: list[bytes] = []
         self._out_size = 0
@@ -121,6 +124,8 @@ class Pop3Handler:
     async def run(self) -> None:
         conn, pconn, session = self.conn, self.pconn, self.session
         loop = asyncio.get_running_loop()
+        self._activity = loop.time()
+        self._watchdog_handle = loop.call_later(self.timeout, self._watchdog)
         try:
             self._emit(pconn.send(session.greeting()))
             while not self.done:
@@ -133,12 +138,11 @@ class Pop3Handler:
                     if conn.closed:
                         break
                     self.idle = True
-                    timer = loop.call_later(self.timeout, self._timed_out)
                     try:
                         data = await conn.read()
                     finally:
-                        timer.cancel()
                         self.idle = False
+                    self._activity = loop.time()
                     if self.done:
                         break  # timed out or terminated: the client has been told
                     pconn.receive_data(data)
@@ -146,13 +150,26 @@ class Pop3Handler:
                 await self._perform(session.handle(event))
             await self._flush()
         finally:
+            self._watchdog_handle.cancel()
             self._finish()
             await conn.close()
 
-    def _timed_out(self) -> None:
-        """RFC 1939 §3 autologout: close without entering UPDATE, so nothing is deleted."""
-        if self.done or not self.idle:
+    def _watchdog(self) -> None:
+        """One timer per connection (cheaper than one per read): RFC 1939 §3's autologout for
+        a client that sends nothing, and the same limit for one that stops reading."""
+        if self.done:
             return
+        loop = asyncio.get_running_loop()
+        left = self._activity + self.timeout - loop.time()
+        if left > 0 or not (self.idle or self.writing):
+            self._watchdog_handle = loop.call_later(max(left, 0.05), self._watchdog)  # not yet due
+        elif self.idle:
+            self._timed_out()
+        else:
+            self._write_stalled()
+
+    def _timed_out(self) -> None:
+        """Autologout: close without entering UPDATE, so nothing is deleted."""
         log.info("POP3 %s from %s: idle for %.0f s, closing (nothing deleted)",
                  self.session.username or "(not logged in)", self.conn.remote_ip, self.timeout)
         self.done = True
@@ -200,12 +217,16 @@ class Pop3Handler:
 
     async def _drain(self) -> None:
         """Wait until the transport takes more output; a client that stops reading for
-        ``command_timeout`` is cut off (it would otherwise hold the maildrop lock forever)."""
-        timer = asyncio.get_running_loop().call_later(self.timeout, self._write_stalled)
+        ``command_timeout`` is cut off by the watchdog (it would otherwise hold the maildrop
+        lock forever)."""
+        if not self.conn.writer.transport.get_write_buffer_size():
+            return  # everything went to the kernel at once: the usual case
+        self.writing = True
         try:
             await self.conn.drain()
         finally:
-            timer.cancel()
+            self.writing = False
+            self._activity = asyncio.get_running_loop().time()
 
     def _write_stalled(self) -> None:
         log.info("POP3 %s from %s: not reading for %.0f s, closing (nothing deleted)",

@@ -216,7 +216,9 @@ class SmtpSession:
                         break
                     self.busy = False
                     try:
-                        data = await self.conn.read(self.limits.command_timeout)
+                        # (Connection.read(timeout) reports a timeout as EOF, since TimeoutError
+                        # is an OSError: time the read here to tell the two apart.)
+                        data = await asyncio.wait_for(self.conn.read(), self.limits.command_timeout)
                     except (TimeoutError, asyncio.TimeoutError):
                         self.busy = True
                         if not self.terminated:
@@ -227,7 +229,15 @@ class SmtpSession:
                         break
                     self.sm.receive_data(data)
                     continue
-                await self.dispatch(event)
+                try:
+                    await self.dispatch(event)
+                except Exception:  # noqa: BLE001 - e.g. the database: a temporary failure
+                    # The protocol state did not advance (no accept_* call), so the client
+                    # may simply retry; the session goes on.
+                    log.exception("SMTP %s from %s failed", type(event).__name__, self.conn.remote_ip)
+                    self.mechanism = None
+                    self.envelope = None if isinstance(event, MessageReceived) else self.envelope
+                    self.reply(R451_LOCAL_ERROR)
                 if self.terminated and not self.closing:
                     self.reply(Reply(421, "4.7.0", self.terminated))
                     break

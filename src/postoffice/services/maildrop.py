@@ -76,6 +76,37 @@ class DropMessage:
     blob_id: str
 
 
+class _ReadAhead:
+    """Messages read ahead for one session: a cache, and at most one batch being read."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, bytes | None] = {}
+        self.pending: asyncio.Future[list[bytes | None]] | None = None
+        self.pending_batch: list[int] = []
+        self.next = 0  # first message neither cached nor being read
+
+    async def land(self) -> None:
+        """Wait for the batch being read and move it into the cache."""
+        pending, batch = self.pending, self.pending_batch
+        if pending is None:
+            return
+        try:
+            data: list[bytes | None] = await pending
+        except Exception:  # noqa: BLE001 - reported as unreadable messages
+            log.exception("POP3 read-ahead failed")
+            data = [None] * len(batch)
+        if self.pending is pending:
+            self.pending, self.pending_batch = None, []
+            self.cache.update(zip(batch, data))
+
+    def reset(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+        self.pending, self.pending_batch = None, []
+        self.cache.clear()
+        self.next = 0
+
+
 @dataclass
 class Snapshot:
     """A locked maildrop as seen at login. Message ``n`` (1-based) is ``messages[n - 1]``."""
@@ -87,7 +118,7 @@ class Snapshot:
     messages: list[DropMessage]
     owner: object = field(repr=False, default=None)
     _by_uidl: dict[str, int] = field(default_factory=dict, repr=False)
-    _cache: dict[int, bytes | None] = field(default_factory=dict, repr=False)
+    _ahead: _ReadAhead = field(default_factory=_ReadAhead, repr=False)
 
     def __post_init__(self) -> None:
         self._by_uidl = {m.uidl: i for i, m in enumerate(self.messages)}
@@ -121,7 +152,7 @@ class MaildropService:
         if snapshot is not None and self._locks.get(snapshot.account_id) is snapshot.owner:
             del self._locks[snapshot.account_id]
         if snapshot is not None:
-            snapshot._cache.clear()
+            snapshot._ahead.reset()
 
     # -- snapshot ------------------------------------------------------------------------------
 
@@ -149,14 +180,33 @@ class MaildropService:
     async def read(self, snapshot: Snapshot, index: int) -> bytes | None:
         """The bytes of message ``index`` (0-based), or None when its file cannot be read.
 
-        Clients fetch in order (RETR 1, RETR 2, ...), so a miss reads the following messages
-        too, up to READ_AHEAD_MESSAGES / READ_AHEAD_BYTES, in one trip to a worker thread; the
-        next RETRs are then served from memory. A client jumping elsewhere drops the read-ahead.
+        Clients fetch in order (RETR 1, RETR 2, ...), so messages are read in batches of up to
+        READ_AHEAD_MESSAGES / READ_AHEAD_BYTES in a worker thread, and the next batch is
+        already being read while the current one is sent: a sequential download never waits
+        for the disk. A client jumping elsewhere drops the read-ahead and starts a new one.
         """
-        cache = snapshot._cache
-        if index in cache:
-            return cache.pop(index)
-        cache.clear()
+        ahead = snapshot._ahead
+        if index not in ahead.cache and index in ahead.pending_batch:
+            await ahead.land()
+        if index in ahead.cache:
+            data = ahead.cache.pop(index)
+        else:
+            ahead.reset()
+            await self._start(snapshot, index)
+            await ahead.land()
+            data = ahead.cache.pop(index)
+        if ahead.pending is None and ahead.next < len(snapshot.messages) and (
+                ahead.next - index <= READ_AHEAD_MESSAGES // 2
+                or sum(len(b) for b in ahead.cache.values() if b) < READ_AHEAD_BYTES // 2):
+            await self._start(snapshot, ahead.next)
+        if data is None:
+            message = snapshot.messages[index]
+            log.warning("POP3 %s: message file %s of UID %d cannot be read", snapshot.address,
+                        message.blob_id, message.uid)
+        return data
+
+    async def _start(self, snapshot: Snapshot, index: int) -> None:
+        """Begin reading a batch from ``index`` on in a worker thread."""
         messages = snapshot.messages
         batch = [index]
         total = messages[index].size
@@ -167,13 +217,11 @@ class MaildropService:
             batch.append(nxt)
         blobs = self.store.blobs
         wanted = [(str(blobs.path(messages[i].blob_id)), messages[i].size) for i in batch]
-        data = await asyncio.to_thread(lambda: [_read_file(path, size) for path, size in wanted])
-        for i, blob in zip(batch[1:], data[1:]):
-            cache[i] = blob
-        if data[0] is None:
-            log.warning("POP3 %s: message file %s of UID %d cannot be read", snapshot.address,
-                        messages[index].blob_id, messages[index].uid)
-        return data[0]
+        ahead = snapshot._ahead
+        ahead.pending = asyncio.ensure_future(
+            asyncio.to_thread(lambda: [_read_file(path, size) for path, size in wanted]))
+        ahead.pending_batch = batch
+        ahead.next = batch[-1] + 1
 
     # -- UPDATE state --------------------------------------------------------------------------
 

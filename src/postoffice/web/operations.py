@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..mail.headers import decode_header_value, field_map, split_fields
 from ..services import clientconfig
 from ..services.access import AccessDecision, effective_protocols
 from ..services.accounts import UserError
 from ..services.panel_users import Principal
+from ..services.queue import QueueEntry, QueueError, QueueService
 from ..services.sessions import OpenSession
 from ..store import Account, Alias, Domain
 
@@ -75,6 +77,37 @@ class AddressChanges:
 def session_dict(s: OpenSession) -> dict[str, Any]:
     return {"id": s.id, "protocol": s.protocol, "client_id": s.client_id, "remote": s.remote,
             "tls": s.tls, "port": s.port, "since": s.since}
+
+
+# -- issue #7: the mail queue page and /api/v1/queue -----------------------------------------
+
+QUEUE_HEADERS = ("From", "To", "Subject", "Date")
+
+
+def queue_entry_dict(e: QueueEntry) -> dict[str, Any]:
+    return {"id": e.id, "mail_from": e.mail_from, "created_at": e.created_at, "next_attempt": e.next_attempt,
+            "attempts": e.attempts, "size": e.size, "in_flight": e.in_flight, "is_bounce": e.is_bounce,
+            "recipients": [{"recipient": r.recipient, "domain": r.domain, "status": r.status,
+                            "last_error": r.last_error} for r in e.recipients]}
+
+
+def message_headers(head: bytes) -> dict[str, str]:
+    """From, To, Subject and Date of a queued message's header section, decoded for display
+    ("" where the message has none)."""
+    found = field_map(head, split_fields(head, 0, len(head)))
+    return {name: decode_header_value(found.get(name.lower().encode(), b"")) for name in QUEUE_HEADERS}
+
+
+@dataclass(frozen=True)
+class QueueDetail:
+    entry: QueueEntry
+    headers: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**queue_entry_dict(self.entry), "headers": {k.lower(): v for k, v in self.headers.items()}}
+
+
+# -- end issue #7 ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -279,3 +312,36 @@ class Operations:
             return clientconfig.mobileconfig(info.account.address, info.account.display_name, offers)
         except clientconfig.NoMailboxProtocol as exc:
             raise UserError(str(exc), "protocols") from None
+
+    # -- outbound queue (issue #7; administrators only) -------------------------------------
+
+    def _queue(self) -> QueueService:
+        return QueueService(self.store, getattr(self.office, "worker", None))
+
+    async def queue(self) -> list[QueueEntry]:
+        self.who.require_admin()
+        return await self._queue().list()
+
+    async def queue_entry(self, queue_id: int) -> QueueDetail:
+        self.who.require_admin()
+        try:
+            entry, head = await self._queue().show(queue_id)
+        except QueueError as exc:
+            raise Missing(str(exc)) from None
+        return QueueDetail(entry, message_headers(head))
+
+    async def retry_queue(self, queue_id: int | None = None) -> int:
+        """Make one entry (None: every entry) due now and wake the worker; returns the count."""
+        self.who.require_admin()
+        try:
+            return await self._queue().retry(queue_id)
+        except QueueError as exc:
+            raise Missing(str(exc)) from None
+
+    async def delete_queue_entry(self, queue_id: int) -> None:
+        """Drop an entry without a bounce (the operator's decision)."""
+        self.who.require_admin()
+        try:
+            await self._queue().delete(queue_id)
+        except QueueError as exc:
+            raise Missing(str(exc)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from .pages import addresses, autoconfig, domains, logins, session
+from .pages import addresses, autoconfig, domains, logins, queue, session
 
 GET_POST = ["GET", "POST"]
 A = "/domains/{domain}/email/{address}"
@@ -35,6 +35,12 @@ routes: list[BaseRoute] = [
     Route("/settings/logins/{username}/delete", logins.login_delete, name="login_delete", methods=["POST"]),
     Route("/settings/tokens", logins.tokens, name="tokens", methods=GET_POST),
     Route("/settings/tokens/{token_id:int}/delete", logins.token_delete, name="token_delete", methods=["POST"]),
+    # Mail queue (issue #7; administrators only)
+    Route("/queue", queue.queue_list, name="queue"),
+    Route("/queue/retry", queue.queue_retry_all, name="queue_retry_all", methods=["POST"]),
+    Route("/queue/{queue_id:int}", queue.queue_entry, name="queue_entry"),
+    Route("/queue/{queue_id:int}/retry", queue.queue_retry, name="queue_retry", methods=["POST"]),
+    Route("/queue/{queue_id:int}/delete", queue.queue_delete, name="queue_delete", methods=["POST"]),
     # Automatic client configuration (public)
     Route("/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig.autoconfig, name="autoconfig_wellknown"),
     Route("/mail/config-v1.1.xml", autoconfig.autoconfig, name="autoconfig"),

@@ -127,7 +127,8 @@ class ImapHandler:
                 return ConnectionClosed()
             self.waiting = True
             try:
-                data = await self.conn.read(self._timeout())
+                # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError)
+                data = await asyncio.wait_for(self.conn.read(), self._timeout())
             except (TimeoutError, asyncio.TimeoutError):
                 self._autologout()
                 return ConnectionClosed()

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from ...services.accounts import UserError
 from ...services.panel_users import Forbidden
-from ..operations import AddressChanges, Missing, Operations, session_dict
+from ..operations import AddressChanges, Missing, Operations, queue_entry_dict, session_dict
 
 bearer = HTTPBearer(auto_error=False, description="An API token from the panel's API tokens page")
 
@@ -263,6 +263,31 @@ def create_api(office: Any, panel_users: Any) -> FastAPI:
     @api.delete("/tokens/{token_id}", tags=["tokens"], status_code=204)
     async def delete_token(token_id: int, ops: OpsDep) -> Response:
         await panel_users.revoke_token(ops.who, token_id)
+        return Response(status_code=204)
+
+    # -- outbound queue (issue #7; admin tokens only) ------------------------------------
+
+    @api.get("/queue", tags=["queue"], summary="Outbound mail waiting for remote servers (admins)")
+    async def list_queue(ops: OpsDep) -> list[dict[str, Any]]:
+        return [queue_entry_dict(e) for e in await ops.queue()]
+
+    @api.post("/queue/retry", tags=["queue"], summary="Make every queue entry due now (admins)")
+    async def retry_queue(ops: OpsDep) -> dict[str, Any]:
+        return {"retried": await ops.retry_queue(None)}
+
+    @api.get("/queue/{queue_id}", tags=["queue"],
+             summary="One queue entry: recipients with their last error, and the message's headers (admins)")
+    async def get_queue_entry(queue_id: int, ops: OpsDep) -> dict[str, Any]:
+        return (await ops.queue_entry(queue_id)).as_dict()
+
+    @api.post("/queue/{queue_id}/retry", tags=["queue"], summary="Make one queue entry due now (admins)")
+    async def retry_queue_entry(queue_id: int, ops: OpsDep) -> dict[str, Any]:
+        return {"retried": await ops.retry_queue(queue_id)}
+
+    @api.delete("/queue/{queue_id}", tags=["queue"], status_code=204,
+                summary="Drop a queue entry without a bounce (admins)")
+    async def delete_queue_entry(queue_id: int, ops: OpsDep) -> Response:
+        await ops.delete_queue_entry(queue_id)
         return Response(status_code=204)
 
     return api

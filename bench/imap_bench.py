@@ -1,0 +1,243 @@
+"""IMAP on a large mailbox: SELECT, FETCH 1:* (UID FLAGS), UID SEARCH UNSEEN and a QRESYNC
+resync after a few flag changes, postoffice against Dovecot in the same run, same messages.
+
+    .venv/bin/python bench/imap_bench.py [--messages 100000] [--runs 5] [--changes 10] [--no-dovecot]
+
+postoffice runs as its own process (``postoffice serve``) on a data directory filled in-process
+through the store (Store.append batches, concurrently, so the group commit merges them); the
+first 2,000 messages are stored durably (the real delivery path, two fsyncs per body) and the
+rest with fsync turned off in the filling process and one sync at the end, to keep the setup
+short. Dovecot (Debian ``dovecot-imapd``) runs from a dovecot.conf in a temporary directory
+with the same messages written as maildir files. 90% of the messages start \\Seen.
+
+Measured on one connection per server (ENABLE QRESYNC first):
+
+* SELECT INBOX: the first one (cold: postoffice builds its per-mailbox index, Dovecot its
+  index files) and then best/median of ``--runs`` (UNSELECT between);
+* FETCH 1:* (UID FLAGS) and UID SEARCH UNSEEN: best/median of ``--runs``;
+* QRESYNC: note UIDVALIDITY/HIGHESTMODSEQ, change flags on ``--changes`` messages from a second
+  connection (one UID STORE each), then from a fresh connection time
+  ``SELECT INBOX (QRESYNC (uidvalidity modseq))`` and count the FETCH/VANISHED responses; the
+  same resync with no change since the modseq, and a plain SELECT, for comparison.
+
+Targets (postoffice): SELECT < 100 ms, FETCH FLAGS of the whole mailbox < 1 s, a resync whose
+cost follows what changed (10 changes cost about what 0 changes cost), not the mailbox size.
+Not a test: prints a table, exits 0 even when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import Imap  # noqa: E402
+
+DURABLE_SAMPLE = 2000
+
+
+def number(lines: list[bytes], pattern: bytes) -> int | None:
+    for line in lines:
+        m = re.search(pattern, line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+async def timed(coro_factory, runs: int) -> tuple[float, float, object]:
+    """(best, median, last result) of ``runs`` calls."""
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = await coro_factory()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times), result
+
+
+async def measure(port: int, address: str, runs: int, changes: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    c = await Imap.connect("127.0.0.1", port)
+    await c.login(address, common.PASSWORD)
+    qresync = "QRESYNC" in c.capabilities
+    await c.command("ENABLE QRESYNC" if qresync else "ENABLE CONDSTORE", check=False)
+
+    start = time.perf_counter()
+    lines, _ = await c.command("SELECT INBOX")
+    out["select_cold"] = time.perf_counter() - start
+    exists = number(lines, rb"^\* (\d+) EXISTS")
+    out["exists"] = exists
+
+    async def select() -> list[bytes]:
+        await c.command("UNSELECT")
+        return (await c.command("SELECT INBOX"))[0]
+    best, med, lines = await timed(select, runs)
+    out["select"], out["select_med"] = best, med
+
+    async def fetch() -> int:
+        n, octets, _ = await c.bulk("FETCH 1:* (UID FLAGS)")
+        return n
+    best, med, count = await timed(fetch, runs)
+    out["fetch"], out["fetch_med"], out["fetch_lines"] = best, med, count
+
+    async def search() -> int:
+        untagged, _ = await c.command("UID SEARCH UNSEEN")
+        for line in untagged:
+            if line.startswith(b"* SEARCH"):
+                return len(line.split()) - 2
+        return 0
+    best, med, count = await timed(search, runs)
+    out["search"], out["search_med"], out["search_hits"] = best, med, count
+
+    # QRESYNC: state before, changes from another connection, resync from a fresh one.
+    lines = (await c.command("SELECT INBOX"))[0]
+    uidvalidity = number(lines, rb"\[UIDVALIDITY (\d+)\]")
+    modseq = number(lines, rb"\[HIGHESTMODSEQ (\d+)\]")
+    uidnext = number(lines, rb"\[UIDNEXT (\d+)\]") or 2
+    await c.command("LOGOUT", check=False)
+    await c.close()
+    if not qresync or uidvalidity is None or modseq is None:
+        out["qresync"] = None
+        return out
+    other = await Imap.connect("127.0.0.1", port)
+    await other.login(address, common.PASSWORD)
+    await other.command("SELECT INBOX")
+    rnd = random.Random(5)
+    for uid in rnd.sample(range(1, uidnext), min(changes, uidnext - 1)):
+        await other.command(f"UID STORE {uid} +FLAGS.SILENT (\\Flagged)")
+    after = number((await other.command("STATUS INBOX (HIGHESTMODSEQ)"))[0], rb"HIGHESTMODSEQ (\d+)")
+    await other.command("LOGOUT", check=False)
+    await other.close()
+
+    r = await Imap.connect("127.0.0.1", port)
+    await r.login(address, common.PASSWORD)
+    await r.command("ENABLE QRESYNC")
+
+    async def resync(since: int) -> list[bytes]:
+        untagged, _ = await r.command(f"SELECT INBOX (QRESYNC ({uidvalidity} {since}))")
+        await r.command("UNSELECT")
+        return untagged
+    start = time.perf_counter()
+    lines = await resync(modseq)
+    out["qresync_first"] = time.perf_counter() - start
+    best, med, lines = await timed(lambda: resync(modseq), runs)
+    out["qresync"], out["qresync_med"] = best, med
+    out["qresync_fetch"] = sum(1 for line in lines if re.match(rb"\* \d+ FETCH", line))
+    out["qresync_vanished"] = sum(1 for line in lines if line.startswith(b"* VANISHED"))
+    best, med, lines = await timed(lambda: resync(after or modseq), runs)
+    out["qresync0"], out["qresync0_fetch"] = best, sum(1 for line in lines if re.match(rb"\* \d+ FETCH", line))
+    await r.command("LOGOUT", check=False)
+    await r.close()
+    return out
+
+
+def row(label: str, values: list[str], target: str = "") -> None:
+    print(f"  {label:34}" + "".join(f"{v:>22}" for v in values) + (f"   {target}" if target else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--changes", type=int, default=10, help="flag changes before the QRESYNC resync")
+    parser.add_argument("--no-dovecot", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    common.try_uvloop()
+
+    version = None if args.no_dovecot else common.dovecot_version()
+    if not args.no_dovecot and version is None:
+        print("Dovecot is not installed (apt-get install dovecot-imapd): measuring postoffice alone")
+    print(f"IMAP large-mailbox benchmark: {args.messages:,} messages, loopback, best of {args.runs}")
+    started = time.perf_counter()
+    messages = common.make_messages(args.messages)
+    seen = common.seen_pattern(args.messages)
+    print(f"  generated {len(messages):,} messages ({sum(map(len, messages)) / 1e6:.0f} MB) "
+          f"in {time.perf_counter() - started:.1f} s")
+
+    tmp = common.tmpdir("imapbench-")
+    servers: dict[str, dict[str, object]] = {}
+    po = dc = None
+    try:
+        po = common.Postoffice(tmp / "postoffice")
+        address = po.add_accounts(1)[0]
+        durable = min(DURABLE_SAMPLE, len(messages))
+        t1 = po.fill(address, messages[:durable], seen[:durable], durable=True)
+        print(f"  postoffice fill, durable (fsync per body + group commit): {durable:,} messages in "
+              f"{t1:.1f} s = {durable / t1:,.0f} messages/s")
+        if len(messages) > durable:
+            t2 = po.fill(address, messages[durable:], seen[durable:], durable=False)
+            print(f"  postoffice fill, fsync off (setup only): {len(messages) - durable:,} messages in "
+                  f"{t2:.1f} s = {(len(messages) - durable) / t2:,.0f} messages/s")
+        po.start()
+        servers["postoffice"] = asyncio.run(measure(po.port, address, args.runs, args.changes))
+        pss, rss = common.memory_kb([po.pid])
+        print(f"  postoffice process after the run: PSS {pss / 1024:.0f} MiB, RSS {rss / 1024:.0f} MiB")
+        po.stop()
+
+        if version:
+            try:
+                dc = common.Dovecot(tmp / "dovecot")
+                address = dc.add_accounts(1)[0]
+                t = dc.fill(address, messages, seen)
+                print(f"  dovecot maildir written directly in {t:.1f} s")
+                dc.start()
+                servers[f"dovecot {version}"] = asyncio.run(measure(dc.port, address, args.runs, args.changes))
+            except Exception as e:  # noqa: BLE001 - a benchmark reports and goes on
+                print(f"  dovecot failed: {e}")
+            finally:
+                if dc:
+                    dc.stop()
+    finally:
+        if po:
+            po.stop()
+        if not args.keep:
+            common.rmtree(tmp)
+
+    names = list(servers)
+    print()
+    row("", names, "target (postoffice)")
+    get = lambda key: [servers[n].get(key) for n in names]  # noqa: E731
+    row("messages in INBOX", [f"{v:,}" if v is not None else "?" for v in get("exists")])
+    row("SELECT, first (cold)", [common.fmt_ms(v) for v in get("select_cold")])
+    row("SELECT, best / median", [f"{common.fmt_ms(a)} / {b * 1000:,.0f}" for a, b in
+                                  zip(get("select"), get("select_med"))], "< 100 ms")
+    row("FETCH 1:* (UID FLAGS), best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.0f}" for a, b in
+                                              zip(get("fetch"), get("fetch_med"))], "< 1 s")
+    row("  FETCH responses", [f"{v:,}" for v in get("fetch_lines")])
+    row("UID SEARCH UNSEEN, best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.0f}" for a, b in
+                                          zip(get("search"), get("search_med"))])
+    row("  UIDs found", [f"{v:,}" for v in get("search_hits")])
+    row(f"QRESYNC resync, {args.changes} changes, first", [common.fmt_ms(v) for v in get("qresync_first")])
+    row(f"QRESYNC resync, {args.changes} changes, best", [common.fmt_ms(v) for v in get("qresync")])
+    row("  FETCH / VANISHED responses", [f"{a} / {b}" if a is not None else "-" for a, b in
+                                         zip(get("qresync_fetch"), get("qresync_vanished"))])
+    row("QRESYNC resync, 0 changes, best", [common.fmt_ms(v) for v in get("qresync0")])
+
+    p = servers.get("postoffice")
+    if p:
+        print()
+        print(f"  SELECT < 100 ms: {common.verdict(p['select'] < 0.1)} ({p['select'] * 1000:.1f} ms)")
+        print(f"  FETCH 1:* (UID FLAGS) < 1 s: {common.verdict(p['fetch'] < 1.0)} ({p['fetch'] * 1000:.0f} ms)")
+        if p.get("qresync") is not None:
+            extra = p["qresync"] - p["qresync0"]
+            ok = p["qresync_fetch"] == args.changes and extra < max(0.005, p["qresync0"])
+            print(f"  QRESYNC resync proportional to changes: {common.verdict(ok)} "
+                  f"({args.changes} changes {p['qresync'] * 1000:.1f} ms vs none {p['qresync0'] * 1000:.1f} ms, "
+                  f"{p['qresync_fetch']} FETCH responses)")
+        for name in names[1:]:
+            d = servers[name]
+            if d.get("select") and p.get("select"):
+                print(f"  vs {name}: SELECT x{d['select'] / p['select']:.2f}, FETCH x{d['fetch'] / p['fetch']:.2f}, "
+                      f"SEARCH x{d['search'] / p['search']:.2f} (>1 = postoffice faster)")
+    print(f"\n  total time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""IMAP load generator: N clients each repeating the cycle an IMAP stress tester runs, counting
+commands per second, against postoffice and Dovecot in the same run (or any server).
+
+    .venv/bin/python bench/imap_load.py [--clients 1,10,50] [--duration 10] [--users 10] [--no-dovecot]
+    .venv/bin/python bench/imap_load.py --host H --port P [--tls] --user U --password PW   # any server
+
+One cycle per client, each step one command (all counted):
+
+    LOGIN, LIST "" "*", STATUS INBOX (MESSAGES UNSEEN), SELECT INBOX,
+    FETCH a:b (UID FLAGS ENVELOPE) (a random range of up to 10), STORE x,y +FLAGS (\\Seen),
+    STORE z +FLAGS (\\Deleted), EXPUNGE, APPEND INBOX (a 0.6-4 KB message), LOGOUT
+
+A new TCP connection per cycle. Clients are spread over ``--users`` accounts (each INBOX starts
+with ``--prefill`` messages; APPEND and EXPUNGE keep it roughly that size). Each client count
+runs ``--warmup`` seconds unmeasured, then ``--duration`` seconds measured; the rate is the
+tagged responses received in that window per second. "first/last quarter" shows whether the
+rate drops as the server runs. NO/BAD answers are counted as errors (a STORE on a message
+another client just expunged may legitimately get NO).
+
+postoffice runs as ``postoffice serve`` with its default argon2 parameters (verified logins are
+cached by the server); Dovecot 2.3 (Debian ``dovecot-imapd``, config written to a temporary
+directory) uses SHA512-CRYPT hashes with its auth cache on, maildir, ssl off on loopback.
+Target: postoffice at least Dovecot's commands/s with 10 clients. Not a test: prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import ssl
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import Imap, ImapError  # noqa: E402
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.commands = 0
+        self.errors = 0
+        self.cycles = 0
+        self.failures = 0  # cycles aborted (connection closed, BAD...)
+        self.latency: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+        self.last_error = ""
+
+
+async def client_loop(n: int, host: str, port: int, tls: ssl.SSLContext | None, address: str,
+                      password: str, stats: Stats, stop: asyncio.Event) -> None:
+    rnd = random.Random(n)
+    serial = n * 10_000_000
+
+    async def cmd(c: Imap, verb: str, text: str, literal: bytes | None = None) -> list[bytes]:
+        start = time.perf_counter()
+        untagged, tagged = await c.command(text, literal, check=False)
+        lat = stats.latency[verb]
+        lat[0] += 1
+        lat[1] += time.perf_counter() - start
+        stats.commands += 1
+        ok = tagged.split(b" ", 2)[1:2] == [b"OK"]
+        if not ok:
+            stats.errors += 1
+            stats.last_error = f"{verb}: {tagged.decode(errors='replace').strip()}"
+            if verb in ("LOGIN", "SELECT"):
+                raise ImapError(stats.last_error)
+        return untagged
+
+    while not stop.is_set():
+        c = None
+        try:
+            c = await Imap.connect(host, port, tls)
+            await cmd(c, "LOGIN", f'LOGIN "{address}" "{password}"')
+            await cmd(c, "LIST", 'LIST "" "*"')
+            await cmd(c, "STATUS", "STATUS INBOX (MESSAGES UNSEEN)")
+            lines = await cmd(c, "SELECT", "SELECT INBOX")
+            exists = 0
+            for line in lines:
+                m = re.match(rb"\* (\d+) EXISTS", line)
+                if m:
+                    exists = int(m.group(1))
+            if exists:
+                a = rnd.randint(1, exists)
+                b = min(exists, a + rnd.randint(0, 9))
+                await cmd(c, "FETCH", f"FETCH {a}:{b} (UID FLAGS ENVELOPE)")
+                x, y = rnd.randint(1, exists), rnd.randint(1, exists)
+                await cmd(c, "STORE", f"STORE {x},{y} +FLAGS (\\Seen)")
+                await cmd(c, "STORE", f"STORE {rnd.randint(1, exists)} +FLAGS (\\Deleted)")
+                await cmd(c, "EXPUNGE", "EXPUNGE")
+            serial += 1
+            await cmd(c, "APPEND", "APPEND INBOX", common.make_message(serial, rnd, address))
+            await cmd(c, "LOGOUT", "LOGOUT")
+            stats.cycles += 1
+        except (ImapError, OSError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.LimitOverrunError) as e:
+            stats.failures += 1
+            stats.last_error = f"{type(e).__name__}: {e}"
+            await asyncio.sleep(0.05)
+        finally:
+            if c is not None:
+                await c.close()
+
+
+async def run_load(host: str, port: int, tls: ssl.SSLContext | None, addresses: list[str], password: str,
+                   clients: int, duration: float, warmup: float) -> dict[str, object]:
+    stats = Stats()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(client_loop(i, host, port, tls, addresses[i % len(addresses)], password,
+                                             stats, stop)) for i in range(clients)]
+    await asyncio.sleep(warmup)
+    c0, e0, y0, f0 = stats.commands, stats.errors, stats.cycles, stats.failures
+    lat0 = {k: tuple(v) for k, v in stats.latency.items()}
+    timeline = []
+    start = time.perf_counter()
+    last = stats.commands
+    while (elapsed := time.perf_counter() - start) < duration:
+        await asyncio.sleep(min(1.0, duration - elapsed))
+        timeline.append(stats.commands - last)
+        last = stats.commands
+    elapsed = time.perf_counter() - start
+    commands, errors = stats.commands - c0, stats.errors - e0
+    cycles, failures = stats.cycles - y0, stats.failures - f0
+    latency = {k: ((v[1] - lat0.get(k, (0, 0.0))[1]) / max(1, v[0] - lat0.get(k, (0, 0.0))[0]))
+               for k, v in stats.latency.items()}
+    stop.set()
+    await asyncio.wait(tasks, timeout=30)
+    for t in tasks:
+        t.cancel()
+    q = max(1, len(timeline) // 4)
+    return {
+        "rate": commands / elapsed, "commands": commands, "errors": errors, "cycles": cycles,
+        "failures": failures, "first": sum(timeline[:q]) / q, "last": sum(timeline[-q:]) / q,
+        "latency": latency, "last_error": stats.last_error,
+    }
+
+
+def report(name: str, counts: list[int], results: dict[int, dict[str, object]]) -> None:
+    for clients in counts:
+        r = results.get(clients)
+        if r is None:
+            continue
+        note = f"  last error: {r['last_error']}" if r["errors"] or r["failures"] else ""
+        print(f"  {name:22} {clients:>4} clients  {r['rate']:>8,.0f} commands/s  "
+              f"(first/last quarter {r['first']:,.0f}/{r['last']:,.0f}/s, {r['cycles']:,} cycles, "
+              f"{r['errors']} NO/BAD, {r['failures']} aborted){note}")
+
+
+def latency_table(all_results: dict[str, dict[int, dict[str, object]]], clients: int) -> None:
+    names = [n for n in all_results if clients in all_results[n]]
+    if not names:
+        return
+    print(f"\n  mean latency per command with {clients} clients (ms):")
+    verbs = ["LOGIN", "LIST", "STATUS", "SELECT", "FETCH", "STORE", "EXPUNGE", "APPEND", "LOGOUT"]
+    print("  " + f"{'':22}" + "".join(f"{v:>9}" for v in verbs))
+    for n in names:
+        lat = all_results[n][clients]["latency"]
+        print("  " + f"{n:22}" + "".join(f"{lat.get(v, 0) * 1000:>9.2f}" for v in verbs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="1,10,50", help="comma-separated client counts")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per client count")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--users", type=int, default=10, help="accounts the clients are spread over")
+    parser.add_argument("--prefill", type=int, default=100, help="messages in each INBOX at start")
+    parser.add_argument("--no-dovecot", action="store_true")
+    parser.add_argument("--no-postoffice", action="store_true")
+    parser.add_argument("--host", help="run against this server only (with --port, --user, --password)")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--tls", action="store_true", help="implicit TLS (certificate not verified)")
+    parser.add_argument("--user", action="append", help="account (repeat for several)")
+    parser.add_argument("--password", default=common.PASSWORD)
+    args = parser.parse_args()
+    common.try_uvloop()
+    common.raise_nofile(65536)
+    counts = [int(c) for c in args.clients.split(",") if c.strip()]
+    tls = common.client_tls() if args.tls else None
+    print(f"IMAP load: cycle LOGIN LIST STATUS SELECT FETCH STORE STORE EXPUNGE APPEND LOGOUT; "
+          f"{args.duration:g} s per client count after {args.warmup:g} s warm-up")
+
+    all_results: dict[str, dict[int, dict[str, object]]] = {}
+
+    def run_all(name: str, host: str, port: int, addresses: list[str], password: str) -> None:
+        results: dict[int, dict[str, object]] = {}
+        for clients in counts:
+            results[clients] = asyncio.run(run_load(host, port, tls, addresses, password, clients,
+                                                    args.duration, args.warmup))
+            report(name, [clients], results)
+        all_results[name] = results
+
+    if args.host or args.port:
+        if not args.user:
+            parser.error("--user is required with --host/--port")
+        run_all(f"{args.host or '127.0.0.1'}:{args.port}", args.host or "127.0.0.1", args.port or 143,
+                args.user, args.password)
+    else:
+        tmp = common.tmpdir("imapload-")
+        try:
+            if not args.no_postoffice:
+                po = common.Postoffice(tmp / "postoffice")
+                try:
+                    addresses = po.add_accounts(args.users)
+                    for n, address in enumerate(addresses):
+                        po.fill(address, common.make_messages(args.prefill, seed=n, to=address),
+                                common.seen_pattern(args.prefill), durable=False)
+                    po.start()
+                    run_all("postoffice", "127.0.0.1", po.port, addresses, common.PASSWORD)
+                    pss, rss = common.memory_kb([po.pid])
+                    print(f"  postoffice process after the load: PSS {pss / 1024:.0f} MiB, RSS {rss / 1024:.0f} MiB")
+                finally:
+                    po.stop()
+            version = None if args.no_dovecot else common.dovecot_version()
+            if not args.no_dovecot and version is None:
+                print("  Dovecot is not installed (apt-get install dovecot-imapd): skipped")
+            if version:
+                dc = common.Dovecot(tmp / "dovecot", max_clients=max(counts) * 2 + 10)
+                try:
+                    addresses = dc.add_accounts(args.users)
+                    for n, address in enumerate(addresses):
+                        dc.fill(address, common.make_messages(args.prefill, seed=n, to=address),
+                                common.seen_pattern(args.prefill))
+                    dc.start()
+                    run_all(f"dovecot {version}", "127.0.0.1", dc.port, addresses, common.PASSWORD)
+                except RuntimeError as e:
+                    print(f"  dovecot failed: {e}")
+                finally:
+                    dc.stop()
+        finally:
+            common.rmtree(tmp)
+
+    names = list(all_results)
+    print("\ncommands/s")
+    print("  " + f"{'clients':>8}" + "".join(f"{n:>24}" for n in names))
+    for clients in counts:
+        print("  " + f"{clients:>8}" + "".join(
+            f"{all_results[n][clients]['rate']:>24,.0f}" if clients in all_results[n] else f"{'-':>24}"
+            for n in names))
+    for clients in counts:
+        latency_table(all_results, clients)
+    po_res = all_results.get("postoffice")
+    dc_name = next((n for n in names if n.startswith("dovecot")), None)
+    if po_res and dc_name:
+        print()
+        for clients in counts:
+            if clients in po_res and clients in all_results[dc_name]:
+                a, b = po_res[clients]["rate"], all_results[dc_name][clients]["rate"]
+                target = " (target: at least Dovecot's rate: " + common.verdict(a >= b) + ")" if clients == 10 else ""
+                print(f"  {clients} clients: postoffice / dovecot = x{a / b:.2f}{target}")
+
+
+if __name__ == "__main__":
+    main()
