@@ -114,13 +114,16 @@ async def run_load(host: str, port: int, tls: ssl.SSLContext | None, addresses: 
     c0, e0, y0, f0 = stats.commands, stats.errors, stats.cycles, stats.failures
     lat0 = {k: tuple(v) for k, v in stats.latency.items()}
     timeline = []
+    cpu0 = time.process_time()
     start = time.perf_counter()
     last = stats.commands
-    while (elapsed := time.perf_counter() - start) < duration:
-        await asyncio.sleep(min(1.0, duration - elapsed))
+    for second in range(1, int(duration) + 1):
+        await asyncio.sleep(max(0.0, start + second - time.perf_counter()))
         timeline.append(stats.commands - last)
         last = stats.commands
+    await asyncio.sleep(max(0.0, start + duration - time.perf_counter()))
     elapsed = time.perf_counter() - start
+    client_cpu = (time.process_time() - cpu0) / elapsed
     commands, errors = stats.commands - c0, stats.errors - e0
     cycles, failures = stats.cycles - y0, stats.failures - f0
     latency = {k: ((v[1] - lat0.get(k, (0, 0.0))[1]) / max(1, v[0] - lat0.get(k, (0, 0.0))[0]))
@@ -133,8 +136,12 @@ async def run_load(host: str, port: int, tls: ssl.SSLContext | None, addresses: 
     return {
         "rate": commands / elapsed, "commands": commands, "errors": errors, "cycles": cycles,
         "failures": failures, "first": sum(timeline[:q]) / q, "last": sum(timeline[-q:]) / q,
-        "latency": latency, "last_error": stats.last_error,
+        "latency": latency, "last_error": stats.last_error, "timeline": timeline,
+        "client_cpu": client_cpu,
     }
+
+
+SHOW_TIMELINE = False
 
 
 def report(name: str, counts: list[int], results: dict[int, dict[str, object]]) -> None:
@@ -145,7 +152,9 @@ def report(name: str, counts: list[int], results: dict[int, dict[str, object]]) 
         note = f"  last error: {r['last_error']}" if r["errors"] or r["failures"] else ""
         print(f"  {name:22} {clients:>4} clients  {r['rate']:>8,.0f} commands/s  "
               f"(first/last quarter {r['first']:,.0f}/{r['last']:,.0f}/s, {r['cycles']:,} cycles, "
-              f"{r['errors']} NO/BAD, {r['failures']} aborted){note}")
+              f"{r['errors']} NO/BAD, {r['failures']} aborted, load client {r['client_cpu']:.0%} CPU){note}")
+        if SHOW_TIMELINE:
+            print("      per second: " + " ".join(str(v) for v in r["timeline"]))
 
 
 def latency_table(all_results: dict[str, dict[int, dict[str, object]]], clients: int) -> None:
@@ -174,7 +183,10 @@ def main() -> None:
     parser.add_argument("--tls", action="store_true", help="implicit TLS (certificate not verified)")
     parser.add_argument("--user", action="append", help="account (repeat for several)")
     parser.add_argument("--password", default=common.PASSWORD)
+    parser.add_argument("--timeline", action="store_true", help="print commands completed each second")
     args = parser.parse_args()
+    global SHOW_TIMELINE
+    SHOW_TIMELINE = args.timeline
     common.try_uvloop()
     common.raise_nofile(65536)
     counts = [int(c) for c in args.clients.split(",") if c.strip()]

@@ -464,3 +464,16 @@ def test_pipelined_commands(srv: RunningServer) -> None:
     tags = [l.split()[0] for l in lines if not l.startswith(b"*")]
     assert tags == [b"a", b"b", b"c", b"d"]
     assert wire.closed()
+
+
+def test_imap4rev2_enabled_select_and_utf8_names(srv: RunningServer) -> None:
+    address, _ = new_account(srv, 1)
+    wire = Wire.tls(srv)
+    wire.login(address, PASSWORD)
+    assert wire.cmd(b"a ENABLE IMAP4rev2")[0] == b"* ENABLED IMAP4rev2"
+    lines = wire.cmd(b"b SELECT INBOX")
+    assert b'* LIST (\\HasNoChildren) "/" INBOX' in lines
+    assert not any(l.endswith(b"RECENT") for l in lines)
+    wire.cmd('c CREATE "Café"'.encode())
+    assert any(l.endswith('"Café"'.encode()) for l in wire.cmd(b'd LIST "" "Caf*"'))
+    wire.close()

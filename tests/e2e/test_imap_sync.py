@@ -209,3 +209,11 @@ def test_concurrent_flag_changes_converge(srv: RunningServer) -> None:
     lines = wires[0].cmd(b"f FETCH 1:* FLAGS")
     fetches = [l for l in lines if l.startswith(b"* ") and b"FETCH (FLAGS" in l]
     assert all(b"\\Seen" in l and b"\\Flagged" in l and b"$A" in l and b"$B" in l for l in fetches[-20:])
+
+
+def test_append_and_copy_into_the_selected_mailbox_report_exists(srv: RunningServer) -> None:
+    address, _ = new_account(srv, 1)
+    a = selected(srv, address)
+    lines = a.cmd(b"p APPEND INBOX {3+}\r\nabc")
+    assert lines[0] == b"* 2 EXISTS" and lines[-1].startswith(b"p OK [APPENDUID ")
+    assert a.cmd(b"c COPY 1:2 INBOX")[0] == b"* 4 EXISTS"

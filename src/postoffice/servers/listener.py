@@ -47,6 +47,8 @@ class Connection:
             if timeout is None:
                 return await self.reader.read(READ_SIZE)
             return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except TimeoutError:
+            raise  # a subclass of OSError since 3.11: the caller answers it (421, BYE, -ERR)
         except (ConnectionError, ssl.SSLError, OSError):
             return b""
 

@@ -111,7 +111,7 @@ R451_CHECK_FAILED = Reply(451, "4.7.1", "Cannot verify the message now; try agai
 R550_POLICY = Reply(550, "5.7.1", "Message rejected by policy")
 R554_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop detected")
 R421_BAD_RCPTS = Reply(421, "4.7.0", "Too many unknown recipients, closing connection")
-R501_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
+R535_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
 R454_THROTTLED = Reply(454, "4.7.0", "Too many failed logins; try again later")
 
 
@@ -380,7 +380,7 @@ class SmtpSession:
             self.reply(r.R535_AUTH_FAILED)
             return
         if step.authzid and _norm(step.authzid) != _norm(step.username):
-            self.reply(R501_AUTHZID)  # acting as someone else is not supported
+            self.reply(R535_AUTHZID)  # acting as someone else is not supported
             return
         result = await self.app.auth.authenticate(step.username, step.password, self.conn.remote_ip, "smtp")
         if result.status is AuthStatus.OK:
@@ -541,7 +541,7 @@ class SmtpSession:
             self.server.send_rate.record(self.account.id, envelope.recipient_count)
         if done.queued and getattr(self.app, "worker", None) is not None:
             self.app.worker.wake()  # the queue runner picks the entry up at once
-        log.debug("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
+        log.info("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
                   envelope.recipient_count, done.delivered, done.queued, len(data))
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
 

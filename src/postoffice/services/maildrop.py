@@ -84,6 +84,7 @@ class _ReadAhead:
         self.pending: asyncio.Future[list[bytes | None]] | None = None
         self.pending_batch: list[int] = []
         self.next = 0  # first message neither cached nor being read
+        self.last = -1  # the message served last
 
     async def land(self) -> None:
         """Wait for the batch being read and move it into the cache."""
@@ -180,48 +181,58 @@ class MaildropService:
     async def read(self, snapshot: Snapshot, index: int) -> bytes | None:
         """The bytes of message ``index`` (0-based), or None when its file cannot be read.
 
-        Clients fetch in order (RETR 1, RETR 2, ...), so messages are read in batches of up to
-        READ_AHEAD_MESSAGES / READ_AHEAD_BYTES in a worker thread, and the next batch is
-        already being read while the current one is sent: a sequential download never waits
-        for the disk. A client jumping elsewhere drops the read-ahead and starts a new one.
+        Clients mostly fetch in order (RETR 1, RETR 2, ...): then messages are read in batches
+        of up to READ_AHEAD_MESSAGES / READ_AHEAD_BYTES in a worker thread, and the next batch
+        is already being read while the current one is sent, so a sequential download never
+        waits for the disk. Any other access reads just the message asked for. The message
+        served last stays in memory (TOP n then RETR n reads the file once).
         """
         ahead = snapshot._ahead
         if index not in ahead.cache and index in ahead.pending_batch:
             await ahead.land()
-        if index in ahead.cache:
-            data = ahead.cache.pop(index)
-        else:
+        sequential = index == ahead.last + 1
+        if index not in ahead.cache:
+            message = snapshot.messages[index]
+            data = _read_cached(str(self.store.blobs.path(message.blob_id)), message.size)
+            if data is not None:  # in the page cache: no thread needed, nothing to read ahead
+                ahead.reset()
+                ahead.cache[index] = data
+                ahead.last, ahead.next = index, index + 1
+                return data
             ahead.reset()
-            await self._start(snapshot, index)
+            self._start(snapshot, index, batch=sequential)
             await ahead.land()
-            data = ahead.cache.pop(index)
-        if ahead.pending is None and ahead.next < len(snapshot.messages) and (
+        data = ahead.cache[index]
+        for behind in [k for k in ahead.cache if k < index]:
+            del ahead.cache[behind]
+        ahead.last = index
+        if sequential and ahead.pending is None and ahead.next < len(snapshot.messages) and (
                 ahead.next - index <= READ_AHEAD_MESSAGES // 2
                 or sum(len(b) for b in ahead.cache.values() if b) < READ_AHEAD_BYTES // 2):
-            await self._start(snapshot, ahead.next)
+            self._start(snapshot, ahead.next)
         if data is None:
             message = snapshot.messages[index]
             log.warning("POP3 %s: message file %s of UID %d cannot be read", snapshot.address,
                         message.blob_id, message.uid)
         return data
 
-    async def _start(self, snapshot: Snapshot, index: int) -> None:
-        """Begin reading a batch from ``index`` on in a worker thread."""
+    def _start(self, snapshot: Snapshot, index: int, batch: bool = True) -> None:
+        """Begin reading message ``index`` (and, for a batch, those after it) in a thread."""
         messages = snapshot.messages
-        batch = [index]
+        wanted = [index]
         total = messages[index].size
-        for nxt in range(index + 1, min(len(messages), index + READ_AHEAD_MESSAGES)):
+        for nxt in range(index + 1, min(len(messages), index + READ_AHEAD_MESSAGES) if batch else 0):
             total += messages[nxt].size
             if total > READ_AHEAD_BYTES:
                 break
-            batch.append(nxt)
+            wanted.append(nxt)
         blobs = self.store.blobs
-        wanted = [(str(blobs.path(messages[i].blob_id)), messages[i].size) for i in batch]
+        files = [(str(blobs.path(messages[i].blob_id)), messages[i].size) for i in wanted]
         ahead = snapshot._ahead
         ahead.pending = asyncio.ensure_future(
-            asyncio.to_thread(lambda: [_read_file(path, size) for path, size in wanted]))
-        ahead.pending_batch = batch
-        ahead.next = batch[-1] + 1
+            asyncio.to_thread(lambda: [_read_file(path, size) for path, size in files]))
+        ahead.pending_batch = wanted
+        ahead.next = wanted[-1] + 1
 
     # -- UPDATE state --------------------------------------------------------------------------
 
@@ -264,6 +275,34 @@ class MaildropService:
             return await store.create_mailbox(account.id, name, special_use)
         except StoreError:
             return await store.get_mailbox(account.id, name)
+
+
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+
+
+def _read_cached(path: str, size: int) -> bytes | None:
+    """The file's bytes if they are all in the page cache (preadv2 RWF_NOWAIT, Linux), read
+    right here on the event loop: cheaper than a trip to a worker thread and never blocks on
+    the disk. None when the disk would be needed (or the platform cannot tell)."""
+    global _NOWAIT
+    if not _NOWAIT or size <= 0 or size > READ_AHEAD_BYTES:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(size)
+        if os.preadv(fd, [buf], 0, _NOWAIT) != size:
+            return None  # partly cached (or not the expected file): the thread reads it
+        return bytes(buf)
+    except BlockingIOError:
+        return None
+    except OSError:  # EOPNOTSUPP and the like: this file system cannot say; stop asking
+        _NOWAIT = 0
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_file(path: str, size: int) -> bytes | None:

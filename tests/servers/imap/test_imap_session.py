@@ -95,3 +95,18 @@ async def test_index_load_is_consistent_with_concurrent_changes(store: Store) ->
     assert dict(zip(v.index.uids, v.index.modseqs)) == meta
     v.close(registry)
     registry.close()
+
+
+async def test_warm_index_of_a_deleted_mailbox_is_never_reused(store: Store) -> None:
+    account_id, _ = await _setup(store, 0)
+    registry = IndexRegistry(store, store.bus)  # type: ignore[attr-defined]
+    old = await store.create_mailbox(account_id, "Temp")
+    await store.append(account_id, old.id, [(b"Subject: x\r\n\r\ny\r\n", 0, "", 0.0)])
+    v = await _open(store, registry, old.id)
+    v.close(registry)  # now kept warm
+    await store.delete_mailbox(account_id, "Temp")
+    new = await store.create_mailbox(account_id, "Other")  # may get the same id
+    w = await _open(store, registry, new.id)
+    assert w.index.uidvalidity == new.uidvalidity and list(w.uids) == []
+    w.close(registry)
+    registry.close()

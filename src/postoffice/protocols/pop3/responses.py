@@ -105,13 +105,18 @@ def dot_stuff(message: bytes, *, canonical: bool = False) -> bytes:
     data = message if canonical else normalise_newlines(message)
     if not data:
         return TERMINATOR
-    if b"\n." in data:
-        data = data.replace(b"\r\n.", b"\r\n..")
+    tail = TERMINATOR if data[-2:] == CRLF else CRLF + TERMINATOR
+    # split + join is one scan and one copy (replace() scans twice); the terminator rides on
+    # the last piece so the whole body is not copied once more to append it.
+    parts = data.split(b"\r\n.")
+    if len(parts) > 1:
+        parts[-1] += tail
+        data = b"\r\n..".join(parts)
+    else:
+        data += tail
     if data[:1] == b".":
         data = b"." + data
-    if data[-2:] != CRLF:
-        return b"".join((data, CRLF, TERMINATOR))
-    return data + TERMINATOR
+    return data
 
 
 def top(message: bytes, lines: int, *, canonical: bool = False) -> bytes:

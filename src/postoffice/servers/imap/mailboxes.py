@@ -73,7 +73,11 @@ async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
     index = view.index
     s.send(r.flags(SYSTEM_FLAGS + index.keywords_in_use()))
     s.send(r.exists(view.exists))
-    if not s.rev2:
+    if s.rev2:  # RFC 9051 6.3.2: LIST with the mailbox name and accurate attributes
+        names = {b.name for b in await s.app.store.list_mailboxes(s.account.id)}
+        attrs = [_children_attr(box.name, names)] + ([box.special_use] if box.special_use else [])
+        s.send(r.list_response(attrs, SEPARATOR, wire_name(s, box.name)))
+    else:
         s.send(r.recent(0))
         first_unseen = bytes(index.bits).translate(_SEEN_TABLE).find(b"\x00")
         if first_unseen >= 0:

@@ -171,8 +171,20 @@ class IndexRegistry:
         self._warm: OrderedDict[int, MailboxIndex] = OrderedDict()
         self._loading: dict[int, asyncio.Future[MailboxIndex]] = {}
 
-    async def acquire(self, mailbox_id: int) -> MailboxIndex:
-        index = self._open.get(mailbox_id) or self._warm.pop(mailbox_id, None)
+    async def acquire(self, mailbox: Mailbox) -> MailboxIndex:
+        """The index of ``mailbox``, loading it if needed. An index whose UIDVALIDITY differs
+        from the mailbox row's belongs to a deleted mailbox whose id was reused: it is
+        never handed out again (UIDVALIDITY values are never reused)."""
+        mailbox_id = mailbox.id
+        index = self._open.get(mailbox_id)
+        if index is not None and index.uidvalidity != mailbox.uidvalidity:
+            del self._open[mailbox_id]  # its remaining users keep it until they release it
+            index = None
+        if index is None:
+            index = self._warm.pop(mailbox_id, None)
+            if index is not None and index.uidvalidity != mailbox.uidvalidity:
+                index.close()
+                index = None
         if index is None:
             pending = self._loading.get(mailbox_id)
             if pending is not None:
@@ -199,10 +211,12 @@ class IndexRegistry:
         index.users -= 1
         if index.users > 0:
             return
-        self._open.pop(index.mailbox_id, None)
-        if index.gone:
+        if self._open.get(index.mailbox_id) is not index or index.gone:
+            if self._open.get(index.mailbox_id) is index:
+                del self._open[index.mailbox_id]
             index.close()
             return
+        del self._open[index.mailbox_id]
         self._warm[index.mailbox_id] = index
         while len(self._warm) > KEEP_WARM:
             _, old = self._warm.popitem(last=False)
@@ -237,7 +251,7 @@ class SelectedMailbox:
                    readonly: bool) -> SelectedMailbox:
         sub = bus.subscribe(mailbox_id=mailbox.id)  # before the snapshot: nothing is missed
         try:
-            index = await registry.acquire(mailbox.id)
+            index = await registry.acquire(mailbox)
         except BaseException:
             sub.close()
             raise

@@ -34,7 +34,7 @@ from ...services.auth import AuthStatus
 from ...services.sessions import OpenSession
 from ...store import Account
 from . import mailboxes, messages
-from .errors import BadRequest, Refused, tagged_for
+from .errors import BadRequest, tagged_for
 from .selected import SelectedMailbox
 
 if TYPE_CHECKING:
