@@ -556,7 +556,8 @@ class Imap:
                 at = at + 2 if at >= 0 else -1
             first = False
             if at < 0:
-                cut = max(0, len(buf) - len(needle))
+                # keep from the last CRLF on: a line or the tagged reply may straddle chunks
+                cut = max(0, buf.rfind(b"\r\n"))
                 lines += buf.count(b"\r\n", 0, cut)
                 octets += cut
                 del buf[:cut]

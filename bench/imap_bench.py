@@ -206,12 +206,12 @@ def main() -> None:
     get = lambda key: [servers[n].get(key) for n in names]  # noqa: E731
     row("messages in INBOX", [f"{v:,}" if v is not None else "?" for v in get("exists")])
     row("SELECT, first (cold)", [common.fmt_ms(v) for v in get("select_cold")])
-    row("SELECT, best / median", [f"{common.fmt_ms(a)} / {b * 1000:,.0f}" for a, b in
+    row("SELECT, best / median", [f"{common.fmt_ms(a)} / {b * 1000:,.1f}" for a, b in
                                   zip(get("select"), get("select_med"))], "< 100 ms")
-    row("FETCH 1:* (UID FLAGS), best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.0f}" for a, b in
+    row("FETCH 1:* (UID FLAGS), best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.1f}" for a, b in
                                               zip(get("fetch"), get("fetch_med"))], "< 1 s")
     row("  FETCH responses", [f"{v:,}" for v in get("fetch_lines")])
-    row("UID SEARCH UNSEEN, best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.0f}" for a, b in
+    row("UID SEARCH UNSEEN, best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.1f}" for a, b in
                                           zip(get("search"), get("search_med"))])
     row("  UIDs found", [f"{v:,}" for v in get("search_hits")])
     row(f"QRESYNC resync, {args.changes} changes, first", [common.fmt_ms(v) for v in get("qresync_first")])

@@ -125,6 +125,14 @@ async def measure(name: str, port: int, pids, addresses: list[str], count: int,
         result.update(notified=got, expected=mine, wrong=wrong, notify_time=last)
         print(f"  {name}: delivery seen by {got}/{mine} idlers of the account in {last * 1000:.0f} ms; "
               f"{wrong} notifications to idlers of other accounts")
+        if got < mine and name.startswith("dovecot"):
+            try:
+                instances = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+            except OSError:
+                instances = "?"
+            print(f"    (Dovecot's imap processes watch the maildir with inotify; beyond "
+                  f"fs.inotify.max_user_instances = {instances} per user they poll every "
+                  "mailbox_idle_check_interval = 30 s, so the rest see it later; we wait 15 s)")
     for _, c in idlers:
         c.writer.transport.abort()
     await asyncio.sleep(0.5)

@@ -7,7 +7,8 @@ Both servers run as their own processes on loopback ports: postoffice with ``pos
 (uvloop) on a data directory filled through the store, Dovecot (Debian ``dovecot-pop3d``, started
 from a config written to a temporary directory: passwd-file, maildir) with the same messages as
 maildir files. Both are warmed up once (page cache, Dovecot's index), then each measurement is
-the best of ``--runs``:
+the best of ``--runs``, the servers taking turns run by run (a busy moment on a shared machine
+then hurts both alike):
 
 * LIST and UIDL: the whole listing, 10 times per run; messages/s = listed messages per second;
 * RETR: every message once per run, one command at a time (as poplib or fetchmail do) and
@@ -34,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS = "bench@example.com"
@@ -143,38 +145,28 @@ class Client:
 # -- measurements ---------------------------------------------------------------------------------
 
 
-def measure(port: int, tls: ssl.SSLContext | None, runs: int) -> dict[str, tuple[float, float]]:
-    """{operation: (messages/s, MB/s)}, best of ``runs``; also the hash of the RETR bodies."""
-    client = Client(port, tls)
-    count = client.login()
-    results: dict[str, tuple[float, float]] = {}
+def measure(ports: dict[str, int], tls: ssl.SSLContext | None,
+            runs: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """{server: {operation: (messages/s, MB/s)}}, best of ``runs``. The servers take turns
+    run by run, so a busy moment on the machine does not favour one of them; "_digest" is a
+    hash of every RETR body a server sent."""
+    clients = {name: Client(port, tls) for name, port in ports.items()}
+    counts = {name: client.login() for name, client in clients.items()}
+    digests = {name: hashlib.sha256() for name in clients}
+    results: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in clients}
 
-    def best(op: str, once: Callable[[], int], repeat: int = 1) -> None:
-        rates = []
-        for _ in range(runs):
-            before = client.received
-            start = time.perf_counter()
-            done = sum(once() for _ in range(repeat))
-            elapsed = time.perf_counter() - start
-            rates.append((done / elapsed, (client.received - before) / elapsed / 1e6))
-        results[op] = max(rates)
+    def listing(client: Client, count: int, verb: str) -> int:
+        body = client.multiline(verb)
+        assert body.count(b"\r\n") == count + 1, verb
+        return count
 
-    def listing(verb: str) -> Callable[[], int]:
-        def once() -> int:
-            body = client.multiline(verb)
-            assert body.count(b"\r\n") == count + 1, verb
-            return count
-        return once
-
-    digest = hashlib.sha256()
-
-    def retr_one_at_a_time() -> int:
+    def retr_one_at_a_time(client: Client, count: int, digest: Any) -> int:
         for n in range(1, count + 1):
             client.command(f"RETR {n}")
             digest.update(client.body())
         return count
 
-    def retr_pipelined(depth: int = 64) -> int:
+    def retr_pipelined(client: Client, count: int, depth: int = 64) -> int:
         sent = 0
         for n in range(1, min(depth, count) + 1):
             client.send(b"RETR %d\r\n" % n)
@@ -187,15 +179,30 @@ def measure(port: int, tls: ssl.SSLContext | None, runs: int) -> dict[str, tuple
                 client.send(b"RETR %d\r\n" % sent)
         return count
 
-    listing("LIST")()  # warm-up: page cache, indexes
-    listing("UIDL")()
-    retr_pipelined()
-    best("LIST", listing("LIST"), repeat=10)
-    best("UIDL", listing("UIDL"), repeat=10)
-    best("RETR one at a time", retr_one_at_a_time)
-    best("RETR pipelined x64", retr_pipelined)
-    client.close()
-    results["_digest"] = (float(int(digest.hexdigest()[:12], 16)), 0.0)
+    operations: list[tuple[str, Callable[[str], int]]] = [
+        ("LIST", lambda name: sum(listing(clients[name], counts[name], "LIST") for _ in range(10))),
+        ("UIDL", lambda name: sum(listing(clients[name], counts[name], "UIDL") for _ in range(10))),
+        ("RETR one at a time", lambda name: retr_one_at_a_time(clients[name], counts[name], digests[name])),
+        ("RETR pipelined x64", lambda name: retr_pipelined(clients[name], counts[name])),
+    ]
+    for name, client in clients.items():  # warm-up: page cache, indexes
+        listing(client, counts[name], "LIST")
+        listing(client, counts[name], "UIDL")
+        retr_pipelined(client, counts[name])
+    for op, once in operations:
+        rates: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
+        for _ in range(runs):
+            for name, client in clients.items():
+                before = client.received
+                start = time.perf_counter()
+                done = once(name)
+                elapsed = time.perf_counter() - start
+                rates[name].append((done / elapsed, (client.received - before) / elapsed / 1e6))
+        for name in clients:
+            results[name][op] = max(rates[name])
+    for name, client in clients.items():
+        client.close()
+        results[name]["_digest"] = (float(int(digests[name].hexdigest()[:12], 16)), 0.0)
     return results
 
 
@@ -391,7 +398,7 @@ def main() -> None:
             ctx = ssl.create_default_context(cafile=str(tls_dir / "selfsigned.crt"))
             modes.append(("implicit TLS", ctx, 1))
         for label, ctx, which in modes:
-            columns = {name: measure(ports[which], ctx, args.runs) for name, ports in servers.items()}
+            columns = measure({name: ports[which] for name, ports in servers.items()}, ctx, args.runs)
             table(f"{label}:", columns)
             digests = {c["_digest"][0] for c in columns.values()}
             if len(columns) > 1:

@@ -224,6 +224,25 @@ def test_uidl_survives_other_deletions(srv: RunningServer) -> None:
     client.quit()
 
 
+def test_reads_from_disk_in_order_and_out_of_order(srv: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker-thread path (files not in the page cache): batches read ahead in order,
+    single reads otherwise; every byte as stored."""
+    from postoffice.services import maildrop
+
+    monkeypatch.setattr(maildrop, "_NOWAIT", 0)  # as if nothing were in the page cache
+    monkeypatch.setattr(maildrop, "READ_AHEAD_MESSAGES", 4)
+    box = Box(srv, count=0)
+    raws = [message(n, 300 * n) for n in range(1, 12)]
+    for raw in raws:
+        box.deliver(raw)
+    client = box.login()
+    for n in (1, 2, 3, 4, 5, 6, 9, 10, 3, 11, 7):
+        assert b"\r\n".join(client.retr(n)[1]) + b"\r\n" == raws[n - 1], n
+    assert client.top(8, 0)[1][1] == b"Subject: message 8"
+    assert b"\r\n".join(client.retr(8)[1]) + b"\r\n" == raws[7]
+    client.quit()
+
+
 # -- beside IMAP -----------------------------------------------------------------------------------
 
 

@@ -243,6 +243,7 @@ def test_quota_and_disk_full(srv: RunningServer, monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_failing_lookup_is_a_temporary_error(srv: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv.add_account("lookup@example.com", "password1")  # never looked up (nor cached) before
     calls = []
 
     async def broken(address: str) -> None:
@@ -252,8 +253,8 @@ def test_a_failing_lookup_is_a_temporary_error(srv: RunningServer, monkeypatch: 
     with RawSmtp(srv.port("smtp")) as c:
         c.cmd("EHLO mx.outside.example")
         c.cmd("MAIL FROM:<s@outside.example>")
-        assert c.cmd("RCPT TO:<alice@example.com>") == (451, "4.3.0 Local error in processing")
+        assert c.cmd("RCPT TO:<lookup@example.com>") == (451, "4.3.0 Local error in processing")
         monkeypatch.undo()
-        assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250  # the session goes on
+        assert c.cmd("RCPT TO:<lookup@example.com>")[0] == 250  # the session goes on
         assert c.cmd("QUIT")[0] == 221
-    assert calls == ["alice@example.com"]
+    assert calls == ["lookup@example.com"]

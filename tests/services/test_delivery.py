@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -189,3 +190,34 @@ async def test_received_header_and_commit(svc, store, delivery: Delivery) -> Non
     assert entry["mail_from"] == "" and [r["recipient"] for r in entry["recipients"]] == ["r@far.away"]
     queued = await store.read_blob(entry["blob_id"])
     assert queued.startswith(b"Received: ") and b"Return-Path" not in queued and queued.endswith(message)
+
+
+async def test_route_cache_is_short_and_cleared_by_account_changes(svc, store, delivery: Delivery,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import postoffice.services.delivery as mod
+
+    alice, bob = await ids(store, "alice@example.com", "bob@example.com")
+    store.bus.listeners.append(delivery.on_event)
+    first = await delivery.route("alice@example.com")
+    first.accounts.append(999)  # callers may change what they get; the cache keeps its own copy
+    lookups = []
+    real = store.get_account
+
+    async def counting(address: str):
+        lookups.append(address)
+        return await real(address)
+    monkeypatch.setattr(store, "get_account", counting)
+    assert (await delivery.route("alice@example.com")).accounts == [alice]
+    assert lookups == []  # served from the cache
+    # an account change (here: forwarding) is seen at once
+    await svc.update("alice@example.com", forward_to="bob@example.com")
+    await asyncio.sleep(0.05)  # the event reaches the bus after the commit
+    assert (await delivery.route("alice@example.com")).accounts == [alice, bob]
+    # anything else within ROUTE_CACHE_SECONDS
+    await svc.add_alias("new@example.com", ["bob@example.com"])
+    monkeypatch.setattr(mod, "ROUTE_CACHE_SECONDS", 0.0)
+    assert (await delivery.route("new@example.com")).accounts == [bob]
+    # unknown addresses are never cached
+    assert (await delivery.route("later@example.com")).unknown
+    await svc.add_account("later@example.com", "password1")
+    assert not (await delivery.route("later@example.com")).unknown

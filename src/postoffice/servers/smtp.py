@@ -146,6 +146,14 @@ def _shared(app: Any, name: str, factory: Callable[[], T]) -> T:
     return attrs[name]  # type: ignore[no-any-return]
 
 
+def _delivery(app: Any) -> Delivery:
+    delivery = Delivery(app.store, app.config.hostname)
+    bus = getattr(app, "bus", None)
+    if bus is not None:
+        bus.listeners.append(delivery.on_event)  # account/domain changes clear its caches
+    return delivery
+
+
 class SmtpServer:
     """One listener's SMTP service; ``handle`` runs one session."""
 
@@ -160,7 +168,7 @@ class SmtpServer:
         self.submission = mode != "smtp"
         config = app.config
         self.hostname: str = config.hostname
-        self.delivery: Delivery = _shared(app, "smtp_delivery", lambda: Delivery(app.store, config.hostname))
+        self.delivery: Delivery = _shared(app, "smtp_delivery", lambda: _delivery(app))
         self.send_rate: SendRateLimiter = _shared(
             app, "smtp_send_rate", lambda: SendRateLimiter(config.limits.send_rate_per_hour))
 

@@ -39,14 +39,14 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import format_datetime
 from datetime import datetime, timezone
 
 from ..mail.address import InvalidAddress, normalize_address, split_plus
 from ..mail.headers import find_header_end, split_fields, unfold
 from ..mail.imapfmt import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
-from ..store import Account, Domain, Store
+from ..store import Account, AccountChanged, Domain, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ MAX_HOPS = 100
 #: How long a hosted-domain lookup is trusted (domains change rarely; a removed account is
 #: caught by the store at delivery time anyway).
 DOMAIN_CACHE_SECONDS = 5.0
+#: How long a resolved (existing) recipient is reused: busy senders hit the same addresses, and
+#: this spares the RCPT a trip to the database thread (which may be busy committing). Account
+#: and domain changes clear it at once (store events); alias edits are seen within this time.
+ROUTE_CACHE_SECONDS = 2.0
+_CACHE_LIMIT = 10000
 
 _SAFE_HELO = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
 _RECEIVED = re.compile(rb"(?im)^received[ \t]*:")
@@ -144,6 +149,12 @@ class Delivery:
         self.store = store
         self.hostname = hostname
         self._domains: dict[str, tuple[Domain | None, float]] = {}
+        self._routes: dict[tuple[str, bool, bool], tuple[Route, float]] = {}
+
+    def on_event(self, event: object) -> None:
+        """Event-bus listener: forget cached lookups when an account or a domain changes."""
+        if isinstance(event, AccountChanged):
+            self.forget_domains()
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -159,7 +170,9 @@ class Delivery:
         return domain
 
     def forget_domains(self) -> None:
+        """Drop every cached lookup (domains and resolved recipients)."""
         self._domains.clear()
+        self._routes.clear()
 
     async def postmaster_address(self) -> str | None:
         """RFC 5321 §4.1.1.3: ``RCPT TO:<Postmaster>`` with no domain must be accepted; it
@@ -175,6 +188,21 @@ class Delivery:
 
     async def route(self, address: str, *, catch_all: bool = True, forwards: bool = True) -> Route:
         """Resolve one recipient address (as given in RCPT TO)."""
+        key = (address, catch_all, forwards)
+        now = time.monotonic()
+        hit = self._routes.get(key)
+        if hit is not None and hit[1] > now:
+            return replace(hit[0], accounts=list(hit[0].accounts), remote=list(hit[0].remote),
+                           quota=dict(hit[0].quota))
+        route = await self._resolve(address, catch_all=catch_all, forwards=forwards)
+        if not route.unknown and not route.foreign:
+            if len(self._routes) >= _CACHE_LIMIT:
+                self._routes.clear()
+            self._routes[key] = (route, now + ROUTE_CACHE_SECONDS)
+            route = replace(route, accounts=list(route.accounts), remote=list(route.remote), quota=dict(route.quota))
+        return route
+
+    async def _resolve(self, address: str, *, catch_all: bool, forwards: bool) -> Route:
         try:
             norm = normalize_address(address)
         except InvalidAddress:

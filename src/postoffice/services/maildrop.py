@@ -142,6 +142,16 @@ class MaildropService:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._locks: dict[int, object] = {}
+        # Message file names, built without pathlib on the RETR path (a few µs per message),
+        # as long as the blob store lays files out as <root>/<2 hex>/<rest> (checked here).
+        root = str(store.blobs.root)
+        probe = "ab" + "0" * 62
+        self._root = root if str(store.blobs.path(probe)) == f"{root}/ab/{probe[2:]}" else None
+
+    def _path(self, blob_id: str) -> str:
+        if self._root is None:
+            return str(self.store.blobs.path(blob_id))
+        return f"{self._root}/{blob_id[:2]}/{blob_id[2:]}"
 
     # -- lock ----------------------------------------------------------------------------------
 
@@ -181,11 +191,13 @@ class MaildropService:
     async def read(self, snapshot: Snapshot, index: int) -> bytes | None:
         """The bytes of message ``index`` (0-based), or None when its file cannot be read.
 
-        Clients mostly fetch in order (RETR 1, RETR 2, ...): then messages are read in batches
-        of up to READ_AHEAD_MESSAGES / READ_AHEAD_BYTES in a worker thread, and the next batch
-        is already being read while the current one is sent, so a sequential download never
-        waits for the disk. Any other access reads just the message asked for. The message
-        served last stays in memory (TOP n then RETR n reads the file once).
+        A file whose bytes are all in the page cache is read at once on the event loop
+        (`_read_cached`: cheaper than a thread hop, and it cannot block). Otherwise the disk
+        is needed and the read goes to a worker thread; as clients mostly fetch in order
+        (RETR 1, RETR 2, ...), a sequential miss reads a batch of up to READ_AHEAD_MESSAGES /
+        READ_AHEAD_BYTES, and the next batch is being read while the current one is sent, so
+        a download from a cold disk does not wait for each file. Other misses read just the
+        message asked for. The message served last stays in memory (TOP n, then RETR n).
         """
         ahead = snapshot._ahead
         if index not in ahead.cache and index in ahead.pending_batch:
@@ -193,7 +205,7 @@ class MaildropService:
         sequential = index == ahead.last + 1
         if index not in ahead.cache:
             message = snapshot.messages[index]
-            data = _read_cached(str(self.store.blobs.path(message.blob_id)), message.size)
+            data = _read_cached(self._path(message.blob_id), message.size)
             if data is not None:  # in the page cache: no thread needed, nothing to read ahead
                 ahead.reset()
                 ahead.cache[index] = data
@@ -226,8 +238,7 @@ class MaildropService:
             if total > READ_AHEAD_BYTES:
                 break
             wanted.append(nxt)
-        blobs = self.store.blobs
-        files = [(str(blobs.path(messages[i].blob_id)), messages[i].size) for i in wanted]
+        files = [(self._path(messages[i].blob_id), messages[i].size) for i in wanted]
         ahead = snapshot._ahead
         ahead.pending = asyncio.ensure_future(
             asyncio.to_thread(lambda: [_read_file(path, size) for path, size in files]))

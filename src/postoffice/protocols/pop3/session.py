@@ -189,6 +189,7 @@ class Pop3Session:
         self._deleted: set[int] = set()  # 1-based numbers marked by DELE
         self._deleted_size = 0
         self._total_size = 0
+        self._listings: dict[str, bytes] = {}  # cached LIST / UIDL bodies (see _listing)
         self._user_expire: int | None | Default = Default.POLICY
         self._user_login_delay: int | None | Default = Default.POLICY
         self._handlers: dict[type[Command], Callable[..., list[Output]]] = {
@@ -449,17 +450,26 @@ class Pop3Session:
         if command.msg is not None:
             info = self._lookup(command.msg)
             return [info if isinstance(info, Err) else Ok(f"{command.msg} {info.size}")]
-        deleted = self._deleted
-        lines = [f"{n} {m.size}" for n, m in enumerate(self._messages, 1) if n not in deleted]
-        return [listing(Ok(self._summary()), lines)]
+        return [MultiLine(Ok(self._summary()), self._listing("LIST"))]
 
     def do_uidl(self, command: Uidl) -> list[Output]:
         if command.msg is not None:
             info = self._lookup(command.msg)
             return [info if isinstance(info, Err) else Ok(f"{command.msg} {info.uid}")]
-        deleted = self._deleted
-        lines = [f"{n} {m.uid}" for n, m in enumerate(self._messages, 1) if n not in deleted]
-        return [listing(Ok("unique-id listing follows"), lines)]
+        return [MultiLine(Ok("unique-id listing follows"), self._listing("UIDL"))]
+
+    def _listing(self, verb: str) -> bytes:
+        """The LIST or UIDL body, built once per set of deletions (clients that poll often
+        list a large maildrop more than once; DELE and RSET drop the cached bodies)."""
+        body = self._listings.get(verb)
+        if body is None:
+            deleted, messages = self._deleted, self._messages
+            if verb == "LIST":
+                lines = [f"{n} {m.size}" for n, m in enumerate(messages, 1) if n not in deleted]
+            else:
+                lines = [f"{n} {m.uid}" for n, m in enumerate(messages, 1) if n not in deleted]
+            body = self._listings[verb] = listing(Ok(), lines).body
+        return body
 
     def _send(self, msg: int, top_lines: int | None) -> list[Output]:
         info = self._lookup(msg)
@@ -499,6 +509,7 @@ class Pop3Session:
             return [info]
         self._deleted.add(command.msg)
         self._deleted_size += info.size
+        self._listings.clear()
         return [Ok(f"message {command.msg} deleted")]
 
     def do_noop(self, command: Noop) -> list[Output]:
@@ -507,6 +518,7 @@ class Pop3Session:
     def do_rset(self, command: Rset) -> list[Output]:
         self._deleted.clear()
         self._deleted_size = 0
+        self._listings.clear()
         return [Ok(f"maildrop has {self._summary()}")]
 
 
