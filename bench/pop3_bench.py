@@ -12,7 +12,8 @@ then hurts both alike):
 
 * LIST and UIDL: the whole listing, 10 times per run; messages/s = listed messages per second;
 * RETR: every message once per run, one command at a time (as poplib or fetchmail do) and
-  pipelined 64 deep (RFC 2449 PIPELINING, as a throughput-minded client does).
+  pipelined 64 deep (RFC 2449 PIPELINING, as a throughput-minded client does);
+* a whole session (connect, USER/PASS, STAT, QUIT), which includes opening the maildrop.
 
 MB/s counts the octets the client received (10^6 octets per MB). The bodies RETR returns are
 hashed and compared between the two servers. ``--tls`` runs the same over implicit TLS (995-style)
@@ -135,6 +136,10 @@ class Client:
         self.command(f"PASS {PASSWORD}")
         return int(self.command("STAT").split()[1])
 
+    def close_after_login(self) -> None:
+        self.login()
+        self.close()
+
     def close(self) -> None:
         try:
             self.command("QUIT")
@@ -203,6 +208,15 @@ def measure(ports: dict[str, int], tls: ssl.SSLContext | None,
     for name, client in clients.items():
         client.close()
         results[name]["_digest"] = (float(int(digests[name].hexdigest()[:12], 16)), 0.0)
+    logins: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(runs):  # a whole session: connect, USER/PASS (the snapshot), STAT, QUIT
+        for name, port in ports.items():
+            start = time.perf_counter()
+            for _ in range(5):
+                Client(port, tls).close_after_login()
+            logins[name].append((time.perf_counter() - start) / 5)
+    for name in clients:
+        results[name]["_login"] = (min(logins[name]), 0.0)
     return results
 
 
@@ -363,6 +377,8 @@ def table(title: str, columns: dict[str, dict[str, tuple[float, float]]]) -> Non
     for op in ops:
         cells = "".join(f"{columns[n][op][0]:>13,.0f} msg/s {columns[n][op][1]:>7.1f} MB/s" for n in names)
         print(f"  {op:22}{cells}")
+    print(f"  {'session (login+STAT+QUIT)':22}" + "".join(
+        f"{columns[n]['_login'][0] * 1000:>26.1f} ms" for n in names))
     if len(names) == 2:
         a, b = names
         ratio = ", ".join(f"{op} x{columns[a][op][0] / columns[b][op][0]:.2f}" for op in ops)

@@ -153,8 +153,10 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int) -> dict[st
     server = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_port(port, process=server)
+        cpu_before = process_cpu(server.pid)
         start, end, failures = run_load(port, messages, sessions)
         stored = count_postoffice(data / "postoffice.db")
+        cpu = process_cpu(server.pid) - cpu_before
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -167,7 +169,20 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int) -> dict[st
     if err.strip():
         print("  postoffice stderr:", err.decode(errors="replace")[-2000:])
     elapsed = end - start
-    return {"accepted_s": elapsed, "mailbox_s": elapsed, "stored": stored, "failures": len(failures)}
+    return {"accepted_s": elapsed, "mailbox_s": elapsed, "stored": stored, "failures": len(failures),
+            "cpu_s": cpu}
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds used so far by a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    if os.environ.get("BENCH_CPU_SPLIT"):
+        print(f"  (user {int(fields[11]) / os.sysconf('SC_CLK_TCK'):.2f} s, "
+              f"system {int(fields[12]) / os.sysconf('SC_CLK_TCK'):.2f} s)")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count_postoffice(db: Path) -> int:
@@ -357,7 +372,8 @@ def bench_postfix(tmp: Path, messages: list[bytes], sessions: int) -> dict[str, 
 def report(name: str, n: int, r: dict[str, float]) -> None:
     print(f"{name:<22} accepted {n} in {r['accepted_s']:6.2f} s = {n / r['accepted_s']:7.1f} msg/s;  "
           f"all in the mailbox after {r['mailbox_s']:6.2f} s = {n / r['mailbox_s']:7.1f} msg/s;  "
-          f"stored {int(r['stored'])}/{n}, failures {int(r['failures'])}")
+          f"stored {int(r['stored'])}/{n}, failures {int(r['failures'])}"
+          + (f";  server CPU {r['cpu_s'] / n * 1000:.2f} ms/msg" if r.get("cpu_s") else ""))
 
 
 def main() -> int:

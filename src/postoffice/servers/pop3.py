@@ -77,7 +77,7 @@ from ..protocols.pop3 import (
     StartTls,
 )
 from ..services.auth import AuthStatus
-from ..services.maildrop import MaildropBusy, Snapshot, maildrop_service
+from ..services.maildrop import LATER, MaildropBusy, Snapshot, maildrop_service
 from ..services.sessions import OpenSession
 from ..store import Account
 from .listener import READ_SIZE, Connection
@@ -87,6 +87,9 @@ log = logging.getLogger(__name__)
 #: Pending replies are handed to the transport once they add up to this much (or input runs dry).
 FLUSH_AT = 256 * 1024
 _REPLIES = frozenset({Ok, Err, MultiLine, Continuation})
+#: Below this many buffered octets a transport is not paused (asyncio's and uvloop's default
+#: high-water mark is 64 KiB), so waiting in drain() is pointless: skip the coroutine.
+PAUSE_BELOW = 64 * 1024
 
 
 class Pop3Server:
@@ -161,6 +164,8 @@ class Pop3Handler:
                     pconn.receive_data(data)
                     continue
                 outputs = session.handle(event)
+                if len(outputs) == 1 and type(outputs[0]) is SendMessage:
+                    outputs = self._message_now(outputs[0]) or outputs  # RETR/TOP, no waiting
                 if len(outputs) == 1 and type(outputs[0]) in _REPLIES:
                     self._reply(outputs[0])  # most commands: one reply, no action
                 else:
@@ -234,7 +239,7 @@ class Pop3Handler:
     async def _flush(self) -> None:
         if self._out:
             self._write_out()
-        if self.conn.writer.transport.get_write_buffer_size():
+        if self.conn.writer.transport.get_write_buffer_size() > PAUSE_BELOW:
             await self._drain()
 
     async def _drain(self) -> None:
@@ -274,7 +279,7 @@ class Pop3Handler:
             out = queue.popleft()
             if isinstance(out, SendMessage):
                 assert self.snapshot is not None
-                index = self.snapshot.index(out.uid)
+                index = self.snapshot.index(out.uid, out.msg)
                 data = None if index is None else await self.server.maildrops.read(self.snapshot, index)
                 # The store keeps every message with CRLF line ends (store._put_blob).
                 queue.extend(session.on_message(out, data, canonical=True))
@@ -299,6 +304,17 @@ class Pop3Handler:
                 self._reply(out)
                 if self._out_size >= FLUSH_AT:
                     await self._flush()
+
+    def _message_now(self, action: SendMessage) -> list[Output] | None:
+        """The session's answer to RETR/TOP when the message can be had without waiting
+        (read-ahead or page cache), skipping the general action loop; None if it must wait."""
+        snapshot = self.snapshot
+        assert snapshot is not None
+        index = snapshot.index(action.uid, action.msg)
+        data = LATER if index is None else self.server.maildrops.read_now(snapshot, index)
+        if data is LATER:
+            return None
+        return self.session.on_message(action, data, canonical=True)
 
     async def _authenticate(self, action: Authenticate) -> AuthResult:
         try:

@@ -224,9 +224,9 @@ class SmtpSession:
                         break
                     self.busy = False
                     try:
-                        # (Connection.read(timeout) reports a timeout as EOF, since TimeoutError
-                        # is an OSError: time the read here to tell the two apart.)
-                        data = await asyncio.wait_for(self.conn.read(), self.limits.command_timeout)
+                        # (asyncio.timeout, unlike wait_for, creates no task per read.)
+                        async with asyncio.timeout(self.limits.command_timeout):
+                            data = await self.conn.read()
                     except (TimeoutError, asyncio.TimeoutError):
                         self.busy = True
                         if not self.terminated:

@@ -93,6 +93,7 @@ class Authenticator:
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[str, tuple[bytes, float, float]] = {}  # address -> (mac, changed_at, expiry)
         self.failures = FailureLog(security.throttle_window)
+        self._inflight: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
 
     # -- passwords --------------------------------------------------------------------------
 
@@ -144,10 +145,7 @@ class Authenticator:
         if account is not None and self._cached_ok(account, password):
             ok = True
         else:
-            ok = await self.verify_hash(account.password_hash if account else None, password)
-            if ok and account is not None:
-                self._cache[address] = (self._mac(address, password), account.password_changed_at,
-                                        time.monotonic() + self.security.auth_cache_seconds)
+            ok = await self._verify_once(account, address, password)
         if not ok or account is None:
             log.info("failed login for %s from %s", address, remote_ip)
             await self.record_failure(remote_ip, address)
@@ -155,6 +153,21 @@ class Authenticator:
         self.failures.clear(f"user:{address}")
         domain = await self.store.get_domain_by_id(account.domain_id)
         return AuthResult(AuthStatus.OK, account, domain)
+
+    async def _verify_once(self, account: Account | None, address: str, password: str) -> bool:
+        """argon2 verification, shared by concurrent logins with the same credentials: fifty
+        clients of one account reconnecting at once cost one verification, not fifty."""
+        key = (address, self._mac(address, password))
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.verify_hash(account.password_hash if account else None, password))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
+        ok = await asyncio.shield(pending)
+        if ok and account is not None:
+            self._cache[address] = (key[1], account.password_changed_at,
+                                    time.monotonic() + self.security.auth_cache_seconds)
+        return ok
 
     def _cached_ok(self, account: Account, password: str) -> bool:
         entry = self._cache.get(account.address)

@@ -60,11 +60,12 @@ class Tx:
 
 
 class _Job:
-    __slots__ = ("fn", "write", "future")
+    __slots__ = ("fn", "write", "durable", "future")
 
-    def __init__(self, fn: Callable[[Tx], Any], write: bool) -> None:
+    def __init__(self, fn: Callable[[Tx], Any], write: bool, durable: bool = True) -> None:
         self.fn = fn
         self.write = write
+        self.durable = durable
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
 
@@ -89,22 +90,27 @@ class Database:
         self.path = path
         self.on_commit = on_commit
         self._conn = connect(path)
+        self._synchronous_full = True
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="postoffice-db", daemon=True)
         self._thread.start()
 
     # -- submitting work -------------------------------------------------------------------
 
-    def submit(self, fn: Callable[[Tx], T], *, write: bool) -> concurrent.futures.Future[T]:
-        job = _Job(fn, write)
+    def submit(self, fn: Callable[[Tx], T], *, write: bool, durable: bool = True) -> concurrent.futures.Future[T]:
+        job = _Job(fn, write, durable)
         self._jobs.put(job)
         return job.future
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         return await asyncio.wrap_future(self.submit(fn, write=False))
 
-    async def write(self, fn: Callable[[Tx], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn, write=True))
+    async def write(self, fn: Callable[[Tx], T], *, durable: bool = True) -> T:
+        """Run ``fn`` in a transaction. ``durable=False`` is for changes a power cut may undo
+        without losing mail (flags, expunges): a batch of only those commits without the fsync
+        (WAL, synchronous=NORMAL: still safe against a crash of the process, durable at the next
+        checkpoint), as Dovecot treats its index. Mail itself is always written durably."""
+        return await asyncio.wrap_future(self.submit(fn, write=True, durable=durable))
 
     def read_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.submit(fn, write=False).result()
@@ -143,6 +149,10 @@ class Database:
     def _execute(self, batch: list[_Job]) -> None:
         conn = self._conn
         in_tx = False
+        durable = any(job.write and job.durable for job in batch)
+        if any(job.write for job in batch) and durable != self._synchronous_full:
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")  # outside a transaction
+            self._synchronous_full = durable
         done: list[tuple[_Job, Any, Tx]] = []
         for job in batch:
             tx = Tx(conn)

@@ -19,6 +19,7 @@ import concurrent.futures
 import time
 from array import array
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -554,16 +555,28 @@ class Store:
                 return None, uids, bits, modseqs, keywords
             cur = tx.conn.cursor()
             cur.row_factory = None
-            cur.execute("SELECT uid, flags, modseq, keywords FROM messages WHERE mailbox_id = ? ORDER BY uid",
-                        (mailbox_id,))
-            while rows := cur.fetchmany(4096):
-                for uid, flags, modseq, kw in rows:
-                    uids.append(uid)
-                    bits.append(flags & 0xFF)
-                    modseqs.append(modseq)
-                    if kw:
-                        keywords[uid] = kw
+            # Column-wise: one fetchall, then each array built by C-level iteration (no Python
+            # loop per message). ``messages_index`` (migration 4) covers the query.
+            rows = cur.execute("SELECT uid, flags & 255, modseq, keywords FROM messages WHERE mailbox_id = ? "
+                               "ORDER BY uid", (mailbox_id,)).fetchall()
+            uids = array("I", map(itemgetter(0), rows))
+            bits = bytearray(map(itemgetter(1), rows))
+            modseqs = array("Q", map(itemgetter(2), rows))
+            keywords = {r[0]: r[3] for r in rows if r[3]}
             return _mailbox(row), uids, bits, modseqs, keywords
+        return await self.db.read(op)
+
+    async def message_details(self, mailbox_id: int) -> tuple[array, array, array]:
+        """(uids, sizes, internal dates) of every message as arrays in UID order: the
+        immutable per-message data the IMAP index loads when a FETCH or SEARCH first needs
+        RFC822.SIZE / INTERNALDATE (covered by ``messages_index``, no per-message objects)."""
+        def op(tx: Tx) -> tuple[array, array, array]:
+            cur = tx.conn.cursor()
+            cur.row_factory = None
+            rows = cur.execute("SELECT uid, size, internal_date FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                               (mailbox_id,)).fetchall()
+            return (array("I", map(itemgetter(0), rows)), array("Q", map(itemgetter(1), rows)),
+                    array("d", map(itemgetter(2), rows)))
         return await self.db.read(op)
 
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
@@ -671,7 +684,9 @@ class Store:
         """IMAP APPEND (several messages for MULTIAPPEND, all or none, RFC 3502).
 
         Each message is (raw, flag bits, keywords, internal date). Returns (uidvalidity, uids)."""
-        blobs = [await self._put_blob(raw) for raw, _, _, _ in messages]
+        # The bodies are written (and fsynced) concurrently: MULTIAPPEND of many messages
+        # should cost about one disk sync, not one per message.
+        blobs = await asyncio.gather(*(self._put_blob(raw) for raw, _, _, _ in messages))
 
         def op(tx: Tx) -> tuple[int, list[int]]:
             box = tx.one("SELECT uidvalidity, account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
@@ -733,7 +748,7 @@ class Store:
                 tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
                 tx.emit(FlagsChanged(account_id, mailbox_id, tuple(changed), origin))
             return changed, sorted(failed)
-        return await self.db.write(op)
+        return await self.db.write(op, durable=False)
 
     def _expunge(self, tx: Tx, account_id: int, mailbox_id: int, uids: Sequence[int]) -> tuple[int, list[int]]:
         box = tx.one("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
@@ -764,7 +779,7 @@ class Store:
                 wanted = set(uids)
                 deleted = [u for u in deleted if u in wanted]
             return self._expunge(tx, account_id, mailbox_id, deleted)[1]
-        return await self.db.write(op)
+        return await self.db.write(op, durable=False)
 
     async def remove_messages(self, account_id: int, mailbox_id: int, uids: Sequence[int]) -> list[int]:
         """Expunge the given messages whatever their flags (POP3 deletion at QUIT)."""
@@ -781,8 +796,12 @@ class Store:
         if since is not None:
             sql += " AND m.saved_at > ?"
             params += (since,)
-        rows = await self.db.read(lambda tx: tx.all(sql + " ORDER BY m.uid", params))
-        return [(r[0], r[1], r[2]) for r in rows]
+
+        def op(tx: Tx) -> list[tuple[int, int, str]]:
+            cursor = tx.conn.cursor()
+            cursor.row_factory = None  # plain tuples: a login may list 10,000s of messages
+            return cursor.execute(sql + " ORDER BY m.uid", params).fetchall()
+        return await self.db.read(op)
 
     async def pop3_retire(self, account_id: int, mailbox_id: int, uids: Sequence[int], *,
                           mark_seen: bool = False) -> list[int]:

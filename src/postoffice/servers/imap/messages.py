@@ -15,8 +15,10 @@ post-command sync reports it (EXPUNGE or VANISHED), so there is exactly one code
 from __future__ import annotations
 
 import time
+from array import array
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from ...protocols.imap import FetchAtt, SearchModSeq
 from ...protocols.imap import commands as c
@@ -32,7 +34,12 @@ if TYPE_CHECKING:
     from .session import Session
 
 FETCH_BATCH = 1000
-_FAST_ATTS = {"UID", "FLAGS", "MODSEQ"}
+# FETCH items answered from the shared index alone (see _fetch_from_index)
+_FAST_ATTS = {"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"}
+_DETAIL_ATTS = {"RFC822.SIZE", "INTERNALDATE"}  # need MailboxIndex.details()
+_INDEX_FORMATS = {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "MODSEQ": b"MODSEQ (%d)",
+                  "RFC822.SIZE": b"RFC822.SIZE %d", "INTERNALDATE": b"INTERNALDATE %s"}
+_INDEX_SLICE = 4096  # messages formatted per slice (about 200-400 KiB of responses)
 _STORE_MODES = {c.StoreMode.REPLACE: "set", c.StoreMode.ADD: "add", c.StoreMode.REMOVE: "remove"}
 CHARSETS = ("UTF-8", "US-ASCII")
 
@@ -129,6 +136,10 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
     positions = _positions(s, cmd.seqset, cmd.uid)
     index = view.index
     await index.refresh()
+    fast = {a.name for a in cmd.items} <= _FAST_ATTS  # (items that set \Seen are never fast)
+    if fast and any(a.name in _DETAIL_ATTS for a in cmd.items):
+        await index.details()  # before positions are taken: it may apply queued events
+    removals = index.removals  # positions below stay valid while this does not change
     targets: list[tuple[int, int, int]] = []  # (seq, uid, index position)
     missing = False
     for p in positions:
@@ -152,13 +163,14 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
         if unseen:
             await s.app.store.store_flags(s.account.id, view.mailbox_id, unseen, "add", SEEN, (), origin=s)
             await index.refresh()
+            removals = index.removals
             targets = [(seq, uid, index.position(uid)) for seq, uid, _ in targets]
             targets = [t for t in targets if t[2] >= 0]
             if not any(a.name == "FLAGS" for a in atts):
                 atts.append(FetchAtt("FLAGS"))
     include_modseq = cmd.changedsince is not None
-    if {a.name for a in atts} <= _FAST_ATTS:
-        await _fetch_from_index(s, view, targets, atts, include_uid=cmd.uid, include_modseq=include_modseq)
+    if fast:
+        await _fetch_from_index(s, view, targets, atts, removals, include_uid=cmd.uid, include_modseq=include_modseq)
     else:
         try:
             for start in range(0, len(targets), FETCH_BATCH):
@@ -179,38 +191,76 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
 
 
 async def _fetch_from_index(s: Session, view: SelectedMailbox, targets: list[tuple[int, int, int]],
-                            atts: list[FetchAtt], *, include_uid: bool, include_modseq: bool) -> None:
+                            atts: list[FetchAtt], removals: int, *, include_uid: bool,
+                            include_modseq: bool) -> None:
+    """Answer a FETCH of UID/FLAGS/MODSEQ/RFC822.SIZE/INTERNALDATE from the shared index:
+    no query, no per-message object. Columns are built per slice and formatted with one
+    ``%`` per message; a slice is re-resolved by UID if the index lost messages while this
+    coroutine waited for the socket (another session's expunge shifts positions)."""
+    from .fetch import internal_date
+
     index = view.index
     names = [a.name for a in atts]
     order = list(dict.fromkeys((["UID"] if include_uid and "UID" not in names else []) + names
                                + (["MODSEQ"] if include_modseq and "MODSEQ" not in names else [])))
-    bits, modseqs, keywords = index.bits, index.modseqs, index.keywords
-    flag_cache: dict[tuple[int, str], bytes] = {}
-    want_flags = "FLAGS" in order
-    out: list[bytes] = []
-    size = 0
-    for seq, uid, i in targets:
-        parts = []
+    fmt = b"* %d FETCH (" + b" ".join(_INDEX_FORMATS[n] for n in order) + b")\r\n"
+    by_bits: dict[int, bytes] = {}
+    by_flags: dict[tuple[int, str], bytes] = {}
+
+    def flags_column(bits: bytes, uids: list[int]) -> list[bytes]:
+        col = []
+        for b in bits:
+            fl = by_bits.get(b)
+            if fl is None:
+                fl = by_bits[b] = r.flag_list(bits_to_flags(b, ""))
+            col.append(fl)
+        keywords = index.keywords
+        if keywords:
+            for k, u in enumerate(uids):
+                kw = keywords.get(u)
+                if kw:
+                    key = (bits[k], kw)
+                    fl = by_flags.get(key)
+                    if fl is None:
+                        fl = by_flags[key] = r.flag_list(bits_to_flags(*key))
+                    col[k] = fl
+        return col
+
+    step = _INDEX_SLICE
+    for start in range(0, len(targets), step):
+        chunk = targets[start:start + step]
+        if index.removals != removals:  # positions may have moved: look them up again
+            chunk = [(seq, uid, index.position(uid)) for seq, uid, _ in chunk]
+            chunk = [t for t in chunk if t[2] >= 0]
+            if not chunk:
+                continue
+        seqs = [t[0] for t in chunk]
+        uids = [t[1] for t in chunk]
+        positions = [t[2] for t in chunk]
+        first, last = positions[0], positions[-1]
+        if positions == list(range(first, last + 1)):  # contiguous (1:*): slices, no lookups
+            def column(arr: Any) -> Any:
+                return arr[first:last + 1]
+        else:
+            pick = itemgetter(*positions)
+
+            def column(arr: Any) -> Any:
+                got = pick(arr)
+                return got if len(chunk) > 1 else (got,)
+        cols: list[Any] = [seqs]
         for name in order:
             if name == "UID":
-                parts.append(b"UID %d" % uid)
-            elif name == "FLAGS" and want_flags:
-                key = (bits[i], keywords.get(uid, ""))
-                fl = flag_cache.get(key)
-                if fl is None:
-                    fl = flag_cache[key] = b"FLAGS " + r.flag_list(bits_to_flags(*key))
-                parts.append(fl)
-            else:
-                parts.append(b"MODSEQ (%d)" % modseqs[i])
-        line = b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
-        out.append(line)
-        size += len(line)
-        if size >= 256 * 1024:
-            s.send(b"".join(out))
-            out, size = [], 0
-            await s.io.maybe_flush()
-    if out:
-        s.send(b"".join(out))
+                cols.append(uids)
+            elif name == "FLAGS":
+                cols.append(flags_column(bytes(column(index.bits)), uids))
+            elif name == "MODSEQ":
+                cols.append(column(index.modseqs))
+            elif name == "RFC822.SIZE":
+                cols.append(column(index.sizes))
+            else:  # INTERNALDATE
+                cols.append(list(map(internal_date, column(index.dates))))
+        s.send(b"".join(map(fmt.__mod__, zip(*cols))))
+        await s.io.maybe_flush()
 
 
 # == STORE ===========================================================================================
@@ -288,6 +338,7 @@ def _uses_modseq(key: object) -> bool:
 
 
 async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
+    from .search import needs_details
     from .search import search as run_search
 
     assert s.account is not None
@@ -298,8 +349,7 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
     uses_modseq = _uses_modseq(cmd.key)
     if uses_modseq:
         s.enable_condstore()
-    metas = {m.uid: m for m in await s.app.store.list_messages(view.mailbox_id)}
-    messages = [metas.get(u) or MessageMeta(u, 0, "", 0, 0.0, 0, "") for u in view.uids]
+    messages, present = await _search_columns(view, needs_details(cmd.key))
     saved = list(s.saved) if s.saved is not None else None
     wants_save = cmd.return_options is not None and "SAVE" in cmd.return_options
     try:
@@ -308,11 +358,12 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
         if wants_save:
             s.saved = []  # RFC 5182 2.1: a failed SEARCH SAVE empties the saved result
         raise
-    seqs = [n for n in seqs if view.uids[n - 1] in metas]
+    if present is not None:  # leave out what was expunged meanwhile (still in the view)
+        seqs = [n for n in seqs if n - 1 in present]
     numbers = [view.uids[n - 1] for n in seqs] if cmd.uid else seqs
     modseq = None
     if uses_modseq and seqs:
-        modseq = max(metas[view.uids[n - 1]].modseq for n in seqs)
+        modseq = max(messages.modseqs[n - 1] for n in seqs)
     options = cmd.return_options
     if options is None and not s.rev2:
         s.send(r.search(numbers, modseq))
@@ -340,6 +391,36 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
             modseq=modseq,
         ))
     return r.ok(tag, f"{verb} completed")
+
+
+async def _search_columns(view: SelectedMailbox, details: bool) -> tuple[Any, set[int] | None]:
+    """The session's view as SEARCH columns, from the shared index (no query unless sizes and
+    dates are needed for the first time), and the view positions still in the index (None:
+    all of them). The arrays are copied (memcpy): the index may change while SEARCH awaits."""
+    from .search import Columns
+
+    index = view.index
+    await index.refresh()
+    if details:
+        await index.details()
+    # No await from here on.
+    keywords = dict(index.keywords)
+    if view.uids == index.uids:
+        return Columns(index.uids[:], bytes(index.bits), keywords,
+                       index.sizes[:] if details and index.sizes is not None else None,
+                       index.dates[:] if details and index.dates is not None else None,
+                       index.modseqs[:]), None
+    # Messages expunged elsewhere but not yet reported stay in the view (RFC 9051 7.5.1) and
+    # get placeholder values; new messages the view has not announced are left out.
+    pos = [index.position(u) for u in view.uids]
+    present = {k for k, i in enumerate(pos) if i >= 0}
+
+    def col(arr: Any, typecode: str, empty: Any) -> Any:
+        return array(typecode, [arr[i] if i >= 0 else empty for i in pos])
+    return Columns(view.uids[:], col(index.bits, "B", 0), keywords,
+                   col(index.sizes, "Q", 0) if details and index.sizes is not None else None,
+                   col(index.dates, "d", 0.0) if details and index.dates is not None else None,
+                   col(index.modseqs, "Q", 0)), present
 
 
 __all__ = [

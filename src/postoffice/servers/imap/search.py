@@ -7,7 +7,10 @@ Entry point (called by the IMAP session for SEARCH, UID SEARCH and ESEARCH)::
                      now: datetime | None = None) -> list[int]
 
 ``messages`` are the mailbox's messages in sequence order as the session sees them (index 0 is
-sequence number 1; ascending UIDs). The result is the matching *sequence numbers*, ascending;
+sequence number 1; ascending UIDs): a sequence of ``MessageMeta``, or a :class:`Columns` of
+the same values column-wise (what the session passes, straight from its shared in-memory
+index: no query and no per-message object for flag/size/date/UID/MODSEQ keys; the blob ids
+of the few messages phase two reads are then looked up by UID). The result is the matching *sequence numbers*, ascending;
 the session maps them to UIDs for UID SEARCH / ESEARCH and computes MIN/MAX/COUNT/MODSEQ.
 
 ``saved`` is the RFC 5182 saved search result *as UIDs* (keep it as UIDs so expunges do not
@@ -88,7 +91,7 @@ from postoffice.protocols.imap.grammar.search import (
 from postoffice.protocols.imap.grammar.sequence_set import SequenceSet
 from postoffice.store import FLAG_BITS, MessageMeta, Store
 
-__all__ = ["search", "READ_CONCURRENCY"]
+__all__ = ["search", "Columns", "READ_CONCURRENCY"]
 
 READ_CONCURRENCY = 8
 INFO_BATCH = 500
@@ -146,6 +149,53 @@ class _Doc:
         return out
 
 
+class Columns:
+    """The values SEARCH reads, one sequence per attribute, index i = sequence number i + 1.
+
+    ``keywords`` maps UID -> space-separated keywords (absent: none). ``sizes`` and ``dates``
+    may be None when the key needs neither (``needs_details``). ``blob_ids`` (and ``metas``)
+    are given for MessageMeta input; otherwise phase two looks the blobs up by UID.
+    """
+
+    __slots__ = ("uids", "flags", "keywords", "sizes", "dates", "modseqs", "blob_ids")
+
+    def __init__(self, uids: Sequence[int], flags: Sequence[int], keywords: dict[int, str],
+                 sizes: Sequence[int] | None, dates: Sequence[float] | None, modseqs: Sequence[int],
+                 blob_ids: Sequence[str] | None = None) -> None:
+        self.uids, self.flags, self.keywords = uids, flags, keywords
+        self.sizes, self.dates, self.modseqs, self.blob_ids = sizes, dates, modseqs, blob_ids
+
+    @classmethod
+    def from_metas(cls, messages: Sequence[MessageMeta]) -> Columns:
+        return cls([m.uid for m in messages], [m.flags for m in messages],
+                   {m.uid: m.keywords for m in messages if m.keywords},
+                   [m.size for m in messages], [m.internal_date for m in messages],
+                   [m.modseq for m in messages], [m.blob_id for m in messages])
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+
+_DETAIL_KEYS = (SearchSize, SearchDate, SearchOlder, SearchYounger)
+
+
+def needs_details(key: SearchKey) -> bool:
+    """Whether evaluating ``key`` reads sizes or internal dates (Columns.sizes / dates)."""
+    stack, seen = [key], 0
+    while stack and seen < 100_000:
+        node = stack.pop()
+        seen += 1
+        if isinstance(node, _DETAIL_KEYS):
+            return True
+        if isinstance(node, SearchNot):
+            stack.append(node.key)
+        elif isinstance(node, SearchOr):
+            stack.extend((node.left, node.right))
+        elif isinstance(node, SearchAnd):
+            stack.extend(node.keys)
+    return False
+
+
 # -- the compiled tree ------------------------------------------------------------------------
 
 class _Node:
@@ -183,6 +233,26 @@ class _Pred(_Node):
 
     def test(self, i: int, doc: _Doc) -> bool:
         return self.pred(i)
+
+
+class _FlagBit(_Node):
+    """A system flag leaf: one comprehension over the flag column (no call per message)."""
+
+    def __init__(self, flags: Sequence[int], bit: int, present: bool) -> None:
+        self.flags, self.bit, self.present = flags, bit, present
+
+    def sets(self, cand: set[int]) -> tuple[set[int], set[int]]:
+        flags, bit = self.flags, self.bit
+        if len(cand) == len(flags):  # every message: scan the column in order
+            if self.present:
+                return {i for i, f in enumerate(flags) if f & bit}, set()
+            return {i for i, f in enumerate(flags) if not f & bit}, set()
+        if self.present:
+            return {i for i in cand if flags[i] & bit}, set()
+        return {i for i in cand if not flags[i] & bit}, set()
+
+    def test(self, i: int, doc: _Doc) -> bool:
+        return bool(self.flags[i] & self.bit) == self.present
 
 
 class _Members(_Node):
@@ -267,7 +337,7 @@ class _Or(_Node):
 # -- compiling keys ------------------------------------------------------------------------------
 
 class _Compiler:
-    def __init__(self, messages: Sequence[MessageMeta], saved: Sequence[int] | None,
+    def __init__(self, messages: Columns, saved: Sequence[int] | None,
                  now: datetime | None) -> None:
         self.msgs = messages
         self.saved = saved
@@ -278,12 +348,9 @@ class _Compiler:
         self.now = now.timestamp()
         self.fields: dict[int, dict[str, Any]] = {}  # filled before evaluation if needed
         self.needs_fields = False
-        self._uids: list[int] | None = None
 
-    def uids(self) -> list[int]:
-        if self._uids is None:
-            self._uids = [m.uid for m in self.msgs]
-        return self._uids
+    def uids(self) -> Sequence[int]:
+        return self.msgs.uids
 
     def compile(self, key: SearchKey, depth: int = 0) -> _Node:
         if depth > MAX_DEPTH:
@@ -299,20 +366,27 @@ class _Compiler:
             return _Const(True)
         if isinstance(key, SearchSize):
             n = key.size
+            sizes = msgs.sizes
+            assert sizes is not None
             if key.op == "larger":
-                return _Pred(lambda i: msgs[i].size > n)
-            return _Pred(lambda i: msgs[i].size < n)
+                return _Pred(lambda i: sizes[i] > n)
+            return _Pred(lambda i: sizes[i] < n)
         if isinstance(key, SearchDate):
             return self._date(key)
         if isinstance(key, SearchModSeq):
             ms = key.modseq
-            return _Pred(lambda i: msgs[i].modseq >= ms)
+            modseqs = msgs.modseqs
+            return _Pred(lambda i: modseqs[i] >= ms)
         if isinstance(key, SearchOlder):
             limit = self.now - key.seconds
-            return _Pred(lambda i: msgs[i].internal_date < limit)
+            dates = msgs.dates
+            assert dates is not None
+            return _Pred(lambda i: dates[i] < limit)
         if isinstance(key, SearchYounger):
             limit = self.now - key.seconds
-            return _Pred(lambda i: msgs[i].internal_date >= limit)
+            dates = msgs.dates
+            assert dates is not None
+            return _Pred(lambda i: dates[i] >= limit)
         if isinstance(key, SearchSeqSet):
             return self._seqset(key.seqset, uid=key.seqset.saved)
         if isinstance(key, SearchUid):
@@ -341,9 +415,7 @@ class _Compiler:
             bit = FLAG_BITS.get(flag.lower())
             if bit is None:  # \Recent, or an unknown system flag: never set
                 return _Const(not present)
-            if present:
-                return _Pred(lambda i: msgs[i].flags & bit != 0)
-            return _Pred(lambda i: not msgs[i].flags & bit)
+            return _FlagBit(msgs.flags, bit, present)
         # Keywords match case-insensitively (RFC 9051 2.3.2); cache per distinct keyword string.
         want = flag.casefold()
         cache: dict[str, bool] = {"": False}
@@ -353,27 +425,28 @@ class _Compiler:
             if hit is None:
                 hit = cache[kw] = any(k.casefold() == want for k in kw.split())
             return hit
+        kws, uids = msgs.keywords, msgs.uids
         if present:
-            return _Pred(lambda i: has(msgs[i].keywords))
-        return _Pred(lambda i: not has(msgs[i].keywords))
+            return _Pred(lambda i: has(kws.get(uids[i], "")))
+        return _Pred(lambda i: not has(kws.get(uids[i], "")))
 
     def _date(self, key: SearchDate) -> _Node:
         msgs = self.msgs
         day = key.date.toordinal() - _EPOCH_ORDINAL  # days since 1970-01-01 (UTC)
         op = key.op
+        dates, uids = msgs.dates, msgs.uids
+        assert dates is not None
         if key.sent:
             self.needs_fields = True
             fields = self.fields
 
             def stamp(i: int) -> float:
-                m = msgs[i]
-                row = fields.get(m.uid)
+                row = fields.get(uids[i])
                 sent = row.get("sent_date") if row else None
-                return m.internal_date if sent is None else sent
+                return dates[i] if sent is None else sent
             cost = COST_FIELDS
         else:
-            def stamp(i: int) -> float:
-                return msgs[i].internal_date
+            stamp = dates.__getitem__
             cost = COST_META
         if op == "before":
             return _Pred(lambda i: stamp(i) // 86400 < day, cost)
@@ -411,11 +484,11 @@ class _Compiler:
                 return _Blob(lambda d: any(needle in v for v in d.values(name)))
             return _Blob(lambda d: bool(d.values(name)))
         self.needs_fields = True
-        msgs, fields = self.msgs, self.fields
+        uids, fields = self.msgs.uids, self.fields
         folded: dict[int, str | None] = {}
 
         def value(i: int) -> str | None:
-            uid = msgs[i].uid
+            uid = uids[i]
             if uid in folded:
                 return folded[uid]
             row = fields.get(uid)
@@ -433,22 +506,46 @@ class _Compiler:
 
 # -- the entry point -----------------------------------------------------------------------------
 
-async def search(store: Store, mailbox_id: int, messages: Sequence[MessageMeta], key: SearchKey, *,
+async def search(store: Store, mailbox_id: int, messages: Sequence[MessageMeta] | Columns, key: SearchKey, *,
                  saved: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
     """Sequence numbers (ascending) of the messages matching ``key``; see the module docstring."""
-    if not messages:
+    if not len(messages):
         return []
-    comp = _Compiler(messages, saved, now)
+    cols = messages if isinstance(messages, Columns) else Columns.from_metas(messages)
+    comp = _Compiler(cols, saved, now)
     node = comp.compile(key)
     if comp.needs_fields:
         comp.fields.update(await store.search_fields(mailbox_id))
-    yes, maybe = node.sets(set(range(len(messages))))
+    yes, maybe = node.sets(set(range(len(cols))))
     if maybe:
-        yes |= await _phase_two(store, messages, node, sorted(maybe))
+        todo = sorted(maybe)
+        if cols.blob_ids is not None and cols.sizes is not None:
+            metas: Sequence[Any] = _MetaView(cols)
+        else:  # blob ids (and sizes) of just these messages, by UID; gone -> placeholder
+            got = {m.uid: m for m in await store.get_messages(mailbox_id, [cols.uids[i] for i in todo])}
+            metas = {i: got.get(cols.uids[i]) or _GONE for i in todo}  # type: ignore[assignment]
+        yes |= await _phase_two(store, metas, node, todo)
     return [i + 1 for i in sorted(yes)]
 
 
-async def _phase_two(store: Store, messages: Sequence[MessageMeta], node: _Node,
+_GONE = MessageMeta(0, 0, "", 0, 0.0, 0, "")  # a message expunged meanwhile: no blob
+
+
+class _MetaView:
+    """``view[i].blob_id`` / ``.size`` over Columns that carry blob ids."""
+
+    __slots__ = ("cols",)
+
+    def __init__(self, cols: Columns) -> None:
+        self.cols = cols
+
+    def __getitem__(self, i: int) -> MessageMeta:
+        c = self.cols
+        assert c.blob_ids is not None and c.sizes is not None
+        return MessageMeta(c.uids[i], 0, "", c.sizes[i], 0.0, 0, c.blob_ids[i])
+
+
+async def _phase_two(store: Store, messages: Any, node: _Node,
                      todo: list[int]) -> set[int]:
     sem = asyncio.Semaphore(READ_CONCURRENCY)
 
@@ -488,7 +585,7 @@ def _evaluate(node: _Node, batch: list[int], raws: list[bytes],
     return out
 
 
-def _read_batches(messages: Sequence[MessageMeta], chunk: list[int]) -> Iterator[list[int]]:
+def _read_batches(messages: Any, chunk: list[int]) -> Iterator[list[int]]:
     batch: list[int] = []
     size = 0
     for i in chunk:

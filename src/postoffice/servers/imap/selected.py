@@ -5,7 +5,8 @@ Two layers (the shape of Dovecot's index files, kept in memory):
 ``MailboxIndex`` (one per open mailbox, shared by every session that has it selected, from
 `IndexRegistry`): the current (uid, flag bits, keywords, modseq) of every message as compact
 arrays in UID order, plus UIDVALIDITY / UIDNEXT / HIGHESTMODSEQ. It is loaded once with
-``Store.flag_index`` and then kept current from its own event-bus subscription
+``Store.flag_index`` (the sizes and internal dates, immutable, with ``Store.message_details``
+the first time a FETCH or SEARCH needs them: ``details()``) and then kept current from its own event-bus subscription
 (``refresh()`` applies the queued MessagesAdded / FlagsChanged / MessagesExpunged events;
 only new messages cost a query). Applying events is idempotent (modseq comparisons, UIDs
 only grow), so the subscription is taken *before* the snapshot is read and an event that is
@@ -56,8 +57,8 @@ _REBUILD_AT = 64
 class MailboxIndex:
     """The current flags of every message of one mailbox (shared; see module docstring)."""
 
-    __slots__ = ("store", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "uidvalidity",
-                 "uidnext", "highestmodseq", "lock", "users", "gone")
+    __slots__ = ("store", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
+                 "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
         self.store = store
@@ -67,12 +68,16 @@ class MailboxIndex:
         self.bits = bytearray()
         self.modseqs = array("Q")
         self.keywords: dict[int, str] = {}
+        # RFC822.SIZE and INTERNALDATE, aligned with ``uids``; None until ``details()``.
+        self.sizes: array | None = None
+        self.dates: array | None = None
         self.uidvalidity = 0
         self.uidnext = 1
         self.highestmodseq = 0
         self.lock = asyncio.Lock()
         self.users = 0
         self.gone = False  # the mailbox was deleted
+        self.removals = 0  # bumped whenever messages leave the arrays (positions shift)
 
     async def load(self) -> None:
         box, uids, bits, modseqs, keywords = await self.store.flag_index(self.mailbox_id)
@@ -85,6 +90,27 @@ class MailboxIndex:
 
     def close(self) -> None:
         self.sub.close()
+
+    async def details(self) -> None:
+        """Load ``sizes`` and ``dates`` (once; afterwards `refresh` keeps them aligned)."""
+        if self.sizes is not None:
+            return
+        async with self.lock:
+            if self.sizes is not None:
+                return
+            while not self.sub.queue.empty():
+                await self._apply(self.sub.pending())
+            uids, sizes, dates = await self.store.message_details(self.mailbox_id)
+            # The lock keeps `_apply` out, so ``self.uids`` did not change meanwhile; the
+            # snapshot may be newer (more messages, fewer): a size and a date never change, so
+            # align by UID. A message expunged from the table but still here gets zeros: it is
+            # invisible to FETCH and SEARCH anyway.
+            if uids != self.uids:
+                at = {u: k for k, u in enumerate(uids)}
+                pos = [at.get(u, -1) for u in self.uids]
+                sizes = array("Q", [sizes[k] if k >= 0 else 0 for k in pos])
+                dates = array("d", [dates[k] if k >= 0 else 0.0 for k in pos])
+            self.sizes, self.dates = sizes, dates
 
     # -- lookups -------------------------------------------------------------------------------
     def position(self, uid: int) -> int:
@@ -121,6 +147,9 @@ class MailboxIndex:
                         self.uids.append(uid)
                         self.bits.append(meta.flags & 0xFF)
                         self.modseqs.append(meta.modseq)
+                        if self.sizes is not None and self.dates is not None:
+                            self.sizes.append(meta.size)
+                            self.dates.append(meta.internal_date)
                         if meta.keywords:
                             self.keywords[uid] = meta.keywords
                     self.uidnext = max(self.uidnext, uid + 1)
@@ -146,17 +175,25 @@ class MailboxIndex:
         positions = sorted({i for i in map(self.position, uids) if i >= 0}, reverse=True)
         if not positions:
             return
+        self.removals += 1
         if len(positions) > _REBUILD_AT:
             drop = set(positions)
             keep = [i for i in range(len(self.uids)) if i not in drop]
             self.uids = array("I", [self.uids[i] for i in keep])
             self.bits = bytearray(self.bits[i] for i in keep)
             self.modseqs = array("Q", [self.modseqs[i] for i in keep])
+            if self.sizes is not None and self.dates is not None:
+                self.sizes = array("Q", [self.sizes[i] for i in keep])
+                self.dates = array("d", [self.dates[i] for i in keep])
         else:
+            sized = self.sizes is not None and self.dates is not None
             for i in positions:
                 del self.uids[i]
                 del self.bits[i]
                 del self.modseqs[i]
+                if sized:
+                    del self.sizes[i]  # type: ignore[union-attr]
+                    del self.dates[i]  # type: ignore[union-attr]
         for uid in uids:
             self.keywords.pop(uid, None)
 
