@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-deps clean bench
+.PHONY: install run test test-deps clean bench bench-deps
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,12 @@ test-deps:
 test: $(STAMP) test-deps
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP)
+# The benchmarks compare with Postfix and Dovecot, run from temp dirs on loopback ports.
+bench-deps:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends postfix dovecot-imapd dovecot-pop3d dovecot-lmtpd >/dev/null; fi
+
+bench: $(STAMP) bench-deps
 	@ls bench/*.py | xargs -n1 $(PY)
 
 clean:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, ConfigError, HostPort
-from .servers.listener import ConnectionLimiter, ListenerSpec, serve
+from .servers.listener import ConnectionLimiter, ListenerSpec, Listening, serve
 from .services.accounts import AccountService
 from .services.auth import Authenticator
 from .services.events import EventBus
@@ -46,7 +46,7 @@ class Postoffice:
     sessions: SessionRegistry
     accounts: AccountService
     tls: ssl.SSLContext | None = None
-    servers: dict[str, asyncio.AbstractServer] = field(default_factory=dict)
+    servers: dict[str, Listening] = field(default_factory=dict)
     bound: dict[str, HostPort] = field(default_factory=dict)
     _web: Any = None
     _web_task: Any = None
@@ -90,10 +90,9 @@ class Postoffice:
                     continue
                 implicit, refuse = LISTENERS[name]
                 spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse)
-                server = await serve(spec, self.protocol_server(name), self.tls, limiter)
-                self.servers[name] = server
-                port = server.sockets[0].getsockname()[1]
-                self.bound[name] = HostPort(addr.host, port)
+                listening = await serve(spec, self.protocol_server(name), self.tls, limiter)
+                self.servers[name] = listening
+                self.bound[name] = HostPort(addr.host, listening.port)
         except OSError as exc:
             await self.stop()
             raise ConfigError(f"cannot listen on {addr} for {name}: {exc.strerror or exc}") from None
@@ -171,17 +170,16 @@ class Postoffice:
             with contextlib.suppress(Exception):
                 await self.worker.stop()
             self.worker = None
-        for server in self.servers.values():
-            server.close()
+        for listening in self.servers.values():
+            listening.server.close()  # stop accepting first
         for session in self.sessions.all():
             if session.terminate is not None:
                 with contextlib.suppress(Exception):
                     result = session.terminate("the server is shutting down")
                     if asyncio.iscoroutine(result):
                         await asyncio.wait_for(result, 2)
-        for server in self.servers.values():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2)
+        for listening in self.servers.values():
+            await listening.close()  # also the sessions that never logged in
         self.servers.clear()
         if self._web is not None:
             self._web.should_exit = True

@@ -129,13 +129,44 @@ class ConnectionLimiter:
             del self.counts[ip]
 
 
+@dataclass
+class Listening:
+    """A bound listener and its open connections (closed on shutdown; asyncio's Server only
+    stops accepting)."""
+
+    server: asyncio.AbstractServer
+    connections: set[Connection]
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        self.server.close()
+        for conn in list(self.connections):
+            await conn.close()
+        try:
+            await asyncio.wait_for(self.server.wait_closed(), 2)
+        except (asyncio.TimeoutError, OSError):
+            pass
+
+
 async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSLContext | None,
                 limiter: ConnectionLimiter,
-                on_connection: Callable[[Connection], Awaitable[None]] | None = None) -> asyncio.Server:
+                on_connection: Callable[[Connection], Awaitable[None]] | None = None) -> Listening:
     """Start listening; raises OSError (e.g. address in use) for the caller to report."""
+
+    active: set[Connection] = set()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(reader, writer, spec)
+        active.add(conn)
+        try:
+            await handle(conn)
+        finally:
+            active.discard(conn)
+
+    async def handle(conn: Connection) -> None:
         if not limiter.acquire(conn.remote_ip):
             conn.write(spec.refuse_busy)
             await conn.drain()
@@ -149,9 +180,10 @@ async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSL
             limiter.release(conn.remote_ip)
             await conn.close()
 
-    return await asyncio.start_server(
+    listening = await asyncio.start_server(
         accept, spec.host, spec.port,
         ssl=tls_context if spec.implicit_tls else None,
         ssl_handshake_timeout=30 if spec.implicit_tls else None,
         limit=READ_SIZE, reuse_address=True, backlog=1024,
     )
+    return Listening(listening, active)

@@ -25,7 +25,7 @@ from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.grammar import search as sk
 from ...protocols.imap.responses import Code
-from ...store import SEEN, MessageMeta, NotFound, bits_to_flags, flags_to_bits
+from ...store import SEEN, NotFound, bits_to_flags, flags_to_bits
 from .errors import BadRequest, Refused
 from .mailboxes import find_mailbox
 from .selected import SelectedMailbox
@@ -405,11 +405,12 @@ async def _search_columns(view: SelectedMailbox, details: bool) -> tuple[Any, se
         await index.details()
     # No await from here on.
     keywords = dict(index.keywords)
-    if view.uids == index.uids:
-        return Columns(index.uids[:], bytes(index.bits), keywords,
-                       index.sizes[:] if details and index.sizes is not None else None,
-                       index.dates[:] if details and index.dates is not None else None,
-                       index.modseqs[:]), None
+    n = len(view.uids)
+    if index.uids[:n] == view.uids:  # the usual case (maybe with new messages not announced yet)
+        return Columns(index.uids[:n], bytes(index.bits[:n]), keywords,
+                       index.sizes[:n] if details and index.sizes is not None else None,
+                       index.dates[:n] if details and index.dates is not None else None,
+                       index.modseqs[:n]), None
     # Messages expunged elsewhere but not yet reported stay in the view (RFC 9051 7.5.1) and
     # get placeholder values; new messages the view has not announced are left out.
     pos = [index.position(u) for u in view.uids]
