@@ -75,6 +75,8 @@ from ..protocols.pop3 import (
     ResponseCode,
     SendMessage,
     StartTls,
+    State,
+    message_body,
 )
 from ..services.auth import AuthStatus
 from ..services.maildrop import LATER, MaildropBusy, Snapshot, maildrop_service
@@ -131,6 +133,8 @@ class Pop3Handler:
         self.terminated: str | None = None  # reason given by the session registry
         self._out: list[bytes] = []
         self._out_size = 0
+        self._guess: int | None = None  # the message a sequential client will RETR next
+        self._prepared: tuple[int, bytes, bytes] | None = None  # (index, data, stuffed body)
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -151,6 +155,8 @@ class Pop3Handler:
                     await self._flush()
                     if conn.closed:
                         break
+                    if self._guess is not None:
+                        self._prepare(self._guess)
                     self.idle = True
                     try:  # (what Connection.read does, minus a coroutine per command)
                         data = await reader.read(READ_SIZE)
@@ -307,14 +313,34 @@ class Pop3Handler:
 
     def _message_now(self, action: SendMessage) -> list[Output] | None:
         """The session's answer to RETR/TOP when the message can be had without waiting
-        (read-ahead or page cache), skipping the general action loop; None if it must wait."""
+        (prepared, read ahead or in the page cache), skipping the general action loop; None
+        if it must wait."""
         snapshot = self.snapshot
         assert snapshot is not None
         index = snapshot.index(action.uid, action.msg)
-        data = LATER if index is None else self.server.maildrops.read_now(snapshot, index)
+        if index is None:
+            return None
+        prepared, self._prepared = self._prepared, None
+        if action.top_lines is None:
+            self._guess = index + 1 if index + 1 < len(snapshot.messages) else None
+            if prepared is not None and prepared[0] == index:
+                return self.session.on_message(action, prepared[1], canonical=True, body=prepared[2])
+        data = self.server.maildrops.read_now(snapshot, index)
         if data is LATER:
             return None
         return self.session.on_message(action, data, canonical=True)
+
+    def _prepare(self, index: int) -> None:
+        """While the client is busy with the message just sent, make the one after it ready
+        (read and dot-stuffed) for the RETR that usually comes next; only if that needs no
+        waiting. One message at most, dropped at the next RETR/TOP whatever it asks for."""
+        self._guess = None
+        snapshot = self.snapshot
+        if snapshot is None or self.session.state is not State.TRANSACTION:
+            return
+        data = self.server.maildrops.read_now(snapshot, index)
+        if isinstance(data, bytes):
+            self._prepared = (index, data, message_body(data, None, canonical=True))
 
     async def _authenticate(self, action: Authenticate) -> AuthResult:
         try:

@@ -486,11 +486,14 @@ class Pop3Session:
     def do_top(self, command: Top) -> list[Output]:
         return self._send(command.msg, command.lines)
 
-    def on_message(self, action: SendMessage, data: bytes | None, *, canonical: bool = False) -> list[Output]:
+    def on_message(self, action: SendMessage, data: bytes | None, *, canonical: bool = False,
+                   body: bytes | None = None) -> list[Output]:
         """The server's answer to :class:`SendMessage`: the message bytes, or None.
 
         ``canonical=True`` tells that ``data`` has CRLF line ends only (no bare CR or LF), as
-        the store keeps messages; the body is then built without looking for bare LF."""
+        the store keeps messages; the body is then built without looking for bare LF.
+        ``body``, if given, is ``message_body(data, action.top_lines, canonical=canonical)``
+        already computed by the server (e.g. ahead of time, while the client was busy)."""
         self._expect(_Waiting.MESSAGE)
         if action != self._pending_message:
             raise Pop3SessionError(f"on_message for {action!r}, not {self._pending_message!r}")
@@ -501,7 +504,9 @@ class Pop3Session:
             status = Ok(f"{self._messages[action.msg - 1].size} octets")
         else:
             status = Ok("top of message follows")
-        return [MultiLine(status, message_body(data, action.top_lines, canonical=canonical))]
+        if body is None:
+            body = message_body(data, action.top_lines, canonical=canonical)
+        return [MultiLine(status, body)]
 
     def do_dele(self, command: Dele) -> list[Output]:
         info = self._lookup(command.msg)
