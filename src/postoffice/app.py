@@ -50,6 +50,7 @@ class Postoffice:
     bound: dict[str, HostPort] = field(default_factory=dict)
     _web: Any = None
     _web_task: Any = None
+    _protocol_servers: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # -- issue #7: outbound queue worker, inbound SPF/DKIM/DMARC checker, DKIM signer --
     worker: Any = None
@@ -73,9 +74,12 @@ class Postoffice:
 
         if name in ("smtp", "submission", "submissions"):
             return SmtpServer(self, name)
-        if name in ("imap", "imaps"):
-            return ImapServer(self)
-        return Pop3Server(self)
+        # One IMAP server and one POP3 server behind both of their ports: the shared mailbox
+        # indexes and the POP3 maildrop locks must be the same for 143 and 993, 110 and 995.
+        protocol = "imap" if name in ("imap", "imaps") else "pop3"
+        if protocol not in self._protocol_servers:
+            self._protocol_servers[protocol] = ImapServer(self) if protocol == "imap" else Pop3Server(self)
+        return self._protocol_servers[protocol]
 
     async def start(self) -> None:
         """Bind every configured listener. Raises ConfigError naming a port that is taken."""

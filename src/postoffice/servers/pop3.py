@@ -33,7 +33,9 @@ Speed (bench/pop3_bench.py compares with Dovecot): the snapshot carries each mes
 id and size, so RETR needs no database query; a message file already in the page cache is read
 on the loop with one non-blocking ``preadv2`` (``RWF_NOWAIT``), anything else in a worker thread
 in sequential read-ahead batches; bodies are never re-scanned for bare LF (the store keeps CRLF)
-and are dot-stuffed in one pass; replies to pipelined commands are queued and handed to the
+and are dot-stuffed in one pass; after answering RETR n, while the client is still taking the
+message in, the server reads and dot-stuffs message n+1 for the RETR that usually follows (only
+from the page cache, never waiting); replies to pipelined commands are queued and handed to the
 transport together as a list (``writev`` under uvloop, no joining copy) once input runs dry or
 256 KiB are pending. The writer is drained between batches, so a client that does not read
 cannot make the server buffer without bound, and one that stops reading for

@@ -22,7 +22,7 @@ Contract (server side)::
                                                                             MaildropInUse() |
                                                                             MaildropUnavailable())
     SendMessage         read the message bytes by uid                      on_message(action, data|None
-                                                                            [, canonical=True])
+                                                                            [, canonical, body])
     CommitDeletions     delete the uids, release the lock                  on_commit_result(ok)
     StartTls            flush, conn.start_tls(), TLS handshake             on_tls_started()
     Close               flush, close, release a held lock (never delete)   -

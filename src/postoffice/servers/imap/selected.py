@@ -34,6 +34,7 @@ sent; every UID in ``uids`` is either in the index or in ``pending_expunge``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -49,6 +50,7 @@ from ...store import (
 __all__ = ["MailboxIndex", "IndexRegistry", "SelectedMailbox"]
 
 #: Released indexes kept warm (still following events) for a quick re-SELECT.
+log = logging.getLogger(__name__)
 KEEP_WARM = 8
 #: Above this many removals at once, arrays are rebuilt instead of deleted from in place.
 _REBUILD_AT = 64
@@ -243,6 +245,14 @@ class IndexRegistry:
         index = self._open.setdefault(mailbox_id, index)
         index.users += 1
         return index
+
+    async def prewarm(self, mailbox: Mailbox) -> None:
+        """Load a mailbox's index into the warm set ahead of its SELECT (INBOX, right after a
+        login: nearly every client selects it next), so the SELECT itself finds it ready."""
+        try:
+            self.release(await self.acquire(mailbox))
+        except Exception:  # noqa: BLE001 - only an optimisation; SELECT loads it again
+            log.debug("prewarming mailbox %s failed", mailbox.id, exc_info=True)
 
     def release(self, index: MailboxIndex) -> None:
         index.users -= 1

@@ -55,6 +55,13 @@ class ImapServer:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.indexes = IndexRegistry(app.store, app.bus)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def prewarm(self, mailbox: Any) -> None:
+        """Start loading a mailbox's shared index in the background (see IndexRegistry.prewarm)."""
+        task = asyncio.ensure_future(self.indexes.prewarm(mailbox))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def handle(self, conn: Connection) -> None:
         await ImapHandler(self, conn).run()

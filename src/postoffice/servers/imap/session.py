@@ -173,6 +173,9 @@ class Session:
             protocol="imap", account_id=account.id, address=account.address, remote=conn.remote_ip,
             tls=conn.tls, port=conn.local_port, client_id=self.client_id, terminate=self.io.terminate))
         log.info("IMAP login %s from %s (%s)", account.address, conn.remote_ip, "TLS" if conn.tls else "plain")
+        inbox = await self.app.store.get_mailbox(account.id, "INBOX")
+        if inbox is not None:
+            self.server.prewarm(inbox)
         return r.ok(tag, "Logged in", Code.capability(self.capabilities()))
 
 
