@@ -267,6 +267,7 @@ def start_postoffice(tmp: Path, messages: list[bytes]) -> tuple[subprocess.Popen
             await accounts.add_domain("example.com")
             account = await accounts.add_account(ADDRESS, PASSWORD)
             inbox = await store.get_mailbox(account.id, "INBOX")
+            assert inbox is not None
             now = time.time()
             for start in range(0, len(messages), 250):
                 await store.append(account.id, inbox.id,
@@ -411,10 +412,10 @@ def main() -> None:
             servers[f"dovecot {version}"] = (dc_plain, dc_tls)
         modes: list[tuple[str, ssl.SSLContext | None, int]] = [("plain TCP", None, 0)]
         if args.tls:
-            ctx = ssl.create_default_context(cafile=str(tls_dir / "selfsigned.crt"))
-            modes.append(("implicit TLS", ctx, 1))
-        for label, ctx, which in modes:
-            columns = measure({name: ports[which] for name, ports in servers.items()}, ctx, args.runs)
+            client_tls = ssl.create_default_context(cafile=str(tls_dir / "selfsigned.crt"))
+            modes.append(("implicit TLS", client_tls, 1))
+        for label, context, which in modes:
+            columns = measure({name: ports[which] for name, ports in servers.items()}, context, args.runs)
             table(f"{label}:", columns)
             digests = {c["_digest"][0] for c in columns.values()}
             if len(columns) > 1:

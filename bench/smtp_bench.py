@@ -1,7 +1,7 @@
 """SMTP inbound benchmark: postoffice on port 25 against Postfix (+ Dovecot LMTP) on this machine.
 
     .venv/bin/python bench/smtp_bench.py [--messages 2000] [--sessions 10] [--size 5120]
-                                         [--only postoffice|postfix]
+                                         [--only postoffice|postfix] [--profile FILE]
 
 One load generator (asyncio, plain sockets, RFC 2920 pipelining: MAIL+RCPT+DATA in one write,
 then the text) sends N unique messages of about SIZE bytes over S parallel sessions to one
@@ -132,7 +132,7 @@ def run_load(port: int, messages: list[bytes], sessions: int) -> tuple[float, fl
 # -- postoffice ----------------------------------------------------------------------------
 
 
-def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int) -> dict[str, float]:
+def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: str = "") -> dict[str, float]:
     port = free_port()
     data = tmp / "postoffice"
     config = tmp / "postoffice.toml"
@@ -153,8 +153,21 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int) -> dict[st
     server = subprocess.Popen([*cli, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_port(port, process=server)
+        spy = None
+        if profile:  # py-spy (in the venv) samples the server during the load only
+            spy_bin = Path(sys.executable).with_name("py-spy")
+            fmt = "raw" if not profile.endswith(".svg") else "flamegraph"
+            cmd = [str(spy_bin), "record", "-p", str(server.pid), "-o", profile, "-f", fmt,
+                   "-r", "250", "--threads", *(["--gil"] if os.environ.get("BENCH_GIL") else [])]
+            if os.environ.get("BENCH_PROFILER"):  # e.g. "strace -c -f -o {out} -p {pid}"
+                cmd = os.environ["BENCH_PROFILER"].format(out=profile, pid=server.pid).split()
+            spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
         cpu_before = process_cpu(server.pid)
         start, end, failures = run_load(port, messages, sessions)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
         stored = count_postoffice(data / "postoffice.db")
         cpu = process_cpu(server.pid) - cpu_before
     finally:
@@ -180,8 +193,20 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     if os.environ.get("BENCH_CPU_SPLIT"):
+        switches = 0
+        per_name: dict[str, int] = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = "main" if task.name == str(pid) else task.name
+                for line in (task / "status").read_text().splitlines():
+                    if "ctxt_switches" in line:
+                        switches += int(line.split()[1])
+                        per_name[name] = per_name.get(name, 0) + int(line.split()[1])
+            except OSError:
+                pass
+        print("  context switches by thread:", sorted(per_name.items(), key=lambda kv: -kv[1])[:6])
         print(f"  (user {int(fields[11]) / os.sysconf('SC_CLK_TCK'):.2f} s, "
-              f"system {int(fields[12]) / os.sysconf('SC_CLK_TCK'):.2f} s)")
+              f"system {int(fields[12]) / os.sysconf('SC_CLK_TCK'):.2f} s, context switches {switches})")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -383,6 +408,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=5 * 1024)
     parser.add_argument("--only", choices=("postoffice", "postfix"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--profile", default="", metavar="FILE",
+                        help="py-spy record the postoffice server during the load into FILE "
+                             "(.svg: flame graph, else collapsed stacks)")
     args = parser.parse_args()
     messages = make_messages(args.messages, args.size)
     print(f"{args.messages} messages of {args.size} bytes over {args.sessions} sessions, "
@@ -392,7 +420,7 @@ def main() -> int:
     ok = True
     try:
         if args.only in (None, "postoffice"):
-            result = bench_postoffice(tmp, messages, args.sessions)
+            result = bench_postoffice(tmp, messages, args.sessions, args.profile)
             report("postoffice (port 25)", args.messages, result)
             ok &= result["stored"] == args.messages and not result["failures"]
         if args.only in (None, "postfix"):

@@ -5,6 +5,7 @@ switches, including an administrator ending an open session."""
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import itertools
 import poplib
 import socket
@@ -59,7 +60,7 @@ class Box:
         assert self.srv.office is not None
         self.srv.call(self.srv.office.accounts.update(self.address, **changes))
 
-    def login(self, port: str = "pop3s") -> poplib.POP3_SSL:
+    def login(self, port: str = "pop3s") -> poplib.POP3:
         client = poplib.POP3_SSL("127.0.0.1", self.srv.port(port), context=self.srv.client_tls(), timeout=10) \
             if port == "pop3s" else self._stls()
         client.user(self.address)
@@ -71,7 +72,7 @@ class Box:
         client.stls(self.srv.client_tls())
         return client
 
-    def login_when_free(self, timeout: float = 5) -> poplib.POP3_SSL:
+    def login_when_free(self, timeout: float = 5) -> poplib.POP3:
         """Log in, retrying while a session that just went away still holds the lock."""
         deadline = time.monotonic() + timeout
         while True:
@@ -278,6 +279,31 @@ def test_pop3_deletion_reaches_imap_subscribers_and_new_mail_is_announced(srv: R
     client.quit()
     assert any(isinstance(e, MessagesExpunged) for e in box.events(sub))
     sub.close()
+
+
+def test_beside_a_real_imap_session(srv: RunningServer) -> None:
+    """imaplib on 993 next to poplib on 995: POP3's QUIT reaches IMAP as EXPUNGE, and an IMAP
+    expunge during a POP3 session does not disturb it."""
+    box = Box(srv, count=4)
+    imap = imaplib.IMAP4_SSL("127.0.0.1", srv.port("imaps"), ssl_context=srv.client_tls(), timeout=10)
+    imap.login(box.address, PASSWORD)
+    assert imap.select("INBOX")[1] == [b"4"]
+    client = box.login()
+    imap.store("4", "+FLAGS", "\\Deleted")
+    imap.expunge()  # gone for IMAP; still message 4 of the POP3 snapshot
+    assert b"\r\n".join(client.retr(4)[1]) + b"\r\n" == box.raws[3]
+    client.dele(1)
+    client.dele(4)
+    assert client.quit().startswith(b"+OK")
+    deadline = time.monotonic() + 5
+    expunged: list[Any] = []
+    while not expunged and time.monotonic() < deadline:
+        imap.noop()
+        expunged = [r for r in imap.untagged_responses.pop("EXPUNGE", [])]
+        time.sleep(0.05)
+    assert expunged == [b"1"]
+    assert imap.select("INBOX")[1] == [b"2"]
+    imap.logout()
 
 
 # -- per-address POP policy ----------------------------------------------------------------------

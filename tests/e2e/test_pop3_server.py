@@ -204,10 +204,16 @@ def test_bad_credentials_get_auth_code_and_session_goes_on(srv: RunningServer) -
     client.quit()
 
 
-def test_pass_without_user_and_apop(srv: RunningServer) -> None:
+def test_pass_without_user(srv: RunningServer) -> None:
     client = pop3s(srv)
     assert b"USER first" in err(client.pass_, PASSWORD)
-    assert b"APOP" in err(client._shortcmd, "APOP someone@example.com 0123456789abcdef0123456789abcdef")
+    client.quit()
+
+
+def test_apop_is_refused(srv: RunningServer) -> None:
+    client = pop3s(srv)
+    line = err(client._shortcmd, "APOP someone@example.com 0123456789abcdef0123456789abcdef")
+    assert line.startswith(b"-ERR [AUTH]") and b"APOP" in line
     client.quit()
 
 
@@ -233,24 +239,42 @@ def test_plaintext_login_allowed_for_loopback(tmp_path: Path) -> None:
 # -- bad input -----------------------------------------------------------------------------------
 
 
-def test_unknown_and_malformed_commands(srv: RunningServer) -> None:
+def test_unknown_commands(srv: RunningServer) -> None:
     address, _ = new_account(srv)
     client = pop3s(srv)
     assert b"unknown command" in err(client._shortcmd, "FROB")
-    assert b"only valid after logging in" in err(client.stat)
-    assert b"only valid after logging in" in err(client.retr, 1)
     login(client, address)
     assert b"unknown command" in err(client._shortcmd, "XYZZY 1 2 3")
-    assert b"not valid after logging in" in err(client.user, address)
-    assert b"not valid after logging in" in err(client._shortcmd, "STLS")
+    assert client.noop() == b"+OK"
+    client.quit()
+
+
+def test_arguments_out_of_range(srv: RunningServer) -> None:
+    address, _ = new_account(srv)
+    client = login(pop3s(srv), address)
     assert b"start at 1" in err(client.retr, 0)
     assert b"no such message" in err(client.retr, 99999)
     assert b"no such message" in err(client._shortcmd, "RETR 99999999999999999999")
     assert b"non-negative" in err(client._shortcmd, "TOP 1 -1")
     assert b"message number" in err(client._shortcmd, "DELE x")
     assert b"no such message" in err(client.list, 4)
+    assert b"no such message" in err(client.uidl, 4)
     assert b"takes no arguments" in err(client._shortcmd, "STAT 1")
     assert client.stat()[0] == 3  # none of it changed anything
+    client.quit()
+
+
+def test_commands_in_the_wrong_state(srv: RunningServer) -> None:
+    address, _ = new_account(srv)
+    client = pop3s(srv)
+    for command in ("STAT", "LIST", "UIDL", "RETR 1", "TOP 1 0", "DELE 1", "NOOP", "RSET"):
+        assert b"only valid after logging in" in err(client._shortcmd, command), command
+    login(client, address)
+    assert b"not valid after logging in" in err(client.user, address)
+    assert b"not valid after logging in" in err(client.pass_, PASSWORD)
+    assert b"not valid after logging in" in err(client._shortcmd, "STLS")
+    assert b"not valid after logging in" in err(client._shortcmd, "AUTH PLAIN")
+    assert client.stat()[0] == 3
     client.quit()
 
 

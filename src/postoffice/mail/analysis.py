@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .headers import decode_charset, decode_header_value, parse_date, split_fields, unfold
+from .headers import decode_charset, decode_header_value, memo_fields, parse_date, split_fields, unfold
 from .imapfmt import body as body_fmt
 from .imapfmt import bodystructure as bodystructure_fmt
 from .imapfmt import envelope as envelope_fmt
@@ -98,6 +98,11 @@ def header_value(raw: bytes, tree: Part, name: str) -> list[str]:
 
 def analyze(raw: bytes) -> MessageInfo:
     """Parse ``raw`` once.  Never raises for any input."""
+    with memo_fields(raw):  # the top-level header block is split once, not three times
+        return _analyze(raw)
+
+
+def _analyze(raw: bytes) -> MessageInfo:
     tree = parse(raw)
     hm = _header_map(raw, tree)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_tz  # a date tokenizer only; no MIME structure from `email`
 
@@ -45,6 +46,37 @@ def split_fields(raw: bytes, start: int, end: int) -> list[Field]:
     Lines without a colon are kept as nameless fields (name ``b""``) so HEADER output and
     offsets stay faithful; a blank line stops the scan.
     """
+    memo = getattr(_memo, "split", None)
+    if memo is not None and memo[0] is raw:
+        hit = memo[1].get((start, end))
+        if hit is None:
+            hit = memo[1][(start, end)] = _split_fields(raw, start, end)
+        return list(hit)
+    return _split_fields(raw, start, end)
+
+
+#: Per-thread memo of :func:`split_fields` for one message (see :func:`memo_fields`): the
+#: MIME parse, the header map and ENVELOPE all split the same top-level header block.
+_memo = threading.local()
+
+
+class memo_fields:
+    """``with memo_fields(raw):`` split each header block of ``raw`` once in this thread."""
+
+    __slots__ = ("raw", "saved")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __enter__(self) -> None:
+        self.saved = getattr(_memo, "split", None)
+        _memo.split = (self.raw, {})
+
+    def __exit__(self, *exc: object) -> None:
+        _memo.split = self.saved
+
+
+def _split_fields(raw: bytes, start: int, end: int) -> list[Field]:
     fields: list[Field] = []
     pos = start
     find = raw.find

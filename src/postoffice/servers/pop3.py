@@ -66,6 +66,7 @@ from ..protocols.pop3 import (
     MaildropInUse,
     MaildropResult,
     MaildropUnavailable,
+    MessageInfo,
     MultiLine,
     Ok,
     OpenMaildrop,
@@ -90,7 +91,7 @@ log = logging.getLogger(__name__)
 
 #: Pending replies are handed to the transport once they add up to this much (or input runs dry).
 FLUSH_AT = 256 * 1024
-_REPLIES = frozenset({Ok, Err, MultiLine, Continuation})
+_REPLIES = (Ok, Err, MultiLine, Continuation)
 #: Below this many buffered octets a transport is not paused (asyncio's and uvloop's default
 #: high-water mark is 64 KiB), so waiting in drain() is pointless: skip the coroutine.
 PAUSE_BELOW = 64 * 1024
@@ -158,7 +159,9 @@ class Pop3Handler:
                     if conn.closed:
                         break
                     if self._guess is not None:
-                        self._prepare(self._guess)
+                        # After this iteration has put the reply on the wire (uvloop writes
+                        # queued output at the end of the iteration), not before.
+                        loop.call_soon(self._prepare)
                     self.idle = True
                     try:  # (what Connection.read does, minus a coroutine per command)
                         data = await reader.read(READ_SIZE)
@@ -172,10 +175,12 @@ class Pop3Handler:
                     pconn.receive_data(data)
                     continue
                 outputs = session.handle(event)
-                if len(outputs) == 1 and type(outputs[0]) is SendMessage:
-                    outputs = self._message_now(outputs[0]) or outputs  # RETR/TOP, no waiting
-                if len(outputs) == 1 and type(outputs[0]) in _REPLIES:
-                    self._reply(outputs[0])  # most commands: one reply, no action
+                first = outputs[0] if len(outputs) == 1 else None
+                if isinstance(first, SendMessage):  # RETR/TOP: answered at once if no waiting
+                    outputs = self._message_now(first) or outputs
+                    first = outputs[0] if len(outputs) == 1 else None
+                if isinstance(first, _REPLIES):
+                    self._reply(first)  # most commands: one reply, no action
                 else:
                     await self._perform(outputs)
                 if self._out_size >= FLUSH_AT:
@@ -324,7 +329,7 @@ class Pop3Handler:
             return None
         prepared, self._prepared = self._prepared, None
         if action.top_lines is None:
-            self._guess = index + 1 if index + 1 < len(snapshot.messages) else None
+            self._guess = index + 1 if index + 1 < len(snapshot) else None
             if prepared is not None and prepared[0] == index:
                 return self.session.on_message(action, prepared[1], canonical=True, body=prepared[2])
         data = self.server.maildrops.read_now(snapshot, index)
@@ -332,13 +337,13 @@ class Pop3Handler:
             return None
         return self.session.on_message(action, data, canonical=True)
 
-    def _prepare(self, index: int) -> None:
+    def _prepare(self) -> None:
         """While the client is busy with the message just sent, make the one after it ready
         (read and dot-stuffed) for the RETR that usually comes next; only if that needs no
         waiting. One message at most, dropped at the next RETR/TOP whatever it asks for."""
-        self._guess = None
+        index, self._guess = self._guess, None
         snapshot = self.snapshot
-        if snapshot is None or self.session.state is not State.TRANSACTION:
+        if index is None or snapshot is None or self.done or self.session.state is not State.TRANSACTION:
             return
         data = self.server.maildrops.read_now(snapshot, index)
         if isinstance(data, bytes):
@@ -376,8 +381,8 @@ class Pop3Handler:
             protocol="pop3", account_id=account.id, address=account.address, remote=self.conn.remote_ip,
             tls=self.conn.tls, port=self.conn.local_port, terminate=self.terminate))
         log.info("POP3 login %s from %s (%s, %d messages)", account.address, self.conn.remote_ip,
-                 "TLS" if self.conn.tls else "plain", len(snapshot.messages))
-        return Maildrop([(m.uidl, m.size) for m in snapshot.messages])
+                 "TLS" if self.conn.tls else "plain", len(snapshot))
+        return Maildrop(list(map(MessageInfo, snapshot.uidls, snapshot.sizes)))
 
     async def _client_still_there(self) -> bool:
         """Hand every reply sent so far to the kernel; False if the connection broke meanwhile.

@@ -51,6 +51,7 @@ import logging
 import os
 import weakref
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from ..store import Account, Mailbox, Store, StoreError
@@ -118,24 +119,36 @@ class _ReadAhead:
 
 @dataclass
 class Snapshot:
-    """A locked maildrop as seen at login. Message ``n`` (1-based) is ``messages[n - 1]``."""
+    """A locked maildrop as seen at login. Message ``n`` (1-based) is at index ``n - 1`` of the
+    parallel sequences ``uidls``, ``uids``, ``sizes`` and ``blob_ids`` (columns rather than
+    one object per message: a 10,000-message login then builds no per-message objects)."""
 
     account_id: int
     address: str
     mailbox_id: int
     uidvalidity: int
-    messages: list[DropMessage]
+    uidls: list[str]  # "<uidvalidity>.<uid>"
+    uids: Sequence[int]
+    sizes: Sequence[int]
+    blob_ids: Sequence[str]
     owner: object = field(repr=False, default=None)
     _by_uidl: dict[str, int] | None = field(default=None, repr=False)
     _ahead: _ReadAhead = field(default_factory=_ReadAhead, repr=False)
 
+    def __len__(self) -> int:
+        return len(self.uidls)
+
+    def message(self, index: int) -> DropMessage:
+        return DropMessage(self.uidls[index], self.uids[index], self.sizes[index], self.blob_ids[index])
+
     def index(self, uidl: str, number: int = 0) -> int | None:
         """0-based position of the message with this unique-id; ``number`` is the session's
         1-based message number for it, tried first (the session numbers the snapshot as is)."""
-        if 0 < number <= len(self.messages) and self.messages[number - 1].uidl == uidl:
+        uidls = self.uidls
+        if 0 < number <= len(uidls) and uidls[number - 1] == uidl:
             return number - 1
         if self._by_uidl is None:
-            self._by_uidl = {m.uidl: i for i, m in enumerate(self.messages)}
+            self._by_uidl = {u: i for i, u in enumerate(uidls)}
         return self._by_uidl.get(uidl)
 
 
@@ -192,9 +205,10 @@ class MaildropService:
             if self._locks.get(account.id) is owner:
                 del self._locks[account.id]
             raise
-        prefix = f"{inbox.uidvalidity}."
-        messages = [DropMessage(prefix + str(uid), uid, size, blob_id) for uid, size, blob_id in rows]
-        return Snapshot(account.id, account.address, inbox.id, inbox.uidvalidity, messages, owner)
+        uids, sizes, blob_ids = zip(*rows) if rows else ((), (), ())
+        uidls = list(map(f"{inbox.uidvalidity}.".__add__, map(str, uids)))
+        return Snapshot(account.id, account.address, inbox.id, inbox.uidvalidity, uidls, uids, sizes,
+                        blob_ids, owner)
 
     # -- message bytes -------------------------------------------------------------------------
 
@@ -208,8 +222,7 @@ class MaildropService:
             return ahead.cache[index]
         if ahead.pending is not None:
             return LATER
-        message = snapshot.messages[index]
-        data = _read_cached(self._path(message.blob_id), message.size)
+        data = _read_cached(self._path(snapshot.blob_ids[index]), snapshot.sizes[index])
         if data is None:
             return LATER
         ahead.cache.clear()
@@ -233,8 +246,7 @@ class MaildropService:
             await ahead.land()
         sequential = index == ahead.last + 1
         if index not in ahead.cache:
-            message = snapshot.messages[index]
-            data = _read_cached(self._path(message.blob_id), message.size)
+            data = _read_cached(self._path(snapshot.blob_ids[index]), snapshot.sizes[index])
             if data is not None:  # in the page cache: no thread needed, nothing to read ahead
                 ahead.reset()
                 ahead.cache[index] = data
@@ -244,30 +256,31 @@ class MaildropService:
             self._start(snapshot, index, batch=sequential)
             await ahead.land()
         data = ahead.cache[index]
-        for behind in [k for k in ahead.cache if k < index]:
-            del ahead.cache[behind]
+        big = data is not None and len(data) > READ_AHEAD_BYTES  # not kept once served
+        for done in [k for k in ahead.cache if k < index or (big and k == index)]:
+            del ahead.cache[done]
         ahead.last = index
-        if sequential and ahead.pending is None and ahead.next < len(snapshot.messages) and (
+        if sequential and ahead.pending is None and ahead.next < len(snapshot) and (
                 ahead.next - index <= READ_AHEAD_MESSAGES // 2
                 or sum(len(b) for b in ahead.cache.values() if b) < READ_AHEAD_BYTES // 2):
             self._start(snapshot, ahead.next)
         if data is None:
-            message = snapshot.messages[index]
+            message = snapshot.message(index)
             log.warning("POP3 %s: message file %s of UID %d cannot be read", snapshot.address,
                         message.blob_id, message.uid)
         return data
 
     def _start(self, snapshot: Snapshot, index: int, batch: bool = True) -> None:
         """Begin reading message ``index`` (and, for a batch, those after it) in a thread."""
-        messages = snapshot.messages
+        sizes = snapshot.sizes
         wanted = [index]
-        total = messages[index].size
-        for nxt in range(index + 1, min(len(messages), index + READ_AHEAD_MESSAGES) if batch else 0):
-            total += messages[nxt].size
+        total = sizes[index]
+        for nxt in range(index + 1, min(len(sizes), index + READ_AHEAD_MESSAGES) if batch else 0):
+            total += sizes[nxt]
             if total > READ_AHEAD_BYTES:
                 break
             wanted.append(nxt)
-        files = [(self._path(messages[i].blob_id), messages[i].size) for i in wanted]
+        files = [(self._path(snapshot.blob_ids[i]), sizes[i]) for i in wanted]
         ahead = snapshot._ahead
         ahead.pending = asyncio.ensure_future(
             asyncio.to_thread(lambda: [_read_file(path, size) for path, size in files]))
@@ -284,7 +297,7 @@ class MaildropService:
         for uidl in uidls:
             i = snapshot.index(uidl)
             if i is not None:
-                uids.append(snapshot.messages[i].uid)
+                uids.append(snapshot.uids[i])
         account = await self.store.get_account_by_id(snapshot.account_id)
         if account is None:
             return CommitReport("gone", len(uids), 0)  # the address was removed meanwhile

@@ -23,6 +23,8 @@ class BlobStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._tmp = str(self.tmp)
+        self._dirs: dict[str, str] = {}  # shard -> directory path, known to exist
 
     @staticmethod
     def blob_id(data: bytes) -> str:
@@ -34,29 +36,55 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         """Store ``data`` durably and return its id. Raises OSError (ENOSPC...) on failure,
         leaving no partial file behind."""
-        blob_id = self.blob_id(data)
-        final = self.path(blob_id)
-        if final.exists():
-            os.utime(final)  # fresh mtime: keeps the garbage collector away while we commit
+        # Plain str paths and as few system calls as possible: this runs once per message, and
+        # every call releases the GIL (a thread switch when other threads want it).
+        blob_id = hashlib.sha256(data).hexdigest()
+        shard = blob_id[:2]
+        directory = self._dirs.get(shard)
+        if directory is None:
+            directory = self._dir(shard)
+        final = f"{directory}/{blob_id[2:]}"
+        try:
+            os.utime(final)  # already stored: a fresh mtime keeps the garbage collector away while we commit
             return blob_id
-        final.parent.mkdir(exist_ok=True)
-        tmp = self.tmp / f"{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
+        except FileNotFoundError:
+            pass
+        tmp = f"{self._tmp}/{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                written = os.write(fd, data)
+                if written < len(data):
+                    view = memoryview(data)[written:]
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except FileNotFoundError:  # the shard directory was removed behind our back
+                self._dirs.pop(shard, None)
+                directory = self._dir(shard)
+                os.rename(tmp, final)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
             raise
-        _fsync_dir(final.parent)
+        _fsync_dir(directory)
         return blob_id
+
+    def _dir(self, shard: str) -> str:
+        path = self.root / shard
+        if not path.is_dir():
+            path.mkdir(exist_ok=True)
+            _fsync_dir(self.root)  # the new directory entry itself must survive a power cut
+        directory = str(path)
+        self._dirs[shard] = directory
+        return directory
 
     def get(self, blob_id: str) -> bytes:
         return self.path(blob_id).read_bytes()

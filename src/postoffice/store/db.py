@@ -62,11 +62,12 @@ class Tx:
 class _Job:
     __slots__ = ("fn", "write", "durable", "future")
 
-    def __init__(self, fn: Callable[[Tx], Any], write: bool, durable: bool = True) -> None:
+    def __init__(self, fn: Callable[[Tx], Any], write: bool, durable: bool = True,
+                 future: concurrent.futures.Future[Any] | None = None) -> None:
         self.fn = fn
         self.write = write
         self.durable = durable
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[Any] = future if future is not None else concurrent.futures.Future()
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -97,8 +98,12 @@ class Database:
 
     # -- submitting work -------------------------------------------------------------------
 
-    def submit(self, fn: Callable[[Tx], T], *, write: bool, durable: bool = True) -> concurrent.futures.Future[T]:
-        job = _Job(fn, write, durable)
+    def submit(self, fn: Callable[[Tx], T], *, write: bool, durable: bool = True,
+               future: concurrent.futures.Future[T] | None = None) -> concurrent.futures.Future[T]:
+        """Queue ``fn`` for the database thread (callable from any thread). ``future``: resolve
+        this one instead of a new one (a worker thread can hand its result straight on, so the
+        event loop is woken once, when the commit is done)."""
+        job = _Job(fn, write, durable, future)
         self._jobs.put(job)
         return job.future
 
@@ -158,9 +163,9 @@ class Database:
             tx = Tx(conn)
             if not job.write:
                 try:
-                    job.future.set_result(job.fn(tx))
+                    _set_result(job.future, job.fn(tx))
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-                    job.future.set_exception(exc)
+                    _set_exception(job.future, exc)
                 continue
             try:
                 if not in_tx:
@@ -177,7 +182,7 @@ class Database:
                         conn.execute("RELEASE job")
                     except sqlite3.Error:
                         pass
-                job.future.set_exception(exc)
+                _set_exception(job.future, exc)
         if not in_tx:
             return
         try:
@@ -189,7 +194,7 @@ class Database:
             except sqlite3.Error:
                 pass
             for job, _, _ in done:
-                job.future.set_exception(exc)
+                _set_exception(job.future, exc)
             return
         # Events go out before the callers resume, so a session that made a change finds the
         # news of it already waiting, in commit order.
@@ -202,4 +207,19 @@ class Database:
                     callback()
                 except Exception:  # noqa: BLE001 - cleanup must not fail the write
                     log.exception("after-commit callback failed")
-            job.future.set_result(result)
+            _set_result(job.future, result)
+
+
+def _set_result(future: concurrent.futures.Future[Any], result: Any) -> None:
+    # A caller that gave up (its task was cancelled) cancelled the future: nothing to tell.
+    try:
+        future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+def _set_exception(future: concurrent.futures.Future[Any], exc: BaseException) -> None:
+    try:
+        future.set_exception(exc)
+    except concurrent.futures.InvalidStateError:
+        pass

@@ -618,21 +618,36 @@ class Store:
             info.in_reply_to, info.date.timestamp() if info.date else None, time.time(),
         )
 
-    async def _put_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
-        """Write the body file durably (in canonical CRLF form) and parse it, off the event loop.
+    def _write_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
+        """Write the body file durably (in canonical CRLF form) and parse it (a worker thread).
 
         Returns (blob id, blobs row, stored size)."""
-        def work() -> tuple[str, tuple[Any, ...], int]:
-            data = canonicalize_crlf(raw)
-            blob_id = self.blobs.put(data)
-            return blob_id, self._blob_row(blob_id, data), len(data)
-        return await asyncio.get_running_loop().run_in_executor(self._writers, work)
+        data = canonicalize_crlf(raw)
+        blob_id = self.blobs.put(data)
+        return blob_id, self._blob_row(blob_id, data), len(data)
+
+    async def _put_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
+        """:meth:`_write_blob` off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._writers, self._write_blob, raw)
 
     @staticmethod
     def _insert_blob(tx: Tx, row: tuple[Any, ...]) -> None:
         tx.execute("INSERT INTO blobs (id, size, header_size, envelope, bodystructure, body, structure, subject, "
                    "from_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to, sent_date, created_at) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
+
+    @staticmethod
+    def _insert_message(tx: Tx, account_id: int, box: Sequence[Any], item: tuple[str, int, int, str, float]) -> int:
+        """One message into a mailbox whose (id, uidnext, highestmodseq) the caller just read
+        in this transaction; returns its uid (:meth:`_insert_messages` for one, one SELECT less)."""
+        mailbox_id, uid, modseq = box[0], box[1], box[2] + 1
+        blob, size, flags, kw, date = item
+        tx.execute(
+            "INSERT INTO messages (mailbox_id, uid, blob_id, size, flags, keywords, internal_date, modseq, saved_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (mailbox_id, uid, blob, size, flags, kw, date, modseq, time.time()))
+        tx.execute("UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?", (uid + 1, modseq, mailbox_id))
+        tx.emit(MessagesAdded(account_id, mailbox_id, (uid,), modseq))
+        return uid
 
     def _insert_messages(self, tx: Tx, account_id: int, mailbox_id: int,
                          items: Sequence[tuple[str, int, int, str, float]]) -> tuple[int, list[int]]:
@@ -661,23 +676,46 @@ class Store:
         coroutine returns after that commit, so a caller may acknowledge the message then.
         A missing mailbox falls back to INBOX. Raises QuotaExceeded (nothing stored) when an
         account would go over its quota, OSError when the disk refuses the body."""
-        blob_id, row, size = await self._put_blob(raw)
+        done: concurrent.futures.Future[list[Delivered]] = concurrent.futures.Future()
 
-        def op(tx: Tx) -> list[Delivered]:
+        def op(tx: Tx, blob_id: str, row: tuple[Any, ...], size: int) -> list[Delivered]:
             self._insert_blob(tx, row)
-            done = []
+            out = []
             for account_id, mailbox_name in targets:
-                acct = tx.one("SELECT address, quota_bytes FROM accounts WHERE id = ?", (account_id,))
+                # One statement for the account, its quota and the target mailbox's counters.
+                acct = tx.one("SELECT a.address, a.quota_bytes, b.id, b.uidnext, b.highestmodseq FROM accounts a "
+                              "LEFT JOIN mailboxes b ON b.account_id = a.id AND b.name = ? WHERE a.id = ?",
+                              (mailbox_name, account_id))
                 if acct is None:
                     raise NotFound(f"account {account_id} is gone")
                 if enforce_quota and acct[1] and self._quota_used(tx, account_id) + size > acct[1]:
                     raise QuotaExceeded(acct[0])
-                box = tx.one("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, mailbox_name)) \
-                    or tx.one("SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,))
-                _, uids = self._insert_messages(tx, account_id, box[0], [(blob_id, size, 0, "", time.time())])
-                done.append(Delivered(account_id, box[0], uids[0]))
-            return done
-        return await self.db.write(op)
+                box = acct[2:] if acct[2] is not None else tx.one(
+                    "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = 'INBOX'",
+                    (account_id,))
+                if box is None:
+                    raise NotFound("mailbox is gone")
+                uid = self._insert_message(tx, account_id, box, (blob_id, size, 0, "", time.time()))
+                out.append(Delivered(account_id, box[0], uid))
+            return out
+
+        def work() -> None:
+            # Body file and parse here, then straight on to the database thread: the event loop
+            # is woken once, when the commit is done (not once more in between).
+            if done.cancelled():
+                return
+            try:
+                blob_id, row, size = self._write_blob(raw)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                try:
+                    done.set_exception(exc)
+                except concurrent.futures.InvalidStateError:
+                    pass
+                return
+            self.db.submit(lambda tx: op(tx, blob_id, row, size), write=True, future=done)
+
+        self._writers.submit(work)
+        return await asyncio.wrap_future(done)
 
     async def append(self, account_id: int, mailbox_id: int, messages: Sequence[tuple[bytes, int, str, float]],
                      *, enforce_quota: bool = True) -> tuple[int, list[int]]:

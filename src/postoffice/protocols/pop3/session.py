@@ -361,7 +361,11 @@ class Pop3Session:
         self._expect(_Waiting.MAILDROP)
         if not isinstance(result, Maildrop):
             return self._auth_failed(result)
-        self._messages = [MessageInfo(uid, size) for uid, size in result.messages]
+        messages = result.messages
+        if isinstance(messages, list) and all(type(m) is MessageInfo for m in messages):
+            self._messages = messages  # taken as is (never modified): a big login copies nothing
+        else:
+            self._messages = [MessageInfo(uid, size) for uid, size in messages]
         self._total_size = sum(m.size for m in self._messages)
         self._user_expire = result.expire_days
         self._user_login_delay = result.login_delay
