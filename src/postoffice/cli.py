@@ -115,14 +115,14 @@ async def _serve(config: Config) -> None:
         office = Postoffice.open(config)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot open the store in {config.data_path}: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before any port opens: a stop is never lost
+        loop.add_signal_handler(sig, stop.set)
     try:
         await _first_admin(office)
         await office.start()
         _print_banner(office)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         console.print("shutting down")
         await office.stop()
