@@ -30,7 +30,7 @@ def message(n: int, size: int = 0) -> bytes:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("maildrop") / "data", limits={"command_timeout": 5}) as server:
+    with RunningServer(tmp_path_factory.mktemp("maildrop") / "data", limits={"pop3_timeout": 5}) as server:
         yield server
 
 
@@ -449,7 +449,7 @@ def test_forcing_domain_to_imap_ends_open_session(srv: RunningServer) -> None:
 
 
 def test_server_shutdown_ends_sessions_without_deleting(tmp_path: Any) -> None:
-    server = RunningServer(tmp_path / "data", limits={"command_timeout": 5})
+    server = RunningServer(tmp_path / "data", limits={"pop3_timeout": 5})
     with server:
         box = Box(server)
         client = box.login()

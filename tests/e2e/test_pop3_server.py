@@ -28,7 +28,7 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("pop3") / "data", limits={"command_timeout": 5}) as server:
+    with RunningServer(tmp_path_factory.mktemp("pop3") / "data", limits={"pop3_timeout": 5}) as server:
         yield server
 
 
@@ -344,7 +344,7 @@ def test_implicit_tls_port_refuses_plaintext(srv: RunningServer) -> None:
 
 
 def test_inactivity_timeout_closes_without_deleting(tmp_path: Path) -> None:
-    with RunningServer(tmp_path / "data", limits={"command_timeout": 1}) as server:
+    with RunningServer(tmp_path / "data", limits={"pop3_timeout": 1}) as server:
         address, account_id = new_account(server)
         client = login(pop3s(server), address)
         client.dele(1)

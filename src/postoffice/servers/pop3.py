@@ -23,7 +23,7 @@ files outlive their last reference by an hour, see ``store.collect_garbage``); o
 gone RETR answers ``-ERR [SYS/TEMP] message N cannot be read right now`` and the session goes
 on. DELE of such a message is accepted and QUIT succeeds: there is simply nothing left to do.
 
-Ending sessions: an inactivity timeout (``limits.command_timeout``; RFC 1939 §3's autologout)
+Ending sessions: an inactivity timeout (``limits.pop3_timeout``; RFC 1939 §3's autologout)
 closes the connection without entering UPDATE, so nothing is deleted. When an administrator
 switches POP3 off for the address or forces its domain to IMAP only, the registry calls
 `Pop3Handler.terminate`: the client gets ``-ERR [AUTH] <reason>`` at once (or right after the
@@ -39,7 +39,7 @@ from the page cache, never waiting); replies to pipelined commands are queued an
 transport together as a list (``writev`` under uvloop, no joining copy) once input runs dry or
 256 KiB are pending. The writer is drained between batches, so a client that does not read
 cannot make the server buffer without bound, and one that stops reading for
-``command_timeout`` is cut off like an idle one.
+``pop3_timeout`` is cut off like an idle one.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Pop3Handler:
         )
         self.pconn = Pop3Connection()
         self.session = Pop3Session(policy, tls_active=conn.tls)
-        self.timeout = float(self.app.config.limits.command_timeout)
+        self.timeout = float(self.app.config.limits.pop3_timeout)
         self.account: Account | None = None
         self.snapshot: Snapshot | None = None
         self.registered: OpenSession | None = None
@@ -257,7 +257,7 @@ class Pop3Handler:
 
     async def _drain(self) -> None:
         """Wait until the transport takes more output; a client that stops reading for
-        ``command_timeout`` is cut off by the watchdog (it would otherwise hold the maildrop
+        ``pop3_timeout`` is cut off by the watchdog (it would otherwise hold the maildrop
         lock forever)."""
         if not self.conn.writer.transport.get_write_buffer_size():
             return  # everything went to the kernel at once: the usual case

@@ -184,6 +184,7 @@ class ImapConnection:
             if nl - self._pos > self.max_line_length + 1:  # +1: the CR
                 tag = self._current_tag()
                 self._reset_command()
+                self._mode = _Mode.COMMAND  # an overlong DONE / SASL line ends IDLE / AUTHENTICATE
                 self._pos = self._scan = nl + 1
                 self._compact()
                 return LineTooLong(tag, self.max_line_length)
@@ -237,6 +238,7 @@ class ImapConnection:
         """No LF within the limit: drop the rest of this line as it arrives."""
         tag = self._current_tag()
         self._reset_command()
+        self._mode = _Mode.COMMAND
         self._discarding = True
         self._pos = self._scan = len(self._buf)
         self._compact()

@@ -17,7 +17,7 @@ Implementation notes (invariants):
 * Plaintext passwords: on 143 before STARTTLS, LOGINDISABLED is advertised, no AUTH=, and
   LOGIN/AUTHENTICATE answer ``NO [PRIVACYREQUIRED]``, unless the configuration allows it
   (``security.allow_plaintext_auth``, or ``allow_plaintext_auth_loopback`` for 127.0.0.1).
-  Bytes pipelined after STARTTLS are discarded and the connection is closed.
+  Bytes pipelined after STARTTLS are discarded (never executed) and the handshake goes on.
 * IDLE (RFC 2177) waits for the client's DONE and for the selected mailbox's change events at
   the same time; a change is sent at once (flags set on the phone show on the laptop). Per
   connection that is two small tasks and no buffer beyond what asyncio already holds.
@@ -203,9 +203,9 @@ class ImapHandler:
         await self.flush()
         clean = self.pconn.start_tls()
         if not clean or self.conn.pipelined_plaintext():
-            log.warning("IMAP from %s: data pipelined after STARTTLS; closing", self.conn.remote_ip)
-            self.done = True
-            return
+            # CVE-2011-0411 class: plaintext pipelined after STARTTLS is dropped, never run inside
+            # TLS (conn.start_tls clears the reader's buffer); the handshake goes on, as in SMTP/POP3.
+            log.info("IMAP from %s: discarded data pipelined after STARTTLS", self.conn.remote_ip)
         if self.app.tls is None or not await self.conn.start_tls(self.app.tls):
             self.done = True
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...protocols import sasl
 from ...protocols.imap import (
-    Authenticate, Capability, Command, Enable, Id, Login, Logout, Noop, SaslCancelled,
+    Authenticate, Capability, Command, Enable, Id, LineTooLong, Login, Logout, Noop, SaslCancelled,
     SaslInvalid, SaslResponse, StartTls, State, command_allowed,
 )
 from ...protocols.imap import commands as c
@@ -284,6 +284,8 @@ async def do_authenticate(s: Session, tag: bytes, cmd: Authenticate) -> bytes:
             return r.bad(tag, "Authentication cancelled")
         if isinstance(event, SaslInvalid):
             return r.bad(tag, event.message)
+        if isinstance(event, LineTooLong):
+            return r.bad(tag, "Authentication response too long")
         if not isinstance(event, SaslResponse):
             s.io.done = True
             return b""
