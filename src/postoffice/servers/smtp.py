@@ -71,6 +71,7 @@ from ..services.delivery import (
     Envelope,
     SendRateLimiter,
     Trace,
+    addresses_shown,
     from_addresses,
     hop_count,
     new_queue_id,
@@ -90,6 +91,12 @@ MECHANISMS = ("PLAIN", "LOGIN")
 #: session is closed (address harvesting).
 TARPIT_AFTER = 3
 MAX_BAD_RECIPIENTS = 20
+#: Failed AUTH attempts in one session before it is closed with 421 (password guessing).
+MAX_AUTH_FAILURES = 5
+#: Message octets that count as progress and restart the inactivity timeout (see ``run``).
+PROGRESS_OCTETS = 1024
+#: Distinct addresses a submitted From/Sender may show before it is refused outright.
+MAX_FROM_ADDRESSES = 20
 
 R221 = r.R221_BYE
 R250_OK = r.R250_OK
@@ -113,6 +120,8 @@ R554_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop detected")
 R421_BAD_RCPTS = Reply(421, "4.7.0", "Too many unknown recipients, closing connection")
 R535_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
 R454_THROTTLED = Reply(454, "4.7.0", "Too many failed logins; try again later")
+R550_NUL = Reply(550, "5.6.0", "NUL characters not allowed in message text")
+R421_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentication attempts, closing connection")
 
 
 class InboundVerdictLike(Protocol):
@@ -195,6 +204,8 @@ class SmtpSession:
         self.mechanism: sasl.ServerMechanism | None = None
         self.session: OpenSession | None = None
         self.bad_recipients = 0
+        self.auth_failures = 0
+        self.via_data = False  # the message being received came by DATA (not BDAT)
         self.closing = False
         self.busy = True
         self.terminated: str | None = None
@@ -212,6 +223,9 @@ class SmtpSession:
 
     async def run(self) -> None:
         self.reply(greeting(self.server.hostname))
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # when the client must have made progress by
+        progress = 0  # octets received since the deadline was last set
         try:
             while not self.closing:
                 event = self.sm.next_event()
@@ -222,10 +236,16 @@ class SmtpSession:
                         break
                     if self.conn.closed:
                         break
+                    # Slowloris: the timeout runs from the last complete event, not from the
+                    # last octet, so a command trickled in byte by byte still times out; DATA
+                    # and BDAT text extend it for each PROGRESS_OCTETS received.
+                    if deadline is None or progress >= PROGRESS_OCTETS:
+                        deadline = loop.time() + self.limits.command_timeout
+                        progress = 0
                     self.busy = False
                     try:
                         # (asyncio.timeout, unlike wait_for, creates no task per read.)
-                        async with asyncio.timeout(self.limits.command_timeout):
+                        async with asyncio.timeout_at(deadline):
                             data = await self.conn.read()
                     except (TimeoutError, asyncio.TimeoutError):
                         self.busy = True
@@ -235,8 +255,10 @@ class SmtpSession:
                     self.busy = True
                     if self.terminated:
                         break
+                    progress += len(data)
                     self.sm.receive_data(data)
                     continue
+                deadline = None
                 try:
                     await self.dispatch(event)
                 except Exception:  # noqa: BLE001 - e.g. the database: a temporary failure
@@ -276,6 +298,7 @@ class SmtpSession:
         elif isinstance(event, Data):
             self.reply(r.R354_START_DATA)
             self.sm.begin_data()
+            self.via_data = True
         elif isinstance(event, Bdat):
             self.reply(Reply(250, "2.0.0", f"{event.size} octets received"))
         elif isinstance(event, (Ehlo, Helo)):
@@ -289,6 +312,7 @@ class SmtpSession:
             self.reply(event.reply)
         elif isinstance(event, MessageRejected):
             self.envelope = None
+            self.via_data = False
             self.reply(event.reply)
         elif isinstance(event, AuthResponse):
             await self.auth_response(event.line)
@@ -348,8 +372,14 @@ class SmtpSession:
         if not await self.conn.start_tls(context):
             self.closing = True
             return
+        # RFC 3207 §4.2: forget everything learnt before TLS, an AUTH included.
         self.helo = ""
         self.envelope = None
+        self.mechanism = None
+        self.account = None
+        if self.session is not None:
+            self.app.sessions.remove(self.session)
+            self.session = None
 
     async def auth(self, cmd: Auth) -> None:
         if not self.server.submission:
@@ -371,9 +401,9 @@ class SmtpSession:
             return
         decoded = sasl.decode_response(line)
         if decoded is sasl.CANCELLED:
-            self.reply(r.R501_AUTH_CANCELLED)
+            self.auth_failed(r.R501_AUTH_CANCELLED)
         elif decoded is sasl.INVALID:
-            self.reply(r.R501_BAD_BASE64)
+            self.auth_failed(r.R501_BAD_BASE64)
         else:
             assert isinstance(decoded, bytes)
             await self.auth_step(mechanism, mechanism.step(decoded))
@@ -385,10 +415,10 @@ class SmtpSession:
             self.sm.expect_auth_response()
             return
         if isinstance(step, sasl.SaslFailure):
-            self.reply(r.R535_AUTH_FAILED)
+            self.auth_failed(r.R535_AUTH_FAILED)
             return
         if step.authzid and _norm(step.authzid) != _norm(step.username):
-            self.reply(R535_AUTHZID)  # acting as someone else is not supported
+            self.auth_failed(R535_AUTHZID)  # acting as someone else is not supported
             return
         result = await self.app.auth.authenticate(step.username, step.password, self.conn.remote_ip, "smtp")
         if result.status is AuthStatus.OK:
@@ -400,11 +430,21 @@ class SmtpSession:
                 remote=self.conn.remote_ip, tls=self.conn.tls, port=self.conn.local_port,
                 terminate=self._terminate))
         elif result.status is AuthStatus.REFUSED:
-            self.reply(Reply(535, "5.7.1", result.reason))
+            self.auth_failed(Reply(535, "5.7.1", result.reason))
         elif result.status is AuthStatus.THROTTLED:
-            self.reply(R454_THROTTLED)
+            self.auth_failed(R454_THROTTLED)
         else:
-            self.reply(r.R535_AUTH_FAILED)
+            self.auth_failed(r.R535_AUTH_FAILED)
+
+    def auth_failed(self, reply: Reply) -> None:
+        """Answer a failed AUTH; after MAX_AUTH_FAILURES in one session, 421 and hang up."""
+        self.auth_failures += 1
+        if self.auth_failures >= MAX_AUTH_FAILURES:
+            log.warning("too many failed AUTH attempts from %s; closing", self.conn.remote_ip)
+            self.reply(R421_AUTH_FAILURES)
+            self.closing = True
+            return
+        self.reply(reply)
 
     # -- the mail transaction -----------------------------------------------------------
 
@@ -489,6 +529,17 @@ class SmtpSession:
         if envelope is None or not envelope.routes:  # pragma: no cover - the connection prevents it
             self.reply(r.R554_TRANSACTION_FAILED)
             return
+        via_data, self.via_data = self.via_data, False
+        if not via_data and _bare_line_ending(data):
+            # BDAT text is taken as is by the connection; the same smuggling rule as DATA
+            # applies (BINARYMIME is not offered), so a relay can never pass it on.
+            self.reply(r.R550_BARE_LINE_ENDING)
+            return
+        if b"\x00" in data:
+            # NUL is not allowed in 7bit/8bitmime text (RFC 6152 §2); some receivers drop it,
+            # which makes "CRLF NUL . CRLF" an end of data for them (smuggling via our queue).
+            self.reply(R550_NUL)
+            return
         if hop_count(data) >= MAX_HOPS:
             self.reply(R554_HOPS)
             return
@@ -500,7 +551,14 @@ class SmtpSession:
             if not senders:
                 self.reply(R553_FROM)
                 return
-            for sender in senders:
+            # Every From and Sender address, and anything that reads as an address in their
+            # display names, comments or encoded words ("alice@example.com" <mallory@...>).
+            claimed = dict.fromkeys(_norm(a) for a in
+                                    [*senders, *(from_addresses(data, b"sender") or ()), *addresses_shown(data)])
+            if len(claimed) > MAX_FROM_ADDRESSES:
+                self.reply(R553_FROM)
+                return
+            for sender in claimed:
                 if not await self.server.delivery.may_send_as(self.account, sender):
                     self.reply(R553_FROM)
                     return
@@ -585,6 +643,12 @@ async def _dkim_sign(signer: Any, domain: str, message: bytes) -> bytes:
     except Exception:  # noqa: BLE001 - unsigned mail is better than lost mail
         log.exception("DKIM signing for %s failed", domain)
         return message
+
+
+def _bare_line_ending(data: bytes) -> bool:
+    """True if ``data`` has a CR or LF that is not part of a CRLF pair."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
 
 
 def _domain_of(address: str) -> str:

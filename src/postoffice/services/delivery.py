@@ -40,7 +40,9 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 from dataclasses import dataclass, field, replace
+from email.header import decode_header, make_header
 from email.utils import format_datetime
 from datetime import datetime, timezone
 
@@ -188,7 +190,9 @@ class Delivery:
             domain = ".".join(labels[i:])
             if await self.hosted_domain(domain) is not None:
                 return f"postmaster@{domain}"
-        return None
+        # The host name is not a hosted domain: the first hosted domain stands in for it.
+        domains = await self.store.list_domains()
+        return f"postmaster@{domains[0].name}" if domains else None
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -257,6 +261,14 @@ class Delivery:
                 continue
             if not top:
                 log.warning("%s: target %s does not exist; skipped", norm, current)
+        if not route.accounts and not route.remote and catch_all and norm.partition("@")[0] == "postmaster":
+            # RFC 5321 §4.5.1: postmaster at every domain we serve MUST be accepted. With no
+            # account, alias or catch-all for it, the domain's first account receives it.
+            accounts = await self.store.list_accounts(domain_name)
+            if accounts:
+                first = min(accounts, key=lambda a: a.id)
+                route.accounts.append(first.id)
+                route.quota[first.id] = first.quota_bytes
         if not route.accounts and not route.remote:
             route.unknown = True
         return route
@@ -305,17 +317,34 @@ class Delivery:
         accounts = envelope.local_accounts()
         remote = envelope.remote_recipients()
         delivered = 0
+        stored: list[Any] = []
         if accounts:
             local = self.return_path(envelope) + extra_headers + received + message
-            await self.store.deliver([(a, mailbox) for a in accounts], local)
+            stored = list(await self.store.deliver([(a, mailbox) for a in accounts], local) or ())
             delivered = len(accounts)
         if remote:
             queued = extra_headers + received + message
-            if sign is not None:
-                queued = await sign(queued)
-            account_id = envelope.account.id if envelope.account is not None else None
-            await self.store.enqueue(envelope.mail_from, remote, queued, account_id=account_id)
+            try:
+                if sign is not None:
+                    queued = await sign(queued)
+                account_id = envelope.account.id if envelope.account is not None else None
+                await self.store.enqueue(envelope.mail_from, remote, queued, account_id=account_id)
+            except BaseException:
+                # The client hears a failure and will send again: take the local copies back,
+                # or every retry would file one more.
+                await self._withdraw(stored)
+                raise
         return Committed(trace.queue_id, delivered, len(remote))
+
+    async def _withdraw(self, stored: list[Any]) -> None:
+        boxes: dict[tuple[int, int], list[int]] = {}
+        for item in stored:
+            boxes.setdefault((item.account_id, item.mailbox_id), []).append(item.uid)
+        for (account_id, mailbox_id), uids in boxes.items():
+            try:
+                await self.store.remove_messages(account_id, mailbox_id, uids)
+            except Exception:  # noqa: BLE001 - the original error is what the caller reports
+                log.exception("cannot withdraw local copies %s from mailbox %s", uids, mailbox_id)
 
 
 # -- message helpers ------------------------------------------------------------------------
@@ -341,14 +370,14 @@ def hop_count(message: bytes) -> int:
     return len(_RECEIVED.findall(header_block(message)))
 
 
-def from_addresses(message: bytes) -> list[str] | None:
-    """The addr-specs of every From field; None when there is no From field or an entry has
-    no usable address (a group, an empty or broken field)."""
+def from_addresses(message: bytes, field_name: bytes = b"from") -> list[str] | None:
+    """The addr-specs of every From field (or ``field_name``, lower case); None when there is
+    no such field or an entry has no usable address (a group, an empty or broken field)."""
     head = header_block(message)
     out: list[str] = []
     found = False
     for name, _fs, vs, fe in split_fields(head, 0, len(head)):
-        if name != b"from":
+        if name != field_name:
             continue
         found = True
         for display, _adl, mailbox, host in parse_address_list(unfold(head[vs:fe])):
@@ -363,6 +392,32 @@ def from_addresses(message: bytes) -> list[str] | None:
     if not found or not out:
         return None
     return out
+
+
+#: Something that reads as an e-mail address inside a display name, a comment or an
+#: encoded word ("alice@example.com" <mallory@example.com>).
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\\,;:@\"']+@[^\s<>()\[\]\\,;:@\"']+\.[^\s<>()\[\]\\,;:@\"']+")
+
+
+def addresses_shown(message: bytes, field_names: tuple[bytes, ...] = (b"from", b"sender")) -> list[str]:
+    """Every address-looking string anywhere in the From/Sender fields, display names,
+    comments and RFC 2047 encoded words included: what a reader may take for the sender."""
+    head = header_block(message)
+    found: dict[str, None] = {}
+    for name, _fs, vs, fe in split_fields(head, 0, len(head)):
+        if name not in field_names:
+            continue
+        text = unfold(head[vs:fe]).decode("utf-8", "replace")
+        variants = [text]
+        if "=?" in text:
+            try:
+                variants.append(str(make_header(decode_header(text))))
+            except Exception:  # noqa: BLE001 - a broken encoded word shows as itself
+                pass
+        for variant in variants:
+            for match in _ADDRESS_LIKE.findall(variant):
+                found.setdefault(match.rstrip("."), None)
+    return list(found)
 
 
 class SendRateLimiter:
@@ -418,6 +473,7 @@ __all__ = [
     "Route",
     "SendRateLimiter",
     "Trace",
+    "addresses_shown",
     "from_addresses",
     "hop_count",
     "new_queue_id",

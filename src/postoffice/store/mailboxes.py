@@ -1,0 +1,167 @@
+"""Mailboxes: create (with parents), rename (the INBOX rule), delete, subscribe, status."""
+
+from __future__ import annotations
+
+import time
+
+from .db import Tx
+from .records import (
+    DELETED,
+    SEEN,
+    AlreadyExists,
+    InvalidName,
+    Mailbox,
+    MailboxesChanged,
+    MailboxStatus,
+    MessagesExpunged,
+    NotFound,
+)
+from .rows import _MAILBOX_COLUMNS, StoreBase, _mailbox, _like_prefix
+
+
+def validate_mailbox_name(name: str) -> str:
+    """Mailbox names are '/'-separated paths of non-empty parts; INBOX is canonical upper case.
+
+    Names live only in the database, so they cannot reach the file system, but we still refuse
+    what no client can mean: empty parts, control characters, and '.'/'..' parts."""
+    if not name or len(name) > 1000:
+        raise InvalidName("mailbox name is empty or too long")
+    parts = name.split("/")
+    if parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    for part in parts:
+        if not part or part in (".", "..") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in part):
+            raise InvalidName(f"invalid mailbox name {name!r}")
+        if "*" in part or "%" in part:
+            raise InvalidName("mailbox names may not contain * or %")
+    return "/".join(parts)
+
+
+class MailboxStore(StoreBase):
+    # == mailboxes =============================================================================
+
+    def _next_uidvalidity(self, tx: Tx) -> int:
+        last = int(tx.scalar("SELECT value FROM settings WHERE name = 'uidvalidity'") or 0)
+        value = max(last + 1, int(time.time()))
+        tx.execute("INSERT INTO settings (name, value) VALUES ('uidvalidity', ?) "
+                   "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (str(value),))
+        return value
+
+    def _create_mailbox(self, tx: Tx, account_id: int, name: str, special_use: str | None) -> int:
+        cur = tx.execute(
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, created_at) VALUES (?, ?, ?, ?, ?)",
+            (account_id, name, special_use, self._next_uidvalidity(tx), time.time()))
+        return int(cur.lastrowid or 0)
+
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        rows = await self.db.read(lambda tx: tx.all(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? ORDER BY name", (account_id,)))
+        return [_mailbox(r) for r in rows]
+
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        row = await self.db.read(lambda tx: tx.one(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)))
+        return _mailbox(row) if row else None
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        row = await self.db.read(lambda tx: tx.one(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)))
+        return _mailbox(row) if row else None
+
+    async def special_mailbox(self, account_id: int, special_use: str) -> Mailbox | None:
+        row = await self.db.read(lambda tx: tx.one(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND special_use = ? "
+            "ORDER BY id LIMIT 1", (account_id, special_use)))
+        return _mailbox(row) if row else None
+
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        """Create ``name`` and any missing parents (RFC 9051 §6.3.4)."""
+        name = validate_mailbox_name(name)
+
+        def op(tx: Tx) -> Mailbox:
+            if tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)):
+                raise AlreadyExists(f"mailbox {name} already exists")
+            parts = name.split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
+                                 (account_id, parent)):
+                    self._create_mailbox(tx, account_id, parent, None)
+            mailbox_id = self._create_mailbox(tx, account_id, name, special_use)
+            tx.emit(MailboxesChanged(account_id))
+            return _mailbox(tx.one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)))
+        return await self.db.write(op)
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Delete a mailbox and its messages. INBOX cannot be deleted (RFC 9051 §6.3.5); a
+        mailbox with children keeps existing as their parent in our model, so it is refused."""
+        def op(tx: Tx) -> None:
+            row = tx.one("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name))
+            if not row:
+                raise NotFound(f"no mailbox {name}")
+            if name == "INBOX":
+                raise InvalidName("INBOX cannot be deleted")
+            if tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name LIKE ? ESCAPE '\\'",
+                         (account_id, _like_prefix(name + "/"))):
+                raise AlreadyExists(f"mailbox {name} has child mailboxes; delete them first")
+            uids = tuple(r[0] for r in tx.all("SELECT uid FROM messages WHERE mailbox_id = ?", (row[0],)))
+            if uids:
+                tx.emit(MessagesExpunged(account_id, row[0], uids, 0))
+            tx.execute("DELETE FROM mailboxes WHERE id = ?", (row[0],))
+            tx.emit(MailboxesChanged(account_id, deleted_mailbox_id=row[0]))
+        await self.db.write(op)
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Rename a mailbox and its children. Renaming INBOX moves its messages to a new
+        mailbox and leaves INBOX empty (RFC 9051 §6.3.6)."""
+        new = validate_mailbox_name(new)
+
+        def op(tx: Tx) -> None:
+            row = tx.one("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, old))
+            if not row:
+                raise NotFound(f"no mailbox {old}")
+            if tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new)):
+                raise AlreadyExists(f"mailbox {new} already exists")
+            if new.startswith(old + "/"):
+                raise InvalidName("cannot rename a mailbox into itself")
+            parts = new.split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, parent)):
+                    self._create_mailbox(tx, account_id, parent, None)
+            if old == "INBOX":
+                target = self._create_mailbox(tx, account_id, new, None)
+                self._move_all(tx, account_id, row[0], target)
+            else:
+                children = tx.all("SELECT id, name FROM mailboxes WHERE account_id = ? AND name LIKE ? ESCAPE '\\'",
+                                  (account_id, _like_prefix(old + "/")))
+                tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new, row[0]))
+                for child_id, child_name in children:
+                    tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new + child_name[len(old):], child_id))
+            tx.emit(MailboxesChanged(account_id))
+        await self.db.write(op)
+
+    def _move_all(self, tx: Tx, account_id: int, source: int, target: int) -> None:
+        uids = [r[0] for r in tx.all("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (source,))]
+        if uids:
+            self._copy(tx, account_id, source, uids, target)
+            self._expunge(tx, account_id, source, uids)
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        def op(tx: Tx) -> None:
+            if not tx.execute("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?",
+                              (int(subscribed), account_id, name)).rowcount:
+                raise NotFound(f"no mailbox {name}")
+        await self.db.write(op)
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        def op(tx: Tx) -> MailboxStatus:
+            box = tx.one("SELECT uidnext, uidvalidity, highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if not box:
+                raise NotFound("mailbox is gone")
+            row = tx.one(
+                "SELECT count(*), coalesce(sum(flags & ? = 0), 0), coalesce(sum(flags & ? != 0), 0), "
+                "coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?", (SEEN, DELETED, mailbox_id))
+            return MailboxStatus(row[0], row[1], row[2], row[3], box[0], box[1], box[2])
+        return await self.db.read(op)
+

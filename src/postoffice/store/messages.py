@@ -1,0 +1,424 @@
+"""Messages: durable delivery, APPEND, flags, expunge, copy/move, CONDSTORE changes, the POP3 maildrop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from ..mail import analyze
+from ..mail.mime import canonicalize_crlf
+from .db import Tx
+from .records import (
+    DELETED,
+    SEEN,
+    BlobInfo,
+    Delivered,
+    FlagsChanged,
+    Mailbox,
+    MessageMeta,
+    MessagesAdded,
+    MessagesExpunged,
+    NotFound,
+    QuotaExceeded,
+)
+from .rows import _MAILBOX_COLUMNS, _MESSAGE_COLUMNS, StoreBase, _mailbox, _message
+
+
+class MessageStore(StoreBase):
+    # == messages ==============================================================================
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
+        """Every message of the mailbox in UID order (what SELECT needs)."""
+        rows = await self.db.read(lambda tx: tx.all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)))
+        return [_message(r) for r in rows]
+
+    async def flag_index(self, mailbox_id: int) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
+        """One snapshot of the mailbox row and every message's (uid, flag bits, modseq, keywords)
+        as compact arrays in UID order: the IMAP server's shared per-mailbox index (no
+        per-message objects, so SELECT of a large mailbox stays cheap)."""
+        def op(tx: Tx) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
+            uids, bits, modseqs, keywords = array("I"), bytearray(), array("Q"), {}
+            row = tx.one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if row is None:
+                return None, uids, bits, modseqs, keywords
+            cur = tx.conn.cursor()
+            cur.row_factory = None
+            # Column-wise: one fetchall, then each array built by C-level iteration (no Python
+            # loop per message). ``messages_index`` (migration 4) covers the query.
+            rows = cur.execute("SELECT uid, flags & 255, modseq, keywords FROM messages WHERE mailbox_id = ? "
+                               "ORDER BY uid", (mailbox_id,)).fetchall()
+            uids = array("I", map(itemgetter(0), rows))
+            bits = bytearray(map(itemgetter(1), rows))
+            modseqs = array("Q", map(itemgetter(2), rows))
+            keywords = {r[0]: r[3] for r in rows if r[3]}
+            return _mailbox(row), uids, bits, modseqs, keywords
+        return await self.db.read(op)
+
+    async def message_details(self, mailbox_id: int) -> tuple[array, array, array]:
+        """(uids, sizes, internal dates) of every message as arrays in UID order: the
+        immutable per-message data the IMAP index loads when a FETCH or SEARCH first needs
+        RFC822.SIZE / INTERNALDATE (covered by ``messages_index``, no per-message objects)."""
+        def op(tx: Tx) -> tuple[array, array, array]:
+            cur = tx.conn.cursor()
+            cur.row_factory = None
+            rows = cur.execute("SELECT uid, size, internal_date FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                               (mailbox_id,)).fetchall()
+            return (array("I", map(itemgetter(0), rows)), array("Q", map(itemgetter(1), rows)),
+                    array("d", map(itemgetter(2), rows)))
+        return await self.db.read(op)
+
+    async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
+        uid_list = sorted(set(uids))
+
+        def op(tx: Tx) -> list[Any]:
+            out: list[Any] = []
+            for start in range(0, len(uid_list), 500):
+                chunk = uid_list[start:start + 500]
+                out.extend(tx.all(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY uid", (mailbox_id, *chunk)))
+            return out
+        return [_message(r) for r in await self.db.read(op)]
+
+    async def blob_info(self, blob_ids: Iterable[str]) -> dict[str, BlobInfo]:
+        ids = list(set(blob_ids))
+
+        def op(tx: Tx) -> list[Any]:
+            out: list[Any] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                out.extend(tx.all(
+                    "SELECT id, size, header_size, envelope, bodystructure, body, structure FROM blobs "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+            return out
+        return {r[0]: BlobInfo(*r) for r in await self.db.read(op)}
+
+    async def read_blob(self, blob_id: str) -> bytes:
+        return await asyncio.to_thread(self.blobs.get, blob_id)
+
+    @staticmethod
+    def _blob_row(blob_id: str, raw: bytes) -> tuple[Any, ...]:
+        """Parse the message once (mail.analyze) and keep what FETCH and SEARCH reuse."""
+        info = analyze(raw)
+        return (
+            blob_id, len(raw), info.tree.body_start, info.envelope, info.bodystructure, info.body,
+            info.tree.to_json(), info.subject, info.from_, info.to, info.cc, info.bcc, info.message_id,
+            info.in_reply_to, info.date.timestamp() if info.date else None, time.time(),
+        )
+
+    def _write_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
+        """Write the body file durably (in canonical CRLF form) and parse it (a worker thread).
+
+        Returns (blob id, blobs row, stored size)."""
+        data = canonicalize_crlf(raw)
+        blob_id = self.blobs.put(data)
+        return blob_id, self._blob_row(blob_id, data), len(data)
+
+    async def _put_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
+        """:meth:`_write_blob` off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._writers, self._write_blob, raw)
+
+    @staticmethod
+    def _insert_blob(tx: Tx, row: tuple[Any, ...]) -> None:
+        tx.execute("INSERT INTO blobs (id, size, header_size, envelope, bodystructure, body, structure, subject, "
+                   "from_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to, sent_date, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
+
+    @staticmethod
+    def _insert_message(tx: Tx, account_id: int, box: Sequence[Any], item: tuple[str, int, int, str, float]) -> int:
+        """One message into a mailbox whose (id, uidnext, highestmodseq) the caller just read
+        in this transaction; returns its uid (:meth:`_insert_messages` for one, one SELECT less)."""
+        mailbox_id, uid, modseq = box[0], box[1], box[2] + 1
+        blob, size, flags, kw, date = item
+        tx.execute(
+            "INSERT INTO messages (mailbox_id, uid, blob_id, size, flags, keywords, internal_date, modseq, saved_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (mailbox_id, uid, blob, size, flags, kw, date, modseq, time.time()))
+        tx.execute("UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?", (uid + 1, modseq, mailbox_id))
+        tx.emit(MessagesAdded(account_id, mailbox_id, (uid,), modseq))
+        return uid
+
+    def _insert_messages(self, tx: Tx, account_id: int, mailbox_id: int,
+                         items: Sequence[tuple[str, int, int, str, float]]) -> tuple[int, list[int]]:
+        """Insert (blob_id, size, flags, keywords, internal_date) rows; return (modseq, uids)."""
+        box = tx.one("SELECT uidnext, highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
+        if box is None:
+            raise NotFound("mailbox is gone")
+        first_uid, modseq = box[0], box[1] + 1
+        uids = list(range(first_uid, first_uid + len(items)))
+        now = time.time()
+        tx.executemany(
+            "INSERT INTO messages (mailbox_id, uid, blob_id, size, flags, keywords, internal_date, modseq, saved_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(mailbox_id, uid, blob, size, flags, kw, date, modseq, now)
+             for uid, (blob, size, flags, kw, date) in zip(uids, items)])
+        tx.execute("UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+                   (first_uid + len(items), modseq, mailbox_id))
+        tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq))
+        return modseq, uids
+
+    async def deliver(self, targets: Sequence[tuple[int, str]], raw: bytes, *,
+                      enforce_quota: bool = True) -> list[Delivered]:
+        """Durably store ``raw`` once and file it into each (account id, mailbox name).
+
+        The body is written and fsynced first, then one transaction adds the index rows; the
+        coroutine returns after that commit, so a caller may acknowledge the message then.
+        A missing mailbox falls back to INBOX. Raises QuotaExceeded (nothing stored) when an
+        account would go over its quota, OSError when the disk refuses the body."""
+        done: concurrent.futures.Future[list[Delivered]] = concurrent.futures.Future()
+
+        def op(tx: Tx, blob_id: str, row: tuple[Any, ...], size: int) -> list[Delivered]:
+            self._insert_blob(tx, row)
+            out = []
+            for account_id, mailbox_name in targets:
+                # One statement for the account, its quota and the target mailbox's counters.
+                acct = tx.one("SELECT a.address, a.quota_bytes, b.id, b.uidnext, b.highestmodseq FROM accounts a "
+                              "LEFT JOIN mailboxes b ON b.account_id = a.id AND b.name = ? WHERE a.id = ?",
+                              (mailbox_name, account_id))
+                if acct is None:
+                    raise NotFound(f"account {account_id} is gone")
+                if enforce_quota and acct[1] and self._quota_used(tx, account_id) + size > acct[1]:
+                    raise QuotaExceeded(acct[0])
+                box = acct[2:] if acct[2] is not None else tx.one(
+                    "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = 'INBOX'",
+                    (account_id,))
+                if box is None:
+                    raise NotFound("mailbox is gone")
+                uid = self._insert_message(tx, account_id, box, (blob_id, size, 0, "", time.time()))
+                out.append(Delivered(account_id, box[0], uid))
+            return out
+
+        def work() -> None:
+            # Body file and parse here, then straight on to the database thread: the event loop
+            # is woken once, when the commit is done (not once more in between).
+            if done.cancelled():
+                return
+            try:
+                blob_id, row, size = self._write_blob(raw)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                try:
+                    done.set_exception(exc)
+                except concurrent.futures.InvalidStateError:
+                    pass
+                return
+            self.db.submit(lambda tx: op(tx, blob_id, row, size), write=True, future=done)
+
+        self._writers.submit(work)
+        return await asyncio.wrap_future(done)
+
+    async def append(self, account_id: int, mailbox_id: int, messages: Sequence[tuple[bytes, int, str, float]],
+                     *, enforce_quota: bool = True) -> tuple[int, list[int]]:
+        """IMAP APPEND (several messages for MULTIAPPEND, all or none, RFC 3502).
+
+        Each message is (raw, flag bits, keywords, internal date). Returns (uidvalidity, uids)."""
+        # The bodies are written (and fsynced) concurrently: MULTIAPPEND of many messages
+        # should cost about one disk sync, not one per message.
+        blobs = await asyncio.gather(*(self._put_blob(raw) for raw, _, _, _ in messages))
+
+        def op(tx: Tx) -> tuple[int, list[int]]:
+            box = tx.one("SELECT uidvalidity, account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if box is None or box[1] != account_id:
+                raise NotFound("mailbox is gone")
+            total = sum(size for _, _, size in blobs)
+            acct = tx.one("SELECT address, quota_bytes FROM accounts WHERE id = ?", (account_id,))
+            if enforce_quota and acct[1] and self._quota_used(tx, account_id) + total > acct[1]:
+                raise QuotaExceeded(acct[0])
+            for _, row, _ in blobs:
+                self._insert_blob(tx, row)
+            items = [(blob_id, size, flags, kw, date)
+                     for (blob_id, _, size), (_, flags, kw, date) in zip(blobs, messages)]
+            _, uids = self._insert_messages(tx, account_id, mailbox_id, items)
+            return box[0], uids
+        return await self.db.write(op)
+
+    async def store_flags(self, account_id: int, mailbox_id: int, uids: Sequence[int], mode: str,
+                          bits: int, keywords: Sequence[str], *, unchangedsince: int | None = None,
+                          origin: object = None) -> tuple[list[tuple[int, int, str, int]], list[int]]:
+        """Change flags: mode is 'set', 'add' or 'remove'.
+
+        Returns (changed, failed): changed lists (uid, bits, keywords, modseq) of messages whose
+        flags actually changed; failed lists UIDs refused by UNCHANGEDSINCE (RFC 7162 §3.1.3)."""
+        uid_list = sorted(set(uids))
+
+        def op(tx: Tx) -> tuple[list[tuple[int, int, str, int]], list[int]]:
+            box = tx.one("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if box is None:
+                raise NotFound("mailbox is gone")
+            modseq = box[0] + 1
+            changed: list[tuple[int, int, str, int]] = []
+            failed: list[int] = []
+            updates = []
+            kwset = set(keywords)
+            for start in range(0, len(uid_list), 500):
+                chunk = uid_list[start:start + 500]
+                rows = tx.all(f"SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ? AND uid IN "
+                              f"({','.join('?' * len(chunk))})", (mailbox_id, *chunk))
+                for uid, old_bits, old_kw, old_modseq in rows:
+                    if unchangedsince is not None and old_modseq > unchangedsince:
+                        failed.append(uid)
+                        continue
+                    current = set(old_kw.split())
+                    if mode == "set":
+                        new_bits, new_kw = bits, kwset
+                    elif mode == "add":
+                        new_bits, new_kw = old_bits | bits, current | kwset
+                    else:
+                        new_bits, new_kw = old_bits & ~bits, current - kwset
+                    if new_bits == old_bits and new_kw == current:
+                        continue
+                    kw_text = " ".join(sorted(new_kw))
+                    updates.append((new_bits, kw_text, modseq, mailbox_id, uid))
+                    changed.append((uid, new_bits, kw_text, modseq))
+            if updates:
+                tx.executemany("UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                               updates)
+                tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+                tx.emit(FlagsChanged(account_id, mailbox_id, tuple(changed), origin))
+            return changed, sorted(failed)
+        return await self.db.write(op, durable=False)
+
+    def _expunge(self, tx: Tx, account_id: int, mailbox_id: int, uids: Sequence[int]) -> tuple[int, list[int]]:
+        box = tx.one("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
+        if box is None:
+            raise NotFound("mailbox is gone")
+        modseq = box[0] + 1
+        gone: list[int] = []
+        for start in range(0, len(uids), 500):
+            chunk = list(uids[start:start + 500])
+            gone.extend(r[0] for r in tx.all(
+                f"DELETE FROM messages WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))}) RETURNING uid",
+                (mailbox_id, *chunk)))
+        if gone:
+            gone.sort()
+            tx.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                           [(mailbox_id, uid, modseq) for uid in gone])
+            tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+            tx.emit(MessagesExpunged(account_id, mailbox_id, tuple(gone), modseq))
+        return modseq, gone
+
+    async def expunge(self, account_id: int, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove messages flagged \\Deleted (all of them, or only those among ``uids`` for
+        UID EXPUNGE, RFC 4315 §2.1). Returns the expunged UIDs in ascending order."""
+        def op(tx: Tx) -> list[int]:
+            deleted = [r[0] for r in tx.all(
+                "SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? != 0 ORDER BY uid", (mailbox_id, DELETED))]
+            if uids is not None:
+                wanted = set(uids)
+                deleted = [u for u in deleted if u in wanted]
+            return self._expunge(tx, account_id, mailbox_id, deleted)[1]
+        return await self.db.write(op, durable=False)
+
+    async def remove_messages(self, account_id: int, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Expunge the given messages whatever their flags (POP3 deletion at QUIT)."""
+        return await self.db.write(lambda tx: self._expunge(tx, account_id, mailbox_id, sorted(set(uids)))[1])
+
+    # -- POP3 maildrop (services/maildrop.py) ----------------------------------------------------
+
+    async def pop3_snapshot(self, mailbox_id: int, since: float | None = None) -> list[tuple[int, int, str]]:
+        """(uid, size, blob id) of the messages POP3 may offer, in UID order: every message of
+        the mailbox not retired by `pop3_retire` and, with ``since``, saved after that time."""
+        sql = ("SELECT m.uid, m.size, m.blob_id FROM messages m WHERE m.mailbox_id = ? AND NOT EXISTS "
+               "(SELECT 1 FROM pop3_retired r WHERE r.mailbox_id = m.mailbox_id AND r.uid = m.uid)")
+        params: tuple[Any, ...] = (mailbox_id,)
+        if since is not None:
+            sql += " AND m.saved_at > ?"
+            params += (since,)
+
+        def op(tx: Tx) -> list[tuple[int, int, str]]:
+            cursor = tx.conn.cursor()
+            cursor.row_factory = None  # plain tuples: a login may list 10,000s of messages
+            return cursor.execute(sql + " ORDER BY m.uid", params).fetchall()
+        return await self.db.read(op)
+
+    async def pop3_retire(self, account_id: int, mailbox_id: int, uids: Sequence[int], *,
+                          mark_seen: bool = False) -> list[int]:
+        """Hide messages from POP3 for good while they stay in the mailbox (the POP3 policies
+        "keep" and "mark-read"), adding \\Seen first when ``mark_seen``; one transaction.
+
+        Returns the UIDs that still existed. Retired UIDs of messages that are gone are
+        forgotten on the way (UIDs never repeat, so they can never match again)."""
+        uid_list = sorted(set(uids))
+
+        def op(tx: Tx) -> list[int]:
+            rows: list[Any] = []
+            for start in range(0, len(uid_list), 500):
+                chunk = uid_list[start:start + 500]
+                rows.extend(tx.all(f"SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ? AND uid IN "
+                                   f"({','.join('?' * len(chunk))})", (mailbox_id, *chunk)))
+            rows.sort(key=lambda r: r[0])
+            unseen = [r for r in rows if not r[1] & SEEN] if mark_seen else []
+            if unseen:
+                modseq = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)) + 1
+                tx.executemany("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                               [(r[1] | SEEN, modseq, mailbox_id, r[0]) for r in unseen])
+                tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+                tx.emit(FlagsChanged(account_id, mailbox_id,
+                                     tuple((r[0], r[1] | SEEN, r[2], modseq) for r in unseen)))
+            now = time.time()
+            tx.executemany("INSERT INTO pop3_retired (mailbox_id, uid, retired_at) VALUES (?, ?, ?) "
+                           "ON CONFLICT DO NOTHING", [(mailbox_id, r[0], now) for r in rows])
+            tx.execute("DELETE FROM pop3_retired WHERE mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM messages m "
+                       "WHERE m.mailbox_id = pop3_retired.mailbox_id AND m.uid = pop3_retired.uid)", (mailbox_id,))
+            return [r[0] for r in rows]
+        return await self.db.write(op)
+
+    def _copy(self, tx: Tx, account_id: int, source: int, uids: Sequence[int], target: int) -> list[tuple[int, int]]:
+        rows: list[Any] = []
+        for start in range(0, len(uids), 500):
+            chunk = list(uids[start:start + 500])
+            rows.extend(tx.all(f"SELECT uid, blob_id, size, flags, keywords, internal_date FROM messages "
+                               f"WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))})", (source, *chunk)))
+        rows.sort(key=lambda r: r[0])
+        if not rows:
+            return []
+        _, new_uids = self._insert_messages(tx, account_id, target, [(r[1], r[2], r[3], r[4], r[5]) for r in rows])
+        return [(r[0], new) for r, new in zip(rows, new_uids)]
+
+    async def copy_messages(self, account_id: int, source: int, uids: Sequence[int], target: int,
+                            *, move: bool = False, enforce_quota: bool = True) -> tuple[int, list[tuple[int, int]]]:
+        """COPY or MOVE (RFC 6851): returns (target uidvalidity, [(source uid, new uid)])."""
+        uid_list = sorted(set(uids))
+
+        def op(tx: Tx) -> tuple[int, list[tuple[int, int]]]:
+            box = tx.one("SELECT uidvalidity, account_id FROM mailboxes WHERE id = ?", (target,))
+            if box is None or box[0] is None or box[1] != account_id:
+                raise NotFound("target mailbox is gone")
+            if enforce_quota and not move:
+                acct = tx.one("SELECT address, quota_bytes FROM accounts WHERE id = ?", (account_id,))
+                if acct[1]:
+                    added = sum(r[0] for r in tx.all(
+                        f"SELECT size FROM messages WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(uid_list))})",
+                        (source, *uid_list))) if uid_list else 0
+                    if self._quota_used(tx, account_id) + added > acct[1]:
+                        raise QuotaExceeded(acct[0])
+            pairs = self._copy(tx, account_id, source, uid_list, target)
+            if move and pairs:
+                self._expunge(tx, account_id, source, [p[0] for p in pairs])
+            return box[0], pairs
+        return await self.db.write(op)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> tuple[list[MessageMeta], list[int]]:
+        """(messages changed after modseq, UIDs expunged after modseq) for CONDSTORE/QRESYNC."""
+        def op(tx: Tx) -> tuple[list[Any], list[int]]:
+            changed = tx.all(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? "
+                             "ORDER BY uid", (mailbox_id, modseq))
+            vanished = [r[0] for r in tx.all("SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? "
+                                             "ORDER BY uid", (mailbox_id, modseq))]
+            return changed, vanished
+        changed, vanished = await self.db.read(op)
+        return [_message(r) for r in changed], vanished
+
+    async def search_fields(self, mailbox_id: int) -> dict[int, dict[str, Any]]:
+        """Header fields kept for SEARCH, per UID: subject, from, to, cc, bcc, sent_date..."""
+        rows = await self.db.read(lambda tx: tx.all(
+            "SELECT m.uid, b.subject, b.from_addr, b.to_addr, b.cc_addr, b.bcc_addr, b.message_id, "
+            "b.in_reply_to, b.sent_date FROM messages m JOIN blobs b ON b.id = m.blob_id "
+            "WHERE m.mailbox_id = ?", (mailbox_id,)))
+        keys = ("subject", "from", "to", "cc", "bcc", "message_id", "in_reply_to", "sent_date")
+        return {r[0]: dict(zip(keys, r[1:])) for r in rows}
+
