@@ -395,7 +395,7 @@ def test_mutt_reads_flags_deletes_and_saves_over_imaps(srv: RunningServer, tmp_p
     # every message: its Subject line into `listing` (tag all, pipe each, untag); message 1: pipe
     # it to a file (UID FETCH BODY.PEEK[]) and flag it; message 2: delete it; message 3: save it to
     # Archive (UID COPY + \Deleted); then sync (STORE, EXPUNGE) and leave.
-    mutt_on_a_terminal(rc, home, f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep ^Subject: >> {listing}<enter>"
+    mutt_on_a_terminal(rc, home, f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep Subject: >> {listing}<enter>"
                                  "<untag-pattern>~A<enter>"
                                  f"<pipe-message>cat > {out}<enter><flag-message><next-entry>"
                                  "<delete-message><next-entry><save-message>=Archive<enter>"
@@ -417,8 +417,32 @@ def test_mutt_reads_flags_deletes_and_saves_over_imaps(srv: RunningServer, tmp_p
                           b"\r\n\r\nx\r\n")
     listing.unlink()
     replied = home / "replied"
-    mutt_on_a_terminal(rc, home, f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep ^Subject: >> {listing}<enter>"
+    mutt_on_a_terminal(rc, home, f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep Subject: >> {listing}<enter>"
                                  f"<untag-pattern>~A<enter><tag-pattern>~Q<enter>"
-                                 f"<tag-prefix><pipe-message>grep ^Subject: >> {replied}<enter><exit>")
+                                 f"<tag-prefix><pipe-message>grep Subject: >> {replied}<enter><exit>")
     assert listing.read_text().splitlines() == ["Subject: for mutt 0", "Subject: arrived later"]
     assert replied.read_text().splitlines() == ["Subject: for mutt 0"]  # \Answered came through QRESYNC
+
+
+@pytest.mark.skipif(MUTT is None, reason="mutt is not installed (Debian package mutt)")
+def test_mutt_sends_over_smtps_and_files_into_sent(srv: RunningServer, tmp_path: Path) -> None:
+    sender, rcpt = "mutt-sender@example.com", "mutt-rcpt@example.com"
+    srv.add_account(sender, PASSWORD)
+    srv.add_account(rcpt, PASSWORD)
+    home = make_home(tmp_path)
+    rc = muttrc(srv, home, sender,
+                f'set from="Mutt Sender <{sender}>" use_from=yes',
+                f'set smtp_url="smtps://{sender.replace("@", "%40")}@127.0.0.1:{srv.port("submissions")}/"',
+                f'set smtp_pass="{PASSWORD}"',
+                'set record="=Sent" copy=yes send_charset=utf-8')
+    # batch mode (stdin is not a terminal): no screen at all
+    run([MUTT, "-n", "-F", str(rc), "-s", "sent by mutt", rcpt], home,  # type: ignore[list-item]
+        stdin="Hello from mutt, ünïcødé.\n".encode())
+    inbox = messages(srv, rcpt)
+    assert len(inbox) == 1 and b"Subject: sent by mutt" in inbox[0]
+    assert b" with ESMTPSA " in inbox[0]
+    sent = messages(srv, sender, "Sent")  # mutt APPENDed its copy over IMAP
+    assert len(sent) == 1 and b"Subject: sent by mutt" in sent[0]
+    message_id = next(line for line in sent[0].split(b"\r\n") if line.lower().startswith(b"message-id:"))
+    assert message_id in inbox[0]
+    assert b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Hello from mutt, ünïcødé.\r\n".encode() in inbox[0]

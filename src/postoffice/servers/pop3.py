@@ -95,6 +95,19 @@ _REPLIES = (Ok, Err, MultiLine, Continuation)
 #: Below this many buffered octets a transport is not paused (asyncio's and uvloop's default
 #: high-water mark is 64 KiB), so waiting in drain() is pointless: skip the coroutine.
 PAUSE_BELOW = 64 * 1024
+#: After a session ends, a client gets this long to take the last replies before its
+#: connection is dropped (a close() with unsent output otherwise waits for it forever).
+CLOSE_GRACE = 5.0
+#: Longest TLS handshake after STLS (also bounded by limits.pop3_timeout).
+STLS_HANDSHAKE_TIMEOUT = 30.0
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    """Drop a connection that a close() left open; a no-op once it is gone."""
+    try:
+        transport.abort()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - already torn down: nothing to do
+        pass
 
 
 class Pop3Server:
@@ -190,7 +203,12 @@ class Pop3Handler:
             if self._watchdog_handle is not None:
                 self._watchdog_handle.cancel()
             self._finish()
+            transport = conn.writer.transport  # (the TLS one after STLS)
             await conn.close()
+            # A client that stops reading keeps a closed transport (and its socket) open for
+            # as long as it likes: the replies still queued are never flushed. Give it a few
+            # seconds to take them, then drop the connection (the session is over already).
+            loop.call_later(CLOSE_GRACE, _abort, transport)
 
     def _watchdog(self) -> None:
         """One timer per connection (cheaper than one per read): RFC 1939 §3's autologout for
@@ -426,7 +444,8 @@ class Pop3Handler:
         if discarded:
             log.warning("POP3 from %s: discarded %d octets pipelined after STLS", self.conn.remote_ip,
                         len(discarded))
-        if self.app.tls is None or not await self.conn.start_tls(self.app.tls):
+        timeout = min(STLS_HANDSHAKE_TIMEOUT, self.timeout)
+        if self.app.tls is None or not await self.conn.start_tls(self.app.tls, timeout=timeout):
             return False
         return True
 

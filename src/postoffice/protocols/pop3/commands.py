@@ -32,6 +32,7 @@ MAX_COMMAND_LINE: Final = 255  # RFC 2449 §4, including CRLF
 MAX_AUTH_LINE: Final = 512  # our leniency for AUTH with an initial response, including CRLF
 MAX_SASL_LINE: Final = 12288 + 2  # SASL continuation lines: RFC 4954 §4's 12288 plus CRLF
 MAX_MESSAGE_NUMBER_DIGITS: Final = 9  # "RETR 9999999999" is "no such message", not a bignum
+MAX_TOP_LINES: Final = 2**31 - 1  # TOP msg n with a larger n means the same: every line
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ ALL_COMMANDS: Final[tuple[type[Command], ...]] = (
 
 # RFC 1939 §3: keywords are 3 or 4 characters; we accept any token and then look it up.
 _DIGITS = re.compile(rb"[0-9]+")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 # RFC 4422 §3.1 mechanism names: 1-20 of upper-case letters, digits, "-" and "_".
 _MECHANISM = re.compile(rb"[A-Za-z0-9_-]{1,20}")
 # base64 text or "=" (RFC 5034 §4); validity of the base64 itself is checked by the SASL layer.
@@ -236,6 +238,8 @@ def parse_command(line: bytes) -> Command | InvalidCommand:
         # RFC 1939 §7: PASS has one argument, so spaces are part of the password.
         if not rest:
             return InvalidCommand("PASS needs a password", verb)
+        if b"\0" in rest:
+            return InvalidCommand("PASS must not contain NUL", verb)
         password = _decode(verb, rest)
         return password if isinstance(password, InvalidCommand) else Pass(password)
 
@@ -246,6 +250,8 @@ def parse_command(line: bytes) -> Command | InvalidCommand:
     if verb == "USER":
         if len(args) != 1:
             return InvalidCommand("USER takes exactly one argument, the user name", verb)
+        if _CONTROL.search(args[0]):
+            return InvalidCommand("USER name must not contain control characters", verb)
         name = _decode(verb, args[0])
         return name if isinstance(name, InvalidCommand) else User(name)
     if verb == "APOP":
@@ -275,7 +281,9 @@ def parse_command(line: bytes) -> Command | InvalidCommand:
             return number
         if not _DIGITS.fullmatch(args[1]):
             return InvalidCommand("the number of lines must be a non-negative integer", verb)
-        return Top(number, int(args[1]))
+        # "TOP 1 99999999999999999999" asks for the whole body; capped so that it fits a C
+        # ssize_t where the body is split (no OverflowError).
+        return Top(number, min(int(args[1]), MAX_TOP_LINES))
     if verb == "NOOP":
         return _no_args(verb, args, Noop)
     if verb == "RSET":

@@ -136,6 +136,8 @@ def top(message: bytes, lines: int, *, canonical: bool = False) -> bytes:
     if lines <= 0:
         return data[:head_end]
     body = data[head_end:]
+    if lines > len(body):
+        return data  # cannot have that many lines (and split() wants a C ssize_t)
     parts = body.split(CRLF, lines)
     if len(parts) <= lines:
         return data  # the body has no more than ``lines`` lines

@@ -10,7 +10,6 @@ control characters and wildcards, so a name can never reach outside the account.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from ...protocols.imap import Examine, decode_mailbox_name, encode_mailbox_name
@@ -169,19 +168,47 @@ async def do_subscribe(s: Session, tag: bytes, cmd: c.Subscribe | c.Unsubscribe)
 
 # == LIST / LSUB ==================================================================================
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+class _Pattern:
+    """A LIST pattern (RFC 9051 6.3.9: ``*`` matches anything, ``%`` anything but the separator)
+    matched without backtracking: a bit-parallel NFA (one bit per pattern position, Python ints),
+    so ``LIST "" "****...x"`` or ``"*a*a*a..."`` costs len(name) big-int steps, never exponential
+    time (a regex ``.*.*.*x`` would backtrack catastrophically and block the event loop)."""
+
+    __slots__ = ("literal", "star", "percent", "closure", "accept")
+
+    def __init__(self, pattern: str) -> None:
+        tokens: list[str] = []
+        for ch in pattern:
+            if ch in "*%" and tokens and tokens[-1] in "*%":
+                # a run of wildcards is one wildcard: "*" if any of them is "*"
+                tokens[-1] = "*" if "*" in (ch, tokens[-1]) else "%"
+            else:
+                tokens.append(ch)
+        self.literal: dict[str, int] = {}
+        self.star = self.percent = 0
+        for i, tok in enumerate(tokens):
+            if tok == "*":
+                self.star |= 1 << i
+            elif tok == "%":
+                self.percent |= 1 << i
+            else:
+                self.literal[tok] = self.literal.get(tok, 0) | 1 << i
+        self.closure = self.star | self.percent  # a wildcard may match nothing
+        self.accept = 1 << len(tokens)
+
+    def fullmatch(self, name: str) -> bool:
+        wild = self.closure
+        state = 1 | (1 & wild) << 1
+        for ch in name:
+            loop = self.star if ch == SEPARATOR else wild
+            state = (state & self.literal.get(ch, 0)) << 1 | (state & loop)
+            if not state:
+                return False
+            state |= (state & wild) << 1
+        return bool(state & self.accept)
 
 
-def _matcher(s: Session, reference: bytes, patterns: tuple[bytes, ...]) -> list[re.Pattern[str]]:
+def _matcher(s: Session, reference: bytes, patterns: tuple[bytes, ...]) -> list[_Pattern]:
     regexes = []
     for raw in patterns:
         full = reference + raw
@@ -191,7 +218,7 @@ def _matcher(s: Session, reference: bytes, patterns: tuple[bytes, ...]) -> list[
             continue  # a pattern no name can match
         if text[:5].upper() == "INBOX" and (len(text) == 5 or text[5] in "/*%"):
             text = "INBOX" + text[5:]
-        regexes.append(_pattern_regex(text))
+        regexes.append(_Pattern(text))
     return regexes
 
 
