@@ -102,6 +102,15 @@ CLOSE_GRACE = 5.0
 STLS_HANDSHAKE_TIMEOUT = 30.0
 
 
+def _buffered(transport: asyncio.WriteTransport) -> int:
+    """Octets the transport still holds; 0 once it is gone (asyncio's TLS transport raises
+    AttributeError from get_write_buffer_size() after it was closed twice or torn down)."""
+    try:
+        return transport.get_write_buffer_size()
+    except Exception:  # noqa: BLE001
+        return 0
+
+
 def _abort(transport: asyncio.BaseTransport) -> None:
     """Drop a connection that a close() left open; a no-op once it is gone."""
     try:
@@ -208,7 +217,7 @@ class Pop3Handler:
             # A client that stops reading keeps a closed transport (and its socket) open for
             # as long as it likes: the replies still queued are never flushed. Give it a few
             # seconds to take them, then drop the connection (the session is over already).
-            loop.call_later(CLOSE_GRACE, _abort, transport)
+            loop.call_later(min(CLOSE_GRACE, self.timeout), _abort, transport)
 
     def _watchdog(self) -> None:
         """One timer per connection (cheaper than one per read): RFC 1939 §3's autologout for
@@ -270,14 +279,14 @@ class Pop3Handler:
     async def _flush(self) -> None:
         if self._out:
             self._write_out()
-        if self.conn.writer.transport.get_write_buffer_size() > PAUSE_BELOW:
+        if _buffered(self.conn.writer.transport) > PAUSE_BELOW:
             await self._drain()
 
     async def _drain(self) -> None:
         """Wait until the transport takes more output; a client that stops reading for
         ``pop3_timeout`` is cut off by the watchdog (it would otherwise hold the maildrop
         lock forever)."""
-        if not self.conn.writer.transport.get_write_buffer_size():
+        if not _buffered(self.conn.writer.transport):
             return  # everything went to the kernel at once: the usual case
         self.writing = True
         try:
@@ -409,9 +418,12 @@ class Pop3Handler:
         being sent must not lose the message: QUIT only counts if what preceded it went out."""
         await self._flush()
         transport = self.conn.writer.transport
-        if transport.get_write_buffer_size() and not transport.is_closing():
-            high = transport.get_write_buffer_limits()[1]
-            transport.set_write_buffer_limits(high=0)
+        if _buffered(transport) and not transport.is_closing():
+            try:
+                high = transport.get_write_buffer_limits()[1]
+                transport.set_write_buffer_limits(high=0)
+            except Exception:  # noqa: BLE001 - the TLS transport was torn down: client gone
+                return False
             try:
                 await self._drain()
             finally:

@@ -7,7 +7,8 @@ Implementation notes (invariants):
   collected and written when the connection needs more input (so replies to pipelined commands
   go out together), or every 256 KiB during a long FETCH, draining the writer each time: a
   client that does not read cannot make the server buffer without bound.
-* Timeouts: before login ``PREAUTH_TIMEOUT`` (at most ``limits.idle_timeout``), afterwards and
+* Timeouts: before login ``PREAUTH_TIMEOUT`` (at most ``limits.idle_timeout``) per read and
+  ``PREAUTH_TOTAL_FACTOR`` times that for the whole pre-login phase (slowloris); afterwards and
   in IDLE ``limits.idle_timeout`` (RFC 9051 5.4: at least 30 minutes). This also bounds a
   literal that was announced and never sent. On expiry: ``* BYE`` and close.
 * Literals: the connection enforces ``limits.imap_max_literal`` before reading one. A
@@ -46,6 +47,9 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 PREAUTH_TIMEOUT = 60.0
+# The whole pre-login phase may last this many PREAUTH_TIMEOUTs, however the bytes trickle in
+# (slowloris: one byte every 59 s would otherwise hold a connection slot forever).
+PREAUTH_TOTAL_FACTOR = 3
 FLUSH_AT = 256 * 1024
 
 
@@ -71,7 +75,7 @@ class ImapHandler:
     """One IMAP connection: the I/O half; `Session` holds the protocol state."""
 
     __slots__ = ("server", "app", "conn", "pconn", "session", "out", "out_size", "done", "waiting",
-                 "terminated", "idle_timeout")
+                 "terminated", "idle_timeout", "login_deadline")
 
     def __init__(self, server: ImapServer, conn: Connection) -> None:
         self.server = server
@@ -85,6 +89,8 @@ class ImapHandler:
         self.waiting = False  # blocked reading from the client (between commands or in IDLE)
         self.terminated: str | None = None
         self.idle_timeout = float(limits.idle_timeout)
+        self.login_deadline = (asyncio.get_running_loop().time()
+                               + PREAUTH_TOTAL_FACTOR * min(PREAUTH_TIMEOUT, self.idle_timeout))
         self.session = Session(self)
 
     # -- policy ----------------------------------------------------------------------------------
@@ -120,7 +126,8 @@ class ImapHandler:
     # -- input -----------------------------------------------------------------------------------
     def _timeout(self) -> float:
         if self.session.state is State.NOT_AUTHENTICATED:
-            return min(PREAUTH_TIMEOUT, self.idle_timeout)
+            left = self.login_deadline - asyncio.get_running_loop().time()
+            return max(0.0, min(PREAUTH_TIMEOUT, self.idle_timeout, left))
         return self.idle_timeout
 
     async def next_event(self) -> Any:
