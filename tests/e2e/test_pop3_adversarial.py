@@ -9,6 +9,8 @@ import itertools
 import logging
 import shutil
 import socket
+import ssl
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -519,3 +521,68 @@ def test_per_ip_connection_limit(srv: RunningServer) -> None:
     time.sleep(0.3)
     c = plain(srv)
     c.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), as a crashing client or a middlebox does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_connections_reset_at_every_stage(srv: RunningServer) -> None:
+    """RSTs mid-RETR (995 and after STLS), after login, pre-login and mid-handshake, and TLS
+    handshakes the client aborts: no traceback (the TLS transport used to raise AttributeError
+    from get_write_buffer_size once torn down), nothing deleted, lock released."""
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 5000
+    address, account_id = new_account(srv, [big])
+    before = inbox_uids(srv, account_id)
+    for how in ("pop3s", "stls"):
+        c = implicit(srv) if how == "pop3s" else starttls(srv)
+        login(c, address)
+        c.send(b"RETR 1\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n")
+        c.sock.recv(1000)
+        _reset(c.sock)
+        time.sleep(0.3)
+        c = implicit(srv)
+        login(c, address)
+        _reset(c.sock)
+        time.sleep(0.3)
+        c = implicit(srv)
+        c.send(b"CAPA\r\n")
+        _reset(c.sock)
+    # a ClientHello, then RST
+    sock = socket.create_connection(("127.0.0.1", srv.port("pop3s")))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    sock.sendall(outgoing.read())
+    time.sleep(0.2)
+    _reset(sock)
+    # clients that reject the certificate (an alert mid-handshake), on 995 and after STLS
+    with pytest.raises(ssl.SSLError):
+        ssl.create_default_context().wrap_socket(
+            socket.create_connection(("127.0.0.1", srv.port("pop3s"))), server_hostname="mail.test")
+    c = plain(srv)
+    assert c.cmd(b"STLS").startswith(b"+OK")
+    with pytest.raises(ssl.SSLError):
+        ssl.create_default_context().wrap_socket(c.sock, server_hostname="mail.test")
+    # not TLS at all on 995
+    for junk in (b"\x16\x03\x01\x00\x05hello" + b"\0" * 100, b"CAPA\r\nUSER x\r\n"):
+        sock = socket.create_connection(("127.0.0.1", srv.port("pop3s")))
+        sock.sendall(junk)
+        sock.settimeout(5)
+        try:
+            assert not sock.recv(100).startswith(b"+OK")  # an alert or nothing, never POP3
+        except OSError:
+            pass
+        sock.close()
+    time.sleep(0.5)
+    c = implicit(srv)
+    login(c, address)
+    assert c.cmd(b"STAT") == b"+OK 1 %d" % len(big)
+    c.close()
+    assert inbox_uids(srv, account_id) == before
+
