@@ -133,6 +133,7 @@ metadata = {home}/.offlineimap
 ui = basic
 
 [Account po]
+utf8foldernames = yes
 localrepository = local
 remoterepository = remote
 
@@ -165,13 +166,18 @@ def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None
     for i in range(3):
         deliver(srv, account, b"From: x@example.org\r\nSubject: server %d\r\nMessage-ID: <oi%d@example.org>\r\n"
                               b"\r\nhello %d\r\n" % (i, i, i))
+    wire = imap(srv, address)
+    assert wire.cmd(b'c CREATE "M&APw-ll"')[-1].startswith(b"c OK")  # "Müll" in modified UTF-7
+    wire.cmd(b"l LOGOUT")
+    deliver(srv, account, b"Subject: rubbish\r\n\r\nx\r\n", "Müll")
     home = make_home(tmp_path)
     mail = tmp_path / "mail"
     rc = offlineimaprc(srv, home, address, mail)
 
     # server -> local: every folder, every message
     run_offlineimap(rc, home)
-    assert {p.name for p in mail.iterdir()} >= {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"}
+    assert {p.name for p in mail.iterdir()} == {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive", "Müll"}
+    assert len(maildir_files(mail / "Müll")) == 1
     local = maildir_files(mail / "INBOX")
     assert len(local) == 3
     by_uid = {int(p.name.split(",U=")[1].split(",")[0]): p for p in local}
@@ -188,6 +194,9 @@ def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None
     for sub in ("cur", "new", "tmp"):
         (mail / "Projects" / sub).mkdir(parents=True)
     (mail / "Projects" / "new" / "1700000001.local.host").write_bytes(b"Subject: project\r\n\r\nx\r\n")
+    for sub in ("cur", "new", "tmp"):
+        (mail / "Entwürfe" / sub).mkdir(parents=True)
+    (mail / "Entwürfe" / "new" / "1700000002.local.host").write_bytes(b"Subject: draft\r\n\r\nx\r\n")
     run_offlineimap(rc, home)
 
     wire = imap(srv, address)
@@ -198,6 +207,7 @@ def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None
     assert b"Subject: server 2" not in text          # deleted locally -> expunged on the server
     assert new_local in text                          # uploaded byte for byte
     assert wire.cmd(b"t STATUS Projects (MESSAGES)")[0] == b'* STATUS "Projects" (MESSAGES 1)'
+    assert wire.cmd(b'u STATUS "Entw&APw-rfe" (MESSAGES)')[0] == b'* STATUS "Entw&APw-rfe" (MESSAGES 1)'
 
     # server -> local: a flag set over IMAP, new mail
     wire.cmd(b"a UID STORE 2 +FLAGS (\\Flagged \\Answered)")
@@ -334,7 +344,7 @@ def muttrc(srv: RunningServer, home: Path, address: str, *extra: str) -> Path:
         'set spoolfile="+INBOX"',
         'set record=""',
         f'set header_cache="{home}/hcache"',
-        "set imap_condstore=yes imap_qresync=yes",
+        "set imap_condstore=yes imap_qresync=yes imap_idle=yes",
         "set wait_key=no quit=yes move=no delete=yes confirmappend=no resolve=no",
         "set pipe_decode=no pipe_split=yes sort=date timeout=5",
         *extra,

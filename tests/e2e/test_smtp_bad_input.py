@@ -175,7 +175,7 @@ def test_auth_garbage_on_submission(srv: RunningServer, clean_store: None) -> No
         assert c.cmd("AUTH PLAIN !!!notbase64")[0] == 501
         assert c.cmd("AUTH PLAIN " + base64.b64encode(b"no-nuls-here").decode())[0] == 535
         assert c.cmd("AUTH PLAIN") == (334, "")
-        assert c.cmd(b"A" * 13000) == (500, "5.5.2 Line too long")  # ends the exchange
+        assert c.cmd(b"A" * 13000) == (500, "5.5.6 Authentication Exchange line is too long")  # RFC 4954 §6; ends the exchange
         assert c.cmd("AUTH LOGIN")[0] == 334
         assert c.cmd("%%%")[0] == 501
         assert c.cmd("AUTH PLAIN " + base64.b64encode(b"other@example.com\0alice@example.com\0password1").decode()

@@ -21,6 +21,9 @@ MESSAGE = (
     "To: Bob <bob@example.com>\r\n"
     "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
     "Message-ID: <m1@example.com>\r\n"
+    # A complete RFC 5322 message (Date is required): stored byte for byte. Without Date or
+    # Message-ID the MSA adds them (RFC 6409 §8.2, §8.3; test_smtp_conformance.py).
+    "Date: Mon, 02 Mar 2026 10:00:00 +0100\r\n"
     "MIME-Version: 1.0\r\n"
     "Content-Type: text/plain; charset=utf-8\r\n"
     "Content-Transfer-Encoding: 8bit\r\n"

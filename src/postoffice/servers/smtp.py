@@ -71,6 +71,7 @@ from ..services.delivery import (
     Envelope,
     SendRateLimiter,
     Trace,
+    add_missing_headers,
     addresses_shown,
     from_addresses,
     hop_count,
@@ -562,6 +563,8 @@ class SmtpSession:
                 if not await self.server.delivery.may_send_as(self.account, sender):
                     self.reply(R553_FROM)
                     return
+            # RFC 6409 §8.2, §8.3: the MSA supplies a missing Date / Message-ID (before signing).
+            data = add_missing_headers(data, self.server.hostname)
             signer = getattr(self.app, "dkim_signer", None)
             if signer is not None:
                 sign = functools.partial(_dkim_sign, signer, _domain_of(senders[0]))

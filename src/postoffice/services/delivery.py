@@ -365,6 +365,30 @@ def header_block(message: bytes) -> bytes:
     return message[:find_header_end(message, 0, len(message))]
 
 
+def add_missing_headers(message: bytes, hostname: str) -> bytes:
+    """RFC 6409 §8.2 / §8.3 (MSA): add ``Date`` and ``Message-ID`` when the submitted message
+    has none (as Postfix and Exim do; RFC 5322 §3.6 requires Date and expects Message-ID).
+
+    The fields go at the end of the header block, so trace fields stay on top together."""
+    end = find_header_end(message, 0, len(message))
+    head = message[:end]
+    names = {name for name, _fs, _vs, _fe in split_fields(head, 0, len(head))}
+    extra = b""
+    if b"date" not in names:
+        extra += f"Date: {_now_rfc5322()}\r\n".encode("ascii")
+    if b"message-id" not in names:
+        extra += f"Message-ID: <{int(time.time())}.{secrets.token_hex(8)}@{hostname}>\r\n".encode("utf-8")
+    if not extra:
+        return message
+    if end >= 2 and message[end - 4:end] == b"\r\n\r\n":
+        at = end - 2  # before the blank line
+    elif message[end - 2:end] == b"\r\n" or end == 0:
+        at = end  # header only, CRLF-terminated
+    else:
+        return message[:end] + b"\r\n" + extra.rstrip(b"\r\n") + message[end:]
+    return message[:at] + extra + message[at:]
+
+
 def hop_count(message: bytes) -> int:
     """Number of Received fields in the header block (RFC 5321 §6.3 loop detection)."""
     return len(_RECEIVED.findall(header_block(message)))
@@ -473,6 +497,7 @@ __all__ = [
     "Route",
     "SendRateLimiter",
     "Trace",
+    "add_missing_headers",
     "addresses_shown",
     "from_addresses",
     "hop_count",

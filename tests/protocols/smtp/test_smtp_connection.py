@@ -480,7 +480,7 @@ def test_extended_limits_for_mail_and_auth() -> None:
     events = run(HELLO + big)
     assert isinstance(events[1], Auth)
     events = run(HELLO + b"AUTH XTOKEN " + b"A" * MAX_AUTH_LINE + b"\r\nNOOP\r\n")
-    assert events[1:3] == [LineTooLong(r.R500_LINE_TOO_LONG), Noop("")]
+    assert events[1:3] == [LineTooLong(r.R500_AUTH_LINE_TOO_LONG), Noop("")]
 
 
 @pytest.mark.parametrize(
@@ -587,7 +587,7 @@ def test_auth_cancel_and_long_response() -> None:
     events = run(HELLO + b"AUTH PLAIN\r\n*\r\nNOOP\r\n")
     assert events[2:4] == [AuthResponse(b"*"), Noop("")]
     events = run(HELLO + b"AUTH PLAIN\r\n" + b"A" * (MAX_AUTH_LINE + 10) + b"\r\nNOOP\r\n")
-    assert events[2:4] == [LineTooLong(r.R500_LINE_TOO_LONG), Noop("")]
+    assert events[2:4] == [LineTooLong(r.R500_AUTH_LINE_TOO_LONG), Noop("")]
     events = run(HELLO + b"AUTH PLAIN\r\n" + b"A" * (MAX_AUTH_LINE - 2) + b"\r\n")
     assert events[2] == AuthResponse(b"A" * (MAX_AUTH_LINE - 2))
 

@@ -445,6 +445,8 @@ class SmtpConnection:
             if len(buf) < limit:
                 return NEED_DATA
             # RFC 5321 §4.5.3.1.4 line too long: answer now, drop the rest of the line.
+            # An AUTH line or SASL response gets RFC 4954 §6's 500 5.5.6 instead.
+            reply = r.R500_AUTH_LINE_TOO_LONG if limit == MAX_AUTH_LINE else r.R500_LINE_TOO_LONG
             end = buf.find(b"\r\n", limit - 1)
             if end >= 0:
                 del buf[: end + 2]
@@ -454,7 +456,7 @@ class SmtpConnection:
                 del buf[: len(buf) - keep]
             if self._mode is _Mode.AUTH_RESPONSE:
                 self._mode = _Mode.COMMAND  # the exchange is over; the server answers 500
-            return self._error(LineTooLong(r.R500_LINE_TOO_LONG))
+            return self._error(LineTooLong(reply))
         line = bytes(buf[:end])
         del buf[: end + 2]
         if self._mode is _Mode.AUTH_RESPONSE:

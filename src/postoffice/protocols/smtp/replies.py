@@ -57,7 +57,10 @@ class Reply:
         for i, line in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
             text = f"{prefix}{line}"
-            out.append(f"{self.code}{sep}{text}".rstrip(" ") + "\r\n")
+            wire = f"{self.code}{sep}{text}"
+            # RFC 4954 §4/§8: continue-req = "334" SP [base64] CRLF (the space is required
+            # even with an empty challenge); other replies drop trailing blanks.
+            out.append((wire if self.code == 334 else wire.rstrip(" ")) + "\r\n")
         return "".join(out).encode("utf-8")
 
     def with_text(self, text: str) -> Reply:
@@ -111,9 +114,11 @@ R452_TOO_MANY_RCPTS = Reply(452, "4.5.3", "Too many recipients")
 R454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 
 # 5xx: syntax and sequence, produced by the connection itself
-R500_UNRECOGNIZED = Reply(500, "5.5.1", "Command unrecognized")
+# RFC 3463 §3.6: X.5.2 covers "the command is unrecognized" (X.5.1: out of sequence/unsupported).
+R500_UNRECOGNIZED = Reply(500, "5.5.2", "Command unrecognized")
 R500_SYNTAX = Reply(500, "5.5.2", "Syntax error")
 R500_LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+R500_AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication Exchange line is too long")  # RFC 4954 §6
 R501_SYNTAX_PARAMS = Reply(501, "5.5.4", "Syntax error in parameters or arguments")
 R501_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
 R501_BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")

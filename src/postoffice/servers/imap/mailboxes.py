@@ -278,9 +278,25 @@ async def do_lsub(s: Session, tag: bytes, cmd: c.Lsub) -> bytes:
     assert s.account is not None
     regexes = _matcher(s, cmd.reference, (cmd.pattern,))
     boxes = await s.app.store.list_mailboxes(s.account.id)
-    for box in boxes:
-        if box.subscribed and any(rx.fullmatch(box.name) for rx in regexes):
-            s.send(r.lsub_response([], SEPARATOR, wire_name(s, box.name)))
+    subscribed = {b.name for b in boxes if b.subscribed}
+    # RFC 3501 6.3.9: when "%" stops above a subscribed mailbox whose parent is not
+    # subscribed ("foo/bar" subscribed, "foo" not, LSUB "" "%"), the parent is returned
+    # flagged \Noselect.
+    parents: set[str] = set()
+    for name in subscribed:
+        if any(rx.fullmatch(name) for rx in regexes):
+            continue
+        parts = name.split(SEPARATOR)
+        for k in range(1, len(parts)):
+            parent = SEPARATOR.join(parts[:k])
+            if parent not in subscribed and any(rx.fullmatch(parent) for rx in regexes):
+                parents.add(parent)
+    names = [b.name for b in boxes]
+    for name in names + sorted(parents.difference(names)):
+        if name in parents:
+            s.send(r.lsub_response(["\\Noselect"], SEPARATOR, wire_name(s, name)))
+        elif name in subscribed and any(rx.fullmatch(name) for rx in regexes):
+            s.send(r.lsub_response([], SEPARATOR, wire_name(s, name)))
     return r.ok(tag, "LSUB completed")
 
 

@@ -153,14 +153,22 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
         targets.append((p + 1, uid, i))
     if cmd.vanished and cmd.changedsince is not None:
         _, gone = await s.app.store.changes_since(view.mailbox_id, cmd.changedsince)
-        star = view.uids[-1] if view.uids else 0
+        # "*" is the highest UID ever assigned here, as for SELECT ... QRESYNC: "1:*" must
+        # also report the expunged messages above the last remaining one (RFC 7162 3.2.6)
+        star = max(index.uidnext - 1, view.uids[-1] if view.uids else 0)
         gone = [u for u in gone if cmd.seqset.contains(u, star) and not view.seq_of(u)]
         if gone:
             s.send(r.vanished(gone, earlier=True))
     atts = list(cmd.items)
+    include_uid = cmd.uid
+    include_modseq = cmd.changedsince is not None
     if not view.readonly and any(a.sets_seen for a in atts):
         unseen = [uid for _, uid, i in targets if not index.bits[i] & SEEN]
         if unseen:
+            # The FLAGS this adds report a flag change: with CONDSTORE it carries MODSEQ,
+            # with QRESYNC also UID (RFC 7162 3.1, 3.2.4), as for a STORE
+            include_modseq = include_modseq or s.condstore
+            include_uid = include_uid or s.qresync
             await s.app.store.store_flags(s.account.id, view.mailbox_id, unseen, "add", SEEN, (), origin=s)
             await index.refresh()
             removals = index.removals
@@ -168,9 +176,8 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
             targets = [t for t in targets if t[2] >= 0]
             if not any(a.name == "FLAGS" for a in atts):
                 atts.append(FetchAtt("FLAGS"))
-    include_modseq = cmd.changedsince is not None
     if fast:
-        await _fetch_from_index(s, view, targets, atts, removals, include_uid=cmd.uid, include_modseq=include_modseq)
+        await _fetch_from_index(s, view, targets, atts, removals, include_uid=include_uid, include_modseq=include_modseq)
     else:
         try:
             for start in range(0, len(targets), FETCH_BATCH):
@@ -178,7 +185,7 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
                 metas = {m.uid: m for m in await s.app.store.get_messages(view.mailbox_id, [t[1] for t in batch])}
                 items = [(seq, metas[uid]) for seq, uid, _ in batch if uid in metas]
                 missing = missing or len(items) < len(batch)
-                async for chunk in fetch_responses(s.app.store, items, atts, include_uid=cmd.uid,
+                async for chunk in fetch_responses(s.app.store, items, atts, include_uid=include_uid,
                                                    include_modseq=include_modseq, utf8=s.utf8):
                     s.send(chunk)
                     await s.io.maybe_flush()
@@ -288,6 +295,15 @@ async def do_store(s: Session, tag: bytes, cmd: c.Store) -> bytes:
             i = index.position(uid)
             if i >= 0 and uid not in failed_set:
                 s.send(view.flags_response(p + 1, i, uid=cmd.uid or s.qresync, modseq=s.condstore))
+    elif s.condstore:
+        # RFC 7162 3.1.3: with CONDSTORE an untagged FETCH is sent even for .SILENT, and it
+        # carries MODSEQ (without FLAGS), so the client's cached mod-sequences stay right
+        for p in positions:
+            uid = view.uids[p]
+            i = index.position(uid)
+            if i >= 0 and uid not in failed_set:
+                prefix = b"UID %d " % uid if cmd.uid or s.qresync else b""
+                s.send(b"* %d FETCH (%sMODSEQ (%d))\r\n" % (p + 1, prefix, index.modseqs[i]))
     if failed:
         numbers = failed if cmd.uid else [view.seq_of(u) for u in failed]
         return r.ok(tag, f"{verb} completed; some messages changed meanwhile", Code.modified(numbers))
