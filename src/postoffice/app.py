@@ -25,15 +25,22 @@ from .tls import server_context
 
 log = logging.getLogger(__name__)
 
-# (listener name, implicit TLS, what to answer when a client IP has too many connections)
-LISTENERS: dict[str, tuple[bool, bytes]] = {
-    "smtp": (False, b"421 4.7.0 Too many connections from your address, try again later\r\n"),
-    "submission": (False, b"421 4.7.0 Too many connections from your address, try again later\r\n"),
-    "submissions": (True, b"421 4.7.0 Too many connections from your address, try again later\r\n"),
-    "imap": (False, b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"),
-    "imaps": (True, b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"),
-    "pop3": (False, b"-ERR [SYS/TEMP] Too many connections from your address\r\n"),
-    "pop3s": (True, b"-ERR [SYS/TEMP] Too many connections from your address\r\n"),
+_SMTP_BUSY = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+_SMTP_STOP = b"421 4.3.2 Service shutting down, try again later\r\n"
+_IMAP_BUSY = b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+_IMAP_STOP = b"* BYE [UNAVAILABLE] Server shutting down\r\n"
+_POP3_BUSY = b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
+_POP3_STOP = b"-ERR [SYS/TEMP] Server shutting down\r\n"
+
+# listener name: (implicit TLS, answer when a client IP has too many connections, shutdown notice)
+LISTENERS: dict[str, tuple[bool, bytes, bytes]] = {
+    "smtp": (False, _SMTP_BUSY, _SMTP_STOP),
+    "submission": (False, _SMTP_BUSY, _SMTP_STOP),
+    "submissions": (True, _SMTP_BUSY, _SMTP_STOP),
+    "imap": (False, _IMAP_BUSY, _IMAP_STOP),
+    "imaps": (True, _IMAP_BUSY, _IMAP_STOP),
+    "pop3": (False, _POP3_BUSY, _POP3_STOP),
+    "pop3s": (True, _POP3_BUSY, _POP3_STOP),
 }
 
 
@@ -92,8 +99,8 @@ class Postoffice:
                 if name == "http":
                     await self._start_web(addr)
                     continue
-                implicit, refuse = LISTENERS[name]
-                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse)
+                implicit, refuse, shutdown = LISTENERS[name]
+                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown)
                 listening = await serve(spec, self.protocol_server(name), self.tls, limiter)
                 self.servers[name] = listening
                 self.bound[name] = HostPort(addr.host, listening.port)
@@ -182,8 +189,8 @@ class Postoffice:
                     result = session.terminate("the server is shutting down")
                     if asyncio.iscoroutine(result):
                         await asyncio.wait_for(result, 2)
-        for listening in self.servers.values():
-            await listening.close()  # also the sessions that never logged in
+        for name, listening in self.servers.items():
+            await listening.close(LISTENERS[name][2])  # also the sessions that never logged in
         self.servers.clear()
         if self._web is not None:
             self._web.should_exit = True

@@ -145,3 +145,21 @@ def test_port_in_use_is_one_clear_line(config: Path) -> None:
     assert proc.returncode == 2
     assert f"127.0.0.1:{port}" in proc.stderr and "imaps" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_shutdown_says_goodbye_to_sessions_that_never_logged_in(tmp_path: Path) -> None:
+    """RFC 5321 §3.8: a server that stops sends 421 to an open SMTP session (IMAP: BYE)."""
+    from tests.support.server import RunningServer
+
+    srv = RunningServer(tmp_path / "data").__enter__()
+    smtp = socket.create_connection(("127.0.0.1", srv.port("smtp")), 5)
+    imap = socket.create_connection(("127.0.0.1", srv.port("imap")), 5)
+    pop3 = socket.create_connection(("127.0.0.1", srv.port("pop3")), 5)
+    for sock in (smtp, imap, pop3):
+        read_line(sock)  # the greeting
+    srv.__exit__(None, None, None)
+    assert read_line(smtp).startswith(b"421 4.3.2")
+    assert read_line(imap).startswith(b"* BYE")
+    assert read_line(pop3).startswith(b"-ERR")
+    for sock in (smtp, imap, pop3):
+        sock.close()

@@ -109,6 +109,7 @@ class ListenerSpec:
     port: int
     implicit_tls: bool
     refuse_busy: bytes  # what to say when the per-IP limit is reached
+    shutdown_notice: bytes = b""  # what to say to a session still open when the server stops
 
 
 class ConnectionLimiter:
@@ -141,9 +142,11 @@ class Listening:
     def port(self) -> int:
         return int(self.server.sockets[0].getsockname()[1])
 
-    async def close(self) -> None:
+    async def close(self, notice: bytes = b"") -> None:
         self.server.close()
         for conn in list(self.connections):
+            if notice and not conn.closed:
+                conn.write(notice)  # RFC 5321 §3.8: 421 before closing; IMAP BYE; POP3 -ERR
             await conn.close()
         try:
             await asyncio.wait_for(self.server.wait_closed(), 2)

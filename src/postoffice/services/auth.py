@@ -65,6 +65,7 @@ class FailureLog:
     def __init__(self, window: float) -> None:
         self.window = window
         self._times: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._swept = 0.0
 
     def count(self, key: str, now: float) -> int:
         times = self._times.get(key)
@@ -78,6 +79,12 @@ class FailureLog:
         return len(times)
 
     def add(self, key: str, now: float) -> None:
+        if now - self._swept >= self.window:
+            # Keys are otherwise only pruned when asked about again: a sprayer naming a new
+            # user (or coming from a new address) each time would grow this without bound.
+            self._swept = now
+            for stale in [k for k, t in self._times.items() if not t or t[-1] < now - self.window]:
+                del self._times[stale]
         self._times[key].append(now)
 
     def clear(self, key: str) -> None:

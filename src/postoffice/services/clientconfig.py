@@ -156,17 +156,48 @@ def autodiscover_xml(address: str, offers: list[Endpoint]) -> str:
 
 
 def autodiscover_request_address(body: bytes) -> str:
-    """The EMailAddress of an Autodiscover POX request ('' when absent or unreadable)."""
-    import xml.etree.ElementTree as ET
+    """The EMailAddress of an Autodiscover POX request ('' when absent or unreadable).
 
+    Parsed with expat directly and refusing any DTD: no entity (internal or external) is ever
+    declared, expanded or fetched, whatever the expat version (no XXE, no billion laughs)."""
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    found: list[str] = []
+    text: list[str] | None = None
+
+    def refuse(*args: object) -> None:
+        raise ValueError("DTDs and entities are not accepted")
+
+    def start(name: str, attrs: object) -> None:
+        nonlocal text
+        if text is None and not found and name.rsplit("}", 1)[-1] == "EMailAddress":
+            text = []
+
+    def end(name: str) -> None:
+        nonlocal text
+        if text is not None and name.rsplit("}", 1)[-1] == "EMailAddress":
+            if "".join(text).strip():
+                found.append("".join(text).strip())
+            text = None
+
+    def chars(data: str) -> None:
+        if text is not None:
+            text.append(data)
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.SkippedEntityHandler = refuse
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
     try:
-        root = ET.fromstring(body[:65536])  # noqa: S314 - no entities are expanded by ElementTree
-    except ET.ParseError:
+        parser.Parse(body[:65536], True)
+    except (expat.ExpatError, ValueError):
         return ""
-    for element in root.iter():
-        if element.tag.rsplit("}", 1)[-1] == "EMailAddress" and element.text:
-            return element.text.strip()
-    return ""
+    return found[0] if found else ""
 
 
 # -- Apple configuration profile -------------------------------------------------------------

@@ -18,6 +18,7 @@ enough and lets a token be found by its hash).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Principal:
     admin_id: int = 0
     domains: frozenset[str] = field(default_factory=frozenset)  # for owners
     stamp: float = 0.0  # users: password_changed_at when the session began
+    key: str = ""  # admins/owners: fingerprint of the login and its password (see session_key)
 
     @property
     def is_admin(self) -> bool:
@@ -83,6 +85,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def session_key(row: dict[str, object]) -> str:
+    """Changes when the login's password changes or the login is removed and made again under
+    the same name: a panel session remembers it, and ends when it no longer matches."""
+    return hashlib.sha256(f"{row['id']}\0{row['password_hash']}".encode()).hexdigest()
+
+
 @dataclass
 class PanelUsers:
     store: Store
@@ -116,9 +124,10 @@ class PanelUsers:
     async def principal_for_admin(self, row: dict[str, object]) -> Principal:
         admin_id = int(row["id"])  # type: ignore[call-overload]
         domains = frozenset(await self.store.owned_domains(admin_id)) if row["role"] == "owner" else frozenset()
-        return Principal(str(row["role"]), str(row["username"]), admin_id, domains)
+        key = session_key(row) if "password_hash" in row else ""
+        return Principal(str(row["role"]), str(row["username"]), admin_id, domains, key=key)
 
-    async def resume(self, kind: str, name: str, stamp: float = 0.0) -> Principal | None:
+    async def resume(self, kind: str, name: str, stamp: float = 0.0, key: str = "") -> Principal | None:
         """Rebuild the principal of a session; None when the login is gone or its password changed."""
         if kind == "user":
             account = await self.store.get_account(name)
@@ -126,7 +135,7 @@ class PanelUsers:
                 return None
             return Principal("user", account.address, stamp=stamp)
         row = await self.store.get_admin(name)
-        if row is None or row["role"] != kind:
+        if row is None or row["role"] != kind or not hmac.compare_digest(session_key(row), key):
             return None
         return await self.principal_for_admin(row)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,9 @@ class BlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._tmp = str(self.tmp)
         self._dirs: dict[str, str] = {}  # shard -> directory path, known to exist
+        # Serialises put()'s "already stored: refresh the mtime" against remove()'s "old: unlink",
+        # so the collector can never unlink a file a delivery has just decided to re-use.
+        self._reuse = threading.Lock()
 
     @staticmethod
     def blob_id(data: bytes) -> str:
@@ -45,7 +49,8 @@ class BlobStore:
             directory = self._dir(shard)
         final = f"{directory}/{blob_id[2:]}"
         try:
-            os.utime(final)  # already stored: a fresh mtime keeps the garbage collector away while we commit
+            with self._reuse:
+                os.utime(final)  # already stored: a fresh mtime keeps the garbage collector away while we commit
             return blob_id
         except FileNotFoundError:
             pass
@@ -101,9 +106,10 @@ class BlobStore:
     def remove(self, blob_id: str, older_than: float) -> bool:
         path = self.path(blob_id)
         try:
-            if path.stat().st_mtime < older_than:
-                path.unlink()
-                return True
+            with self._reuse:
+                if path.stat().st_mtime < older_than:
+                    path.unlink()
+                    return True
         except FileNotFoundError:
             pass
         return False

@@ -147,7 +147,17 @@ class Database:
                     stop = True
                     break
                 batch.append(more)
-            self._execute(batch)
+            try:
+                self._execute(batch)
+            except BaseException as exc:  # noqa: BLE001 - the thread must outlive one bad batch
+                log.exception("database batch failed")
+                try:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                for failed in batch:  # futures already resolved keep their result
+                    _set_exception(failed.future, exc)
             if stop:
                 return
 
@@ -176,13 +186,22 @@ class Database:
                 conn.execute("RELEASE job")
                 done.append((job, result, tx))
             except BaseException as exc:  # noqa: BLE001
-                if in_tx:
+                if in_tx and conn.in_transaction:
                     try:
                         conn.execute("ROLLBACK TO job")
                         conn.execute("RELEASE job")
                     except sqlite3.Error:
                         pass
                 _set_exception(job.future, exc)
+                if in_tx and not conn.in_transaction:
+                    # Some errors (SQLITE_FULL, IOERR, NOMEM...) roll back the whole transaction,
+                    # not just the statement: the jobs done so far are undone, so tell their
+                    # callers, and start a fresh transaction for the rest of the batch (otherwise
+                    # "SAVEPOINT job" would autocommit each later job behind the final COMMIT).
+                    for undone, _, _ in done:
+                        _set_exception(undone.future, exc)
+                    done.clear()
+                    in_tx = False
         if not in_tx:
             return
         try:
@@ -200,7 +219,10 @@ class Database:
         # news of it already waiting, in commit order.
         events = [event for _, _, tx in done for event in tx.events]
         if events and self.on_commit is not None:
-            self.on_commit(events)
+            try:
+                self.on_commit(events)
+            except Exception:  # noqa: BLE001 - committed is committed: the callers must hear it
+                log.exception("on_commit listener failed")
         for job, result, tx in done:
             for callback in tx.after_commit:
                 try:

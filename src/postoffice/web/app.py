@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -26,6 +27,7 @@ from .auth import SESSION_COOKIE, SESSION_MAX_AGE, panel_secret
 from .routes import routes
 
 HERE = Path(__file__).parent
+MAX_BODY = 1024 * 1024  # bytes of a request body
 
 
 class SecurityHeaders:
@@ -40,20 +42,84 @@ class SecurityHeaders:
          b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
     ]
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, https: bool = False) -> None:
         self.app = app
+        self.headers = list(self.HEADERS)
+        if https:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Pages show secrets (a new API token) and private data: no copies in browser or proxy
+        # caches. The static files keep their own caching.
+        static = str(scope.get("path", "")).startswith("/static/")
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + self.HEADERS
+                headers = list(message.get("headers", [])) + self.headers
+                if not static and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse request bodies over ``limit`` bytes with 413 before they are
+    buffered (forms, JSON and Autodiscover requests are a few KB; nothing is uploaded)."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(send)
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+    @staticmethod
+    async def _refuse(send: Any) -> None:
+        await PlainTextResponse("request body too large\n", status_code=413)({"type": "http"}, None, send)
 
 
 def _fmt_bytes(value: int) -> str:
@@ -92,7 +158,8 @@ def create_app(postoffice: Any) -> Starlette:
             Mount("/api/v1", create_api(postoffice, panel_users), name="api"),
         ],
         middleware=[
-            Middleware(SecurityHeaders),
+            Middleware(SecurityHeaders, https=https),
+            Middleware(BodyLimit),
             Middleware(SessionMiddleware, secret_key=panel_secret(postoffice), session_cookie=SESSION_COOKIE,
                        max_age=SESSION_MAX_AGE, same_site="lax", https_only=https),
         ],

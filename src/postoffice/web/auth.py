@@ -57,7 +57,7 @@ async def checked_form(request: Request) -> FormData:
 
 def sign_in(request: Request, who: Principal) -> None:
     request.session.clear()  # a fresh session (and CSRF token) at each login: no fixation
-    request.session.update({"kind": who.kind, "name": who.name, "stamp": who.stamp})
+    request.session.update({"kind": who.kind, "name": who.name, "stamp": who.stamp, "key": who.key})
     csrf_token(request)
 
 
@@ -72,7 +72,8 @@ async def current_principal(request: Request) -> Principal | None:
     kind, name = request.session.get("kind"), request.session.get("name")
     who = None
     if isinstance(kind, str) and isinstance(name, str):
-        who = await users.resume(kind, name, float(request.session.get("stamp") or 0))
+        who = await users.resume(kind, name, float(request.session.get("stamp") or 0),
+                                 str(request.session.get("key") or ""))
         if who is None:
             sign_out(request)
     request.state.principal = who

@@ -3,6 +3,8 @@ delete, Connected devices and the Apple profile download."""
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -112,7 +114,8 @@ async def mobileconfig_response(request: Request, ops: Operations, domain: str, 
         body = await ops.mobileconfig(domain, address)
     except UserError as exc:
         return render(request, "error.html", 409, status=409, message=str(exc))
-    filename = address.replace("@", "_at_") + ".mobileconfig"
+    # The file name comes from the URL: keep only harmless characters (no quotes, no line breaks).
+    filename = re.sub(r"[^a-z0-9._+-]", "_", address.strip().lower().replace("@", "_at_")) + ".mobileconfig"
     return Response(body, media_type="application/x-apple-aspen-config",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

@@ -58,4 +58,6 @@ async def autodiscover(request: Request) -> Response:
     account, domain = found
     office = request.app.state.office
     offers = clientconfig.client_offers(office.config, office.bound, account, domain)
-    return Response(clientconfig.autodiscover_xml(address.strip().lower(), offers), media_type="application/xml")
+    # The canonical address (found valid by _lookup), never the raw text of the request.
+    login_name = account.address if account is not None else normalize_address(address)
+    return Response(clientconfig.autodiscover_xml(login_name, offers), media_type="application/xml")

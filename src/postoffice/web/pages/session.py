@@ -22,8 +22,12 @@ POP3_POLICY_LABELS = {
 
 
 def _safe_next(target: str) -> str:
-    # Only local paths: never send the user to another site after login.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    # Only local paths: never send the user to another site after login. Browsers read "\\" as
+    # "/" and drop tabs and line breaks, so "/\\evil" or "/<TAB>/evil" would be "//evil".
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
+        return "/"
+    return target
 
 
 async def login(request: Request) -> Response:

@@ -1,0 +1,37 @@
+"""Review: an entry whose attempt outlives its claim must not be delivered twice at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from postoffice.outbound.worker import CLAIM_LEASE, QueueWorker
+from tests.outbound.worker_support import Clock
+from tests.support.server import make_config
+
+MSG = b"From: a@local.test\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+async def test_an_entry_still_in_flight_is_not_claimed_again_after_its_lease(store: Any, tmp_path: Path) -> None:
+    config = make_config(tmp_path / "cfg", outbound={"enabled": True, "mta_sts": False, "dns": "127.0.0.1:53"})
+    clock = Clock()
+    worker = QueueWorker(store, config, resolver=object(), clock=clock)  # type: ignore[arg-type]
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def slow_process(entry: dict[str, Any]) -> None:  # a tarpitting remote: a very long attempt
+        calls.append(entry["id"])
+        await release.wait()
+
+    worker.process = slow_process  # type: ignore[method-assign]
+    await store.enqueue("a@local.test", ["b@remote.test"], MSG)
+    await worker._claim_and_start()
+    await asyncio.sleep(0)
+    assert len(calls) == 1
+    clock.advance(CLAIM_LEASE + 60)  # the attempt is still running when its claim lapses
+    await worker._claim_and_start()
+    await asyncio.sleep(0)
+    assert len(calls) == 1, "the same entry is being delivered twice in parallel"
+    release.set()
+    await asyncio.gather(*worker._inflight.values())

@@ -1,0 +1,180 @@
+"""Attacks on the panel, the API and the autoconfiguration endpoints (security review)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from postoffice.app import Postoffice
+from postoffice.services.sessions import OpenSession
+
+from .conftest import ADMIN_PASSWORD, add_owner, api_token, csrf_of, login, post
+
+
+async def _login_with_next(client: httpx.AsyncClient, next_url: str) -> httpx.Response:
+    token = await csrf_of(client, "/login")
+    return await client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD,
+                                             "csrf_token": token, "next": next_url})
+
+
+@pytest.mark.parametrize("target", ["/\\evil.example", "/\t/evil.example", "/\\/evil.example",
+                                    "//evil.example", "https://evil.example", "/\r\n/evil.example"])
+async def test_login_next_never_leaves_the_site(make_client, target: str) -> None:  # type: ignore[no-untyped-def]
+    client = make_client()
+    response = await _login_with_next(client, target)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+
+
+async def test_login_next_keeps_a_local_path(client: httpx.AsyncClient) -> None:
+    response = await _login_with_next(client, "/domains/example.com/email?x=1")
+    assert response.headers["location"] == "/domains/example.com/email?x=1"
+
+
+async def test_oversized_bodies_are_refused_unread(client: httpx.AsyncClient) -> None:
+    big = b"<a>" + b"x" * (2 * 1024 * 1024) + b"</a>"
+    response = await client.post("/autodiscover/autodiscover.xml", content=big)
+    assert response.status_code == 413
+    response = await client.post("/login", content=b"username=" + b"a" * (2 * 1024 * 1024),
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 65536
+    response = await client.post("/autodiscover/autodiscover.xml", content=chunks())
+    assert response.status_code == 413
+
+
+async def test_autodiscover_refuses_dtds(client: httpx.AsyncClient) -> None:
+    plain = (b'<?xml version="1.0"?><Autodiscover><Request><EMailAddress>alice@example.com</EMailAddress>'
+             b"</Request></Autodiscover>")
+    assert (await client.post("/autodiscover/autodiscover.xml", content=plain)).status_code == 200
+    internal = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "alice@example.com">]>'
+                b"<Autodiscover><Request><EMailAddress>&a;</EMailAddress></Request></Autodiscover>")
+    assert (await client.post("/autodiscover/autodiscover.xml", content=internal)).status_code == 404
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           b"<Autodiscover><Request><EMailAddress>&x;</EMailAddress></Request></Autodiscover>")
+    response = await client.post("/autodiscover/autodiscover.xml", content=xxe)
+    assert response.status_code == 404 and "root:" not in response.text
+    laughs = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+    prev = "a"
+    for name in "bcdefghij":
+        laughs += f'<!ENTITY {name} "{("&" + prev + ";") * 10}">'.encode()
+        prev = name
+    laughs += b"]><A><EMailAddress>&j;</EMailAddress></A>"
+    assert (await client.post("/autodiscover/autodiscover.xml", content=laughs)).status_code == 404
+
+
+async def test_autodiscover_answers_the_canonical_address(client: httpx.AsyncClient) -> None:
+    response = await client.get("/autodiscover/autodiscover.xml", params={"email": "<Alice@EXAMPLE.com>"})
+    assert response.status_code == 200
+    assert "<LoginName>alice@example.com</LoginName>" in response.text
+
+
+async def test_mobileconfig_filename_is_the_canonical_address(client: httpx.AsyncClient) -> None:
+    await login(client)
+    response = await client.get("/domains/example.com/email/ALICE@example.com%0d%0aX-Evil:%201/mobileconfig")
+    assert response.status_code == 404  # not an address
+    response = await client.get("/domains/example.com/email/ALICE@example.com%0d%0a/mobileconfig")
+    disposition = response.headers["content-disposition"]
+    assert "\r" not in disposition and "\n" not in disposition
+    assert disposition == 'attachment; filename="alice_at_example.com.mobileconfig"'
+
+
+async def test_panel_pages_are_not_cached(admin: httpx.AsyncClient) -> None:
+    response = await post(admin, "/settings/tokens", {"name": "ci"})
+    assert response.status_code == 200 and "po_" in response.text
+    assert "no-store" in response.headers["cache-control"]
+    assert "no-store" in (await admin.get("/")).headers["cache-control"]
+    assert "no-store" not in (await admin.get("/static/panel.css")).headers.get("cache-control", "")
+
+
+async def test_staff_password_change_ends_their_sessions(office: Postoffice, make_client) -> None:  # type: ignore[no-untyped-def]
+    await add_owner(office, "olga", ["example.com"])
+    browser = make_client()
+    assert (await login(browser, "olga", "owner-password")).status_code == 303
+    assert (await browser.get("/domains/example.com")).status_code == 200
+    await office.store.update_admin_password("olga", await office.auth.hash_password("changed-password"))
+    response = await browser.get("/domains/example.com")
+    assert response.status_code == 303 and "/login" in response.headers["location"]
+
+
+async def test_a_recreated_login_does_not_inherit_old_sessions(office: Postoffice, make_client) -> None:  # type: ignore[no-untyped-def]
+    await add_owner(office, "olga", ["example.com"])
+    browser = make_client()
+    assert (await login(browser, "olga", "owner-password")).status_code == 303
+    await office.store.remove_admin("olga")
+    await add_owner(office, "olga", ["other.org"], password="someone-else-1")
+    response = await browser.get("/domains/other.org")
+    assert response.status_code == 303 and "/login" in response.headers["location"]
+
+
+# -- checks of what was already right (kept as regression tests) ------------------------------
+
+
+async def test_owner_cannot_reach_another_owners_domain(office: Postoffice, make_client) -> None:  # type: ignore[no-untyped-def]
+    await add_owner(office, "olga", ["example.com"])
+    browser = make_client()
+    assert (await login(browser, "olga", "owner-password")).status_code == 303
+    token = await csrf_of(browser, "/")
+    for path in ("/domains/other.org", "/domains/other.org/email", "/domains/OTHER.ORG/email",
+                 "/domains/other.org/email/bob@other.org/edit", "/domains/other.org/email/bob@other.org/devices",
+                 "/domains/other.org/email/bob@other.org/mobileconfig", "/domains/other.org/aliases",
+                 "/domains/other.org/dns", "/domains/other.org/client-settings", "/settings/logins", "/queue"):
+        assert (await browser.get(path)).status_code == 403, path
+    for path in ("/domains/other.org/email/bob@other.org/delete", "/domains/other.org/delete",
+                 "/domains/other.org/email", "/domains/other.org/aliases", "/domains/other.org/protocols",
+                 "/settings/logins/admin/delete", "/queue/retry"):
+        response = await browser.post(path, data={"csrf_token": token, "address": "x", "password": "p" * 12,
+                                                  "targets": "a@example.com", "protocol_policy": "imap-only"})
+        assert response.status_code == 403, path
+    # An address of another domain through one's own domain's URL: not found, not changed.
+    response = await browser.post("/domains/example.com/email/bob@other.org/delete", data={"csrf_token": token})
+    assert response.status_code == 404
+    assert await office.store.get_account("bob@other.org") is not None
+    assert (await office.store.get_domain("other.org")).protocol_policy == "any"  # type: ignore[union-attr]
+
+
+async def test_api_owner_idor(office: Postoffice, client: httpx.AsyncClient) -> None:
+    await add_owner(office, "olga", ["example.com"])
+    headers = {"Authorization": f"Bearer {await api_token(office, 'olga')}"}
+    admin_token_list = await office.store.list_api_tokens(1)
+    await api_token(office, "admin")
+    admin_token_list = await office.store.list_api_tokens((await office.store.get_admin("admin"))["id"])  # type: ignore[index]
+    for method, path in (("GET", "/api/v1/domains/other.org"), ("PATCH", "/api/v1/domains/other.org"),
+                         ("GET", "/api/v1/domains/other.org/addresses/bob@other.org"),
+                         ("DELETE", "/api/v1/domains/other.org/addresses/bob@other.org"),
+                         ("GET", "/api/v1/domains/other.org/addresses/bob@other.org/sessions"),
+                         ("GET", "/api/v1/logins"), ("GET", "/api/v1/queue")):
+        response = await client.request(method, path, headers=headers, json={} if method == "PATCH" else None)
+        assert response.status_code == 403, path
+    response = await client.delete(f"/api/v1/tokens/{admin_token_list[0]['id']}", headers=headers)
+    assert response.status_code in (400, 403, 404)
+    assert len(await office.store.list_api_tokens(admin_token_list[0]["id"] and 1)) == 1
+    # Cookies are no credential for the API (no CSRF through it).
+    assert (await client.get("/api/v1/domains", headers={"Cookie": "postoffice_session=x"})).status_code == 401
+
+
+async def test_imap_id_and_display_names_are_escaped(office: Postoffice, admin: httpx.AsyncClient) -> None:
+    evil = '<script>alert(1)</script>"\'><img src=x onerror=alert(1)>'
+    await office.accounts.update("alice@example.com", display_name=evil)
+    account = await office.store.get_account("alice@example.com")
+    assert account is not None
+    session = OpenSession(id=1, account_id=account.id, address=account.address, protocol="imap",
+                          remote="192.0.2.1", tls=True, port=993, since=0.0, client_id=evil)
+    office.sessions.for_account = lambda _id: [session]  # type: ignore[method-assign]
+    for path in ("/domains/example.com/email", "/domains/example.com/email/alice@example.com/edit",
+                 "/domains/example.com/email/alice@example.com/devices"):
+        text = (await admin.get(path)).text
+        assert "<script>alert" not in text and "<img src=x" not in text, path
+    response = await admin.get("/domains/example.com/email/<script>x</script>@example.com/edit")
+    assert "<script>x" not in response.text
+
+
+async def test_security_headers_everywhere(client: httpx.AsyncClient) -> None:
+    for path in ("/login", "/api/v1/openapi.json", "/mail/config-v1.1.xml?emailaddress=alice@example.com"):
+        headers = (await client.get(path)).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
