@@ -35,3 +35,33 @@ async def test_an_entry_still_in_flight_is_not_claimed_again_after_its_lease(sto
     assert len(calls) == 1, "the same entry is being delivered twice in parallel"
     release.set()
     await asyncio.gather(*worker._inflight.values())
+
+
+async def test_stop_waits_for_an_accepted_transaction_to_be_recorded(store: Any, tmp_path: Path,
+                                                                     monkeypatch: Any) -> None:
+    """Shutdown during DATA: the remote accepts just after the stop grace; the acceptance must
+    still be recorded before stop() returns (the store closes next), or the message goes out again
+    after the restart."""
+    import postoffice.outbound.worker as worker_mod
+    from postoffice.outbound.client import RecipientResult
+
+    async def slow_remote(host, port, mail_from, rcpts, raw, **kw):
+        await asyncio.sleep(0.5)  # waiting for the reply to the final dot
+        return [RecipientResult(r, True, False, 250, "2.0.0", "250 2.0.0 queued", host, "done") for r in rcpts]
+
+    monkeypatch.setattr(worker_mod, "deliver_to_host", slow_remote)
+    monkeypatch.setattr(worker_mod, "STOP_GRACE", 0.05)
+    config = make_config(tmp_path / "cfg", outbound={"enabled": True, "mta_sts": False,
+                                                     "smarthost": "127.0.0.1:2525"})
+    worker = QueueWorker(store, config, resolver=object(), clock=Clock(), poll_interval=0.05)  # type: ignore[arg-type]
+    queue_id = await store.enqueue("a@local.test", ["b@remote.test"], MSG)
+    worker.start()
+    for _ in range(100):
+        if worker._inflight:
+            break
+        await asyncio.sleep(0.01)
+    assert worker._inflight
+    await worker.stop()
+    entry = await store.queue_get(queue_id)
+    statuses = [r["status"] for r in entry["recipients"]] if entry else ["(entry gone: finished)"]
+    assert statuses != ["pending"], "the remote accepted the message but the queue will send it again"

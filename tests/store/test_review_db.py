@@ -76,3 +76,21 @@ def test_a_failing_commit_listener_does_not_kill_the_database_thread(tmp_path: P
     fut.result(5)  # committed: the caller is told so
     assert db.submit(lambda tx: tx.scalar("SELECT count(*) FROM t"), write=False).result(5) == 1
     db.close()
+
+
+def test_a_read_never_sees_writes_that_are_then_rolled_back(tmp_path: Path) -> None:
+    events: list = []
+    db = _open(tmp_path, events)
+    pages = db.read_sync(lambda tx: tx.scalar("PRAGMA page_count"))
+    db.write_sync(lambda tx: tx.execute(f"PRAGMA max_page_count = {pages + 20}"))
+    gate = threading.Event()
+    blocker = db.submit(lambda tx: gate.wait(5), write=False)
+    a = db.submit(lambda tx: tx.execute("INSERT INTO t VALUES ('a')"), write=True)
+    seen = db.submit(lambda tx: [r[0] for r in tx.all("SELECT x FROM t")], write=False)
+    b = db.submit(lambda tx: tx.execute("INSERT INTO big VALUES (?)", (b"x" * 1_000_000,)), write=True)
+    gate.set()
+    blocker.result(5)
+    assert b.exception(5) is not None and a.exception(5) is not None  # disk full: both undone
+    # An IMAP SELECT in the same batch must not have been shown a UID that never existed.
+    assert seen.result(5) == []
+    db.close()

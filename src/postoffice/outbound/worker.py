@@ -106,6 +106,7 @@ class QueueWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._sending: set[asyncio.Task[Any]] = set()  # shielded SMTP transactions (see _transaction)
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -140,6 +141,11 @@ class QueueWorker:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._sending:
+            # Transactions are shielded from the cancel: let them hear the remote's answer and
+            # record it now, while the store is still open (a remote that accepted after the
+            # loop went away would get the message again after the restart).
+            await asyncio.wait(list(self._sending), timeout=self.smtp_timeout)
         if ids:
             try:
                 await self.store.queue_release(ids)
@@ -171,6 +177,10 @@ class QueueWorker:
             return
         entries = await self.store.queue_claim(self.clock(), CLAIM_LEASE, free)
         for entry in entries:
+            if entry["id"] in self._inflight:
+                # Its attempt outlived the claim's lease (a slow remote): the claim was renewed
+                # just now, but a second, parallel attempt would send the message twice.
+                continue
             task = asyncio.ensure_future(self._guarded(entry))
             self._inflight[entry["id"]] = task
             task.add_done_callback(lambda _t, qid=entry["id"]: self._done(qid))
@@ -385,7 +395,10 @@ class QueueWorker:
                     accepted, f"{first.diagnostic} ({name}{'' if connect_to == name else f' [{connect_to}]'})"[:1000])
             return results
         # Shielded: once the remote has accepted, recording it must finish even during shutdown.
-        results = await asyncio.shield(send_and_record())
+        sending = asyncio.ensure_future(send_and_record())
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+        results = await asyncio.shield(sending)
         for r, res in zip(rcpts, results):
             state = "delivered" if res.delivered else ("bounced" if res.permanent else "deferred")
             log.info("queue %s: <%s> via %s [%s]:%d tls=%s stage=%s: %s (%s)", queue_id, r["recipient"],

@@ -43,7 +43,11 @@ class Subscription:
 
     def remove(self, key: tuple[str, int]) -> None:
         self.keys.discard(key)
-        self.bus._subscribers[key].discard(self)
+        subs = self.bus._subscribers.get(key)
+        if subs is not None:
+            subs.discard(self)
+            if not subs:  # or every mailbox ever selected keeps an entry
+                del self.bus._subscribers[key]
 
     def close(self) -> None:
         for key in list(self.keys):

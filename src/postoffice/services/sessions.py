@@ -86,6 +86,9 @@ class SessionRegistry:
         log.info("ending %s session of %s: %s", session.protocol, session.address, reason)
         self.remove(session)
         if session.terminate is not None:
-            result = session.terminate(reason)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = session.terminate(reason)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # noqa: BLE001 - the other sessions must still be ended
+                log.exception("ending %s session of %s failed", session.protocol, session.address)

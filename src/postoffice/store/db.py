@@ -104,6 +104,9 @@ class Database:
         this one instead of a new one (a worker thread can hand its result straight on, so the
         event loop is woken once, when the commit is done)."""
         job = _Job(fn, write, durable, future)
+        if not self._thread.is_alive():  # closed: nobody would ever run the job
+            _set_exception(job.future, RuntimeError("the database is closed"))
+            return job.future
         self._jobs.put(job)
         return job.future
 
@@ -169,14 +172,18 @@ class Database:
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")  # outside a transaction
             self._synchronous_full = durable
         done: list[tuple[_Job, Any, Tx]] = []
+        # Reads queued behind a write of this batch run once the batch is committed (or rolled
+        # back): inside the open transaction they would see writes that may still be undone (a
+        # failing COMMIT, a full disk) and, say, show a client a UID that is then handed out again.
+        deferred: list[_Job] = []
         for job in batch:
-            tx = Tx(conn)
             if not job.write:
-                try:
-                    _set_result(job.future, job.fn(tx))
-                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-                    _set_exception(job.future, exc)
+                if in_tx:
+                    deferred.append(job)
+                else:
+                    self._read(job)
                 continue
+            tx = Tx(conn)
             try:
                 if not in_tx:
                     conn.execute("BEGIN IMMEDIATE")
@@ -203,6 +210,8 @@ class Database:
                     done.clear()
                     in_tx = False
         if not in_tx:
+            for job in deferred:
+                self._read(job)
             return
         try:
             conn.execute("COMMIT")
@@ -214,6 +223,8 @@ class Database:
                 pass
             for job, _, _ in done:
                 _set_exception(job.future, exc)
+            for job in deferred:
+                self._read(job)
             return
         # Events go out before the callers resume, so a session that made a change finds the
         # news of it already waiting, in commit order.
@@ -230,6 +241,14 @@ class Database:
                 except Exception:  # noqa: BLE001 - cleanup must not fail the write
                     log.exception("after-commit callback failed")
             _set_result(job.future, result)
+        for job in deferred:
+            self._read(job)
+
+    def _read(self, job: _Job) -> None:
+        try:
+            _set_result(job.future, job.fn(Tx(self._conn)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            _set_exception(job.future, exc)
 
 
 def _set_result(future: concurrent.futures.Future[Any], result: Any) -> None:

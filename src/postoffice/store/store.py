@@ -57,8 +57,10 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore):
         return cls(db, blobs)
 
     def close(self) -> None:
-        self.db.close()
+        # Writers first: a delivery whose body is being written still hands its index rows to
+        # the database thread, which runs every job queued before it stops.
         self._writers.shutdown(wait=True)
+        self.db.close()
 
     async def data_version(self) -> int:
         """Changes whenever another process (the CLI) commits to the database."""

@@ -3,7 +3,7 @@
 - The session is Starlette's signed cookie (itsdangerous, HMAC-SHA1 over the secret), HttpOnly
   and SameSite=Lax, marked Secure when the panel's public URL is https. It holds only who signed
   in and the CSRF token; the principal is rebuilt from the store on every request, so removing a
-  login or changing a mailbox password ends its sessions.
+  login or changing its password (a mailbox's or a panel login's) ends its sessions.
 - Every POST of a page must carry the session's CSRF token, as the ``csrf_token`` form field or
   the ``X-CSRF-Token`` header (htmx sends it); a missing or wrong token is refused with 403.
 - The REST API takes ``Authorization: Bearer <token>`` and never reads cookies, so CSRF does not

@@ -206,6 +206,9 @@ class Operations:
         cleaned = self.accounts.clean_address(text if "@" in text else f"{text}@{domain.name}", field_name)
         if cleaned.rpartition("@")[2] != domain.name:
             raise UserError(f"the address must end in @{domain.name}", field_name)
+        if any(ch in cleaned for ch in "/\\?#%"):
+            # Valid in mail, but the panel's URLs (/domains/<d>/email/<address>/...) cannot carry them.
+            raise UserError("the panel does not take '/', '\\', '?', '#' or '%' in an address", field_name)
         return cleaned
 
     async def add_address(self, domain_name: str, address: str, password: str, *, display_name: str = "",
