@@ -80,6 +80,18 @@ def _names_in(cert_path: Path) -> set[str]:
     return {n.lower() for n in san.get_values_for_type(x509.DNSName)}
 
 
+def _still_usable(cert_path: Path, key_path: Path) -> bool:
+    """Our self-signed pair is reused only while it has a month left and the key is the
+    certificate's (a crash between the two renames in `generate_self_signed` leaves a mismatched
+    pair, which would otherwise keep every TLS listener from starting)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    if cert.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30):
+        return False
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return bool(key.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt))
+
+
 def ensure_certificate(config: Config, domains: Iterable[str] = ()) -> tuple[Path, Path]:
     """The (cert, key) paths to use, generating a self-signed pair when none is configured."""
     if config.tls.cert:
@@ -89,9 +101,9 @@ def ensure_certificate(config: Config, domains: Iterable[str] = ()) -> tuple[Pat
     names = certificate_names(config.hostname, domains)
     if cert_path.exists() and key_path.exists():
         try:
-            if set(names) <= _names_in(cert_path):
+            if set(names) <= _names_in(cert_path) and _still_usable(cert_path, key_path):
                 return cert_path, key_path
-        except ValueError:
+        except (ValueError, TypeError):
             pass  # unreadable: make a new one
     generate_self_signed(names, cert_path, key_path)
     return cert_path, key_path

@@ -16,7 +16,7 @@ from ...protocols.imap import Examine, decode_mailbox_name, encode_mailbox_name
 from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
-from ...store import SEEN, AlreadyExists, Mailbox, validate_mailbox_name
+from ...store import DELETED, SEEN, AlreadyExists, Mailbox, MailboxStatus, validate_mailbox_name
 from ...store.records import FLAG_NAMES
 from .errors import BadRequest, Refused
 from .selected import SelectedMailbox
@@ -44,7 +44,7 @@ def wire_name(s: Session, name: str) -> bytes:
 async def find_mailbox(s: Session, raw: bytes) -> Mailbox:
     assert s.account is not None
     name = mailbox_name(s, raw)
-    box = await s.app.store.get_mailbox(s.account.id, name)
+    box = await s.server.mailboxes.get(s.account.id, name)
     if box is None:
         raise Refused(f"Mailbox {name} does not exist", Code.NONEXISTENT)
     return box
@@ -73,7 +73,7 @@ async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
     s.send(r.flags(SYSTEM_FLAGS + index.keywords_in_use()))
     s.send(r.exists(view.exists))
     if s.rev2:  # RFC 9051 6.3.2: LIST with the mailbox name and accurate attributes
-        names = {b.name for b in await s.app.store.list_mailboxes(s.account.id)}
+        names = {b.name for b in await s.server.mailboxes.list(s.account.id)}
         attrs = [_children_attr(box.name, names)] + ([box.special_use] if box.special_use else [])
         s.send(r.list_response(attrs, SEPARATOR, wire_name(s, box.name)))
     else:
@@ -127,7 +127,10 @@ async def do_create(s: Session, tag: bytes, cmd: c.Create) -> bytes:
         if len(uses) > 1 or not uses <= SPECIAL_USES:
             raise Refused("Only one of " + " ".join(sorted(SPECIAL_USES)) + " may be given", b"USEATTR")
         use = uses.pop()
-    await s.app.store.create_mailbox(s.account.id, name, use)
+    try:
+        await s.app.store.create_mailbox(s.account.id, name, use)
+    finally:
+        s.server.mailboxes.invalidate(s.account.id)
     return r.ok(tag, "CREATE completed")
 
 
@@ -143,6 +146,8 @@ async def do_delete(s: Session, tag: bytes, cmd: c.Delete) -> bytes:
         await s.app.store.delete_mailbox(s.account.id, name)
     except AlreadyExists:
         raise Refused(f"Mailbox {name} has child mailboxes; delete them first", Code.HASCHILDREN) from None
+    finally:
+        s.server.mailboxes.invalidate(s.account.id)
     return r.ok(tag, "DELETE completed")
 
 
@@ -154,7 +159,10 @@ async def do_rename(s: Session, tag: bytes, cmd: c.Rename) -> bytes:
         raise Refused("INBOX already exists", Code.ALREADYEXISTS)
     if await s.app.store.get_mailbox(s.account.id, old) is None:
         raise Refused(f"Mailbox {old} does not exist", Code.NONEXISTENT)
-    await s.app.store.rename_mailbox(s.account.id, old, new)
+    try:
+        await s.app.store.rename_mailbox(s.account.id, old, new)
+    finally:
+        s.server.mailboxes.invalidate(s.account.id)
     return r.ok(tag, "RENAME completed")
 
 
@@ -162,7 +170,10 @@ async def do_subscribe(s: Session, tag: bytes, cmd: c.Subscribe | c.Unsubscribe)
     assert s.account is not None
     name = mailbox_name(s, cmd.mailbox)
     subscribe = isinstance(cmd, c.Subscribe)
-    await s.app.store.set_subscribed(s.account.id, name, subscribe)
+    try:
+        await s.app.store.set_subscribed(s.account.id, name, subscribe)
+    finally:
+        s.server.mailboxes.invalidate(s.account.id)  # no event for subscriptions
     return r.ok(tag, ("SUBSCRIBE" if subscribe else "UNSUBSCRIBE") + " completed")
 
 
@@ -232,7 +243,7 @@ async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
         s.send(r.list_response(["\\Noselect"], SEPARATOR, b""))
         return r.ok(tag, "LIST completed")
     regexes = _matcher(s, cmd.reference, cmd.patterns)
-    boxes = await s.app.store.list_mailboxes(s.account.id)
+    boxes = await s.server.mailboxes.list(s.account.id)
     names = {b.name for b in boxes}
     subscribed_only = "SUBSCRIBED" in sel
     special_only = "SPECIAL-USE" in sel
@@ -277,7 +288,7 @@ def _has_subscribed_child(name: str, boxes: list[Mailbox]) -> bool:
 async def do_lsub(s: Session, tag: bytes, cmd: c.Lsub) -> bytes:
     assert s.account is not None
     regexes = _matcher(s, cmd.reference, (cmd.pattern,))
-    boxes = await s.app.store.list_mailboxes(s.account.id)
+    boxes = await s.server.mailboxes.list(s.account.id)
     subscribed = {b.name for b in boxes if b.subscribed}
     # RFC 3501 6.3.9: when "%" stops above a subscribed mailbox whose parent is not
     # subscribed ("foo/bar" subscribed, "foo" not, LSUB "" "%"), the parent is returned
@@ -307,8 +318,30 @@ async def do_namespace(s: Session, tag: bytes, cmd: c.Namespace) -> bytes:
 
 # == STATUS =======================================================================================
 
+# STATUS items the shared index answers (SIZE needs the sizes: the query)
+_INDEX_STATUS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "RECENT",
+                           "HIGHESTMODSEQ", "APPENDLIMIT"})
+_DELETED_TABLE = bytes(1 if b & DELETED else 0 for b in range(256))
+
+
+async def _index_status(s: Session, box: Mailbox, items: tuple[str, ...]) -> MailboxStatus | None:
+    """STATUS from the mailbox's shared index when one is loaded (the index follows every
+    change event, as for SELECT): no query. None: ask the store."""
+    indexes = s.server.indexes
+    index = indexes.peek(box)
+    if index is None or not _INDEX_STATUS.issuperset(items):
+        return None
+    await index.refresh()
+    if indexes.peek(box) is not index:  # released and closed, or gone, meanwhile
+        return None
+    bits = index.bits
+    n = len(bits)
+    return MailboxStatus(n, n - bits.translate(_SEEN_TABLE).count(1), bits.translate(_DELETED_TABLE).count(1),
+                         0, index.uidnext, index.uidvalidity, index.highestmodseq)
+
+
 async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> bytes:
-    st = await s.app.store.mailbox_status(box.id)
+    st = await _index_status(s, box, items) or await s.app.store.mailbox_status(box.id)
     values = {
         "MESSAGES": st.messages, "UIDNEXT": st.uidnext, "UIDVALIDITY": st.uidvalidity,
         "UNSEEN": st.unseen, "DELETED": st.deleted, "SIZE": st.size, "RECENT": 0,

@@ -246,6 +246,23 @@ class IndexRegistry:
         index.users += 1
         return index
 
+    def peek(self, mailbox: Mailbox) -> MailboxIndex | None:
+        """The loaded (open or warm) index of ``mailbox``, or None; never loads one."""
+        index = self._open.get(mailbox.id)
+        if index is None:
+            index = self._warm.get(mailbox.id)
+        if index is None or index.gone or index.uidvalidity != mailbox.uidvalidity:
+            return None
+        return index
+
+    def touch(self, mailbox: Mailbox) -> bool:
+        """True if ``mailbox``'s index is loaded (a warm one becomes the most recently used)."""
+        if self.peek(mailbox) is None:
+            return False
+        if mailbox.id in self._warm:
+            self._warm.move_to_end(mailbox.id)
+        return True
+
     async def prewarm(self, mailbox: Mailbox) -> None:
         """Load a mailbox's index into the warm set ahead of its SELECT (INBOX, right after a
         login: nearly every client selects it next), so the SELECT itself finds it ready."""
@@ -365,6 +382,16 @@ class SelectedMailbox:
     async def wait(self) -> None:
         """Wait until a change event for this mailbox arrives (IDLE)."""
         self.held.append(await self.sub.queue.get())
+
+    def quiet(self) -> bool:
+        """True when `sync` has nothing to do: no queued event here or in the index, nothing
+        pending, no message the client has not been told about (checked without awaiting)."""
+        index = self.index
+        if (self.held or self.pending_expunge or self.pending_flags or not self.sub.queue.empty()
+                or not index.sub.queue.empty() or index.lock.locked()):
+            return False
+        iu = index.uids
+        return not iu or (bool(self.uids) and iu[-1] <= self.uids[-1])
 
     async def sync(self, session: object, *, allow_expunge: bool, qresync: bool,
                    condstore: bool) -> list[bytes]:

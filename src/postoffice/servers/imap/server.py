@@ -40,6 +40,7 @@ from ...protocols.imap import (
 )
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
+from ...store import AccountChanged, Mailbox, MailboxesChanged
 from ..listener import Connection
 from .selected import IndexRegistry
 from .session import Session
@@ -51,6 +52,62 @@ PREAUTH_TIMEOUT = 60.0
 # (slowloris: one byte every 59 s would otherwise hold a connection slot forever).
 PREAUTH_TOTAL_FACTOR = 3
 FLUSH_AT = 256 * 1024
+#: Accounts whose mailbox lists `MailboxCache` keeps (the oldest entry goes first).
+MAILBOX_CACHE_ACCOUNTS = 4096
+
+
+class MailboxCache:
+    """Each account's mailbox rows, as ``Store.list_mailboxes`` returns them, so LIST, STATUS,
+    SELECT, APPEND and the INBOX prewarm at login do not query them again every time.
+
+    Dropped on every event that can change them: ``MailboxesChanged`` (create, delete,
+    rename, from any session or the web panel), ``AccountChanged`` (an account removed or
+    changed; ``account_id=None`` also when the CLI wrote from another process), and by
+    SUBSCRIBE/UNSUBSCRIBE (``invalidate``). A list read while such an event arrived is not
+    kept (``generation``). The rows' ``uidnext`` and ``highestmodseq`` are those of the read
+    and go stale: IMAP takes them from the shared index or ``Store.mailbox_status``, never
+    from here."""
+
+    def __init__(self, store: Any, bus: Any) -> None:
+        self.store = store
+        self._boxes: dict[int, tuple[list[Mailbox], dict[str, Mailbox]]] = {}
+        self.generation = 0
+        bus.listeners.append(self.on_event)
+
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, MailboxesChanged):
+            self.invalidate(event.account_id)
+        elif isinstance(event, AccountChanged):
+            self.invalidate(event.account_id)
+
+    def invalidate(self, account_id: int | None) -> None:
+        """Forget ``account_id``'s mailboxes (every account's with None)."""
+        self.generation += 1
+        if account_id is None:
+            self._boxes.clear()
+        else:
+            self._boxes.pop(account_id, None)
+
+    async def _load(self, account_id: int) -> tuple[list[Mailbox], dict[str, Mailbox]]:
+        entry = self._boxes.get(account_id)
+        if entry is not None:
+            return entry
+        generation = self.generation
+        boxes = await self.store.list_mailboxes(account_id)
+        entry = (boxes, {b.name: b for b in boxes})
+        if generation == self.generation:
+            if len(self._boxes) >= MAILBOX_CACHE_ACCOUNTS:
+                del self._boxes[next(iter(self._boxes))]
+            self._boxes[account_id] = entry
+        return entry
+
+    async def list(self, account_id: int) -> list[Mailbox]:
+        """The account's mailboxes ordered by name (a new list each time)."""
+        return list((await self._load(account_id))[0])
+
+    async def get(self, account_id: int, name: str) -> Mailbox | None:
+        """The mailbox called ``name`` (already normalised, as for ``Store.get_mailbox``)."""
+        return (await self._load(account_id))[1].get(name)
 
 
 class ImapServer:
@@ -59,10 +116,14 @@ class ImapServer:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.indexes = IndexRegistry(app.store, app.bus)
+        self.mailboxes = MailboxCache(app.store, app.bus)
         self._background: set[asyncio.Task[None]] = set()
 
     def prewarm(self, mailbox: Any) -> None:
-        """Start loading a mailbox's shared index in the background (see IndexRegistry.prewarm)."""
+        """Start loading a mailbox's shared index in the background (see IndexRegistry.prewarm);
+        nothing to do when it is already loaded."""
+        if self.indexes.touch(mailbox):
+            return
         task = asyncio.ensure_future(self.indexes.prewarm(mailbox))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -141,8 +202,10 @@ class ImapHandler:
                 return ConnectionClosed()
             self.waiting = True
             try:
-                # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError)
-                data = await asyncio.wait_for(self.conn.read(), self._timeout())
+                # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError).
+                # asyncio.timeout, not wait_for: no extra task per read.
+                async with asyncio.timeout(self._timeout()):
+                    data = await self.conn.read()
             except (TimeoutError, asyncio.TimeoutError):
                 self._autologout()
                 return ConnectionClosed()

@@ -124,7 +124,7 @@ class Session:
                 log.exception("IMAP %s: %s failed", self.account.address if self.account else "-",
                               type(command).__name__)
                 tagged = r.no(tag, "Internal server error; the command was not completed", Code.SERVERBUG)
-        if self.selected is not None and self.state is State.SELECTED:
+        if self.selected is not None and self.state is State.SELECTED and not self.selected.quiet():
             try:
                 for line in await self.sync(allow_expunge=_may_expunge(command)):
                     self.send(line)
@@ -173,7 +173,7 @@ class Session:
             protocol="imap", account_id=account.id, address=account.address, remote=conn.remote_ip,
             tls=conn.tls, port=conn.local_port, client_id=self.client_id, terminate=self.io.terminate))
         log.info("IMAP login %s from %s (%s)", account.address, conn.remote_ip, "TLS" if conn.tls else "plain")
-        inbox = await self.app.store.get_mailbox(account.id, "INBOX")
+        inbox = await self.server.mailboxes.get(account.id, "INBOX")
         if inbox is not None:
             self.server.prewarm(inbox)
         return r.ok(tag, "Logged in", Code.capability(self.capabilities()))
