@@ -226,3 +226,13 @@ async def test_garbage_collection_removes_only_unreferenced_blobs(store: Store) 
     assert await store.collect_garbage(grace=-1) == 1
     [meta] = await store.list_messages(box.id)
     assert await store.read_blob(meta.blob_id) == MESSAGE
+
+
+async def test_garbage_collection_removes_files_of_refused_deliveries(store: Store) -> None:
+    account = await make_account(store, quota_bytes=10)
+    with pytest.raises(QuotaExceeded):
+        await store.deliver([(account.id, "INBOX")], MESSAGE)  # the body was written first
+    assert len(list(store.blobs.all_ids())) == 1
+    assert await store.collect_garbage(grace=3600) == 0  # too young: maybe a delivery in flight
+    assert await store.collect_garbage(grace=-1) == 1
+    assert list(store.blobs.all_ids()) == []

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ..mail.address import InvalidAddress, normalize_address
 from ..config import Config, HostPort
 from ..dns import DNSError, Resolver
 from ..mail.dsn import DSNRecipient, build_delay_notice, build_dsn, is_bounce
@@ -297,7 +298,11 @@ class QueueWorker:
         """The local account a notice goes to, or None (then it is queued to the address)."""
         if entry.get("account_id") is not None:
             return int(entry["account_id"])
-        account = await self.store.get_account(entry["mail_from"])
+        try:
+            address = normalize_address(entry["mail_from"])
+        except InvalidAddress:
+            return None
+        account = await self.store.get_account(address)
         return None if account is None else int(account.id)
 
     # -- one domain ---------------------------------------------------------------------------

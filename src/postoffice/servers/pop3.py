@@ -92,6 +92,7 @@ log = logging.getLogger(__name__)
 #: Pending replies are handed to the transport once they add up to this much (or input runs dry).
 FLUSH_AT = 256 * 1024
 _REPLIES = (Ok, Err, MultiLine, Continuation)
+_REPLY_TYPES = frozenset(_REPLIES)  # (all final classes: an exact type test is enough)
 #: Below this many buffered octets a transport is not paused (asyncio's and uvloop's default
 #: high-water mark is 64 KiB), so waiting in drain() is pointless: skip the coroutine.
 PAUSE_BELOW = 64 * 1024
@@ -177,7 +178,10 @@ class Pop3Handler:
                     break
                 event = pconn.next_event()
                 if event is NEED_DATA:
-                    await self._flush()
+                    if self._out:  # (what _flush does, minus a coroutine per command)
+                        self._write_out()
+                    if _buffered(conn.writer.transport) > PAUSE_BELOW:
+                        await self._drain()
                     if conn.closed:
                         break
                     if self._guess is not None:
@@ -198,10 +202,10 @@ class Pop3Handler:
                     continue
                 outputs = session.handle(event)
                 first = outputs[0] if len(outputs) == 1 else None
-                if isinstance(first, SendMessage):  # RETR/TOP: answered at once if no waiting
+                if type(first) is SendMessage:  # RETR/TOP: answered at once if no waiting
                     outputs = self._message_now(first) or outputs
                     first = outputs[0] if len(outputs) == 1 else None
-                if isinstance(first, _REPLIES):
+                if type(first) in _REPLY_TYPES:
                     self._reply(first)  # most commands: one reply, no action
                 else:
                     await self._perform(outputs)
@@ -270,11 +274,12 @@ class Pop3Handler:
         out = self._out
         if out:
             self._out, self._out_size = [], 0
-            if not self.conn.closed and not self.conn.writer.is_closing():
+            transport = self.conn.writer.transport  # (StreamWriter.write* only forward to it)
+            if not self.conn.closed and not transport.is_closing():
                 if len(out) == 1:
-                    self.conn.writer.write(out[0])
+                    transport.write(out[0])
                 else:
-                    self.conn.writer.writelines(out)
+                    transport.writelines(out)
 
     async def _flush(self) -> None:
         if self._out:
@@ -305,8 +310,9 @@ class Pop3Handler:
     def _reply(self, reply: Reply) -> None:
         """Queue a reply; the loop writes the queue when input runs dry or it grows big."""
         if type(reply) is MultiLine:  # status and body go out as they are, never joined
-            self._emit(self.pconn.send(reply.status))
-            self._emit(reply.body)
+            status, body = self.pconn.send(reply.status), reply.body
+            self._out += (status, body)
+            self._out_size += len(status) + len(body)
         else:
             self._emit(self.pconn.send(reply))
 

@@ -78,7 +78,23 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore):
             return ids
         ids = await self.db.write(op)
         cutoff = time.time() - grace
-        return sum(await asyncio.to_thread(lambda: [self.blobs.remove(i, cutoff) for i in ids]))
+        removed = sum(await asyncio.to_thread(lambda: [self.blobs.remove(i, cutoff) for i in ids]))
+        return removed + await self._remove_orphan_files(cutoff)
+
+    async def _remove_orphan_files(self, cutoff: float) -> int:
+        """Files with no blob row at all: bodies written for a delivery that was then refused
+        (over quota, failed commit) or whose removal was cut short. Old ones only: a delivery in
+        flight has written its file but not yet committed its row."""
+        files = await asyncio.to_thread(lambda: list(self.blobs.all_ids()))
+        removed = 0
+        for start in range(0, len(files), 500):
+            chunk = files[start:start + 500]
+            known = set(await self.db.read(lambda tx, chunk=chunk: [r[0] for r in tx.all(
+                f"SELECT id FROM blobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)]))
+            orphans = [i for i in chunk if i not in known]
+            if orphans:
+                removed += sum(await asyncio.to_thread(lambda o=orphans: [self.blobs.remove(i, cutoff) for i in o]))
+        return removed
 
 
 __all__ = ["Store", "validate_mailbox_name", "PROTOCOLS"]

@@ -154,6 +154,7 @@ ALL_COMMANDS: Final[tuple[type[Command], ...]] = (
 
 # RFC 1939 §3: keywords are 3 or 4 characters; we accept any token and then look it up.
 _DIGITS = re.compile(rb"[0-9]+")
+_RETR_PREFIXES = frozenset({b"RETR ", b"retr ", b"Retr "})
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 # RFC 4422 §3.1 mechanism names: 1-20 of upper-case letters, digits, "-" and "_".
 _MECHANISM = re.compile(rb"[A-Za-z0-9_-]{1,20}")
@@ -223,6 +224,12 @@ def parse_command(line: bytes) -> Command | InvalidCommand:
         line = line[:-1]
     if line.endswith(b"\r"):
         line = line[:-1]
+    # Fast path for the command a download repeats thousands of times, "RETR n" with a plain
+    # decimal number: exactly what the general path below returns for it, minus the splitting.
+    if line[:5] in _RETR_PREFIXES:
+        arg = line[5:]
+        if 0 < len(arg) <= MAX_MESSAGE_NUMBER_DIGITS and arg.isdigit() and arg[0] != 48:  # "0"
+            return Retr(int(arg))
     keyword, _, rest = line.partition(b" ")
     if not keyword:
         return InvalidCommand("empty command" if not rest else "command must not start with a space")

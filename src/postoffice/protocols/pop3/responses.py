@@ -48,7 +48,12 @@ class Ok:
     text: str = ""
 
     def __bytes__(self) -> bytes:
-        return b"+OK " + _clean(self.text) + CRLF if self.text else b"+OK" + CRLF
+        text = self.text
+        if not text:
+            return b"+OK\r\n"
+        if len(text) <= MAX_STATUS_TEXT and text.isascii() and text.isprintable():
+            return b"+OK %b\r\n" % text.encode("ascii")  # nothing for _clean to do
+        return b"+OK " + _clean(text) + CRLF
 
 
 @dataclass(frozen=True)

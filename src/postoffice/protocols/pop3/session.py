@@ -499,7 +499,7 @@ class Pop3Session:
         ``body``, if given, is ``message_body(data, action.top_lines, canonical=canonical)``
         already computed by the server (e.g. ahead of time, while the client was busy)."""
         self._expect(_Waiting.MESSAGE)
-        if action != self._pending_message:
+        if action is not self._pending_message and action != self._pending_message:
             raise Pop3SessionError(f"on_message for {action!r}, not {self._pending_message!r}")
         self._pending_message = None
         if data is None:
