@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-import sqlite3
+import errno
 import threading
 from pathlib import Path
 
@@ -46,8 +46,9 @@ def test_disk_full_mid_batch_does_not_commit_later_jobs_behind_callers_backs(tmp
         tx.execute("INSERT INTO big VALUES (?)", (b"x" * 1_000_000,))  # SQLITE_FULL: rolls back all
 
     a, b, c = _batch(db, [insert("a"), too_big, insert("c")])
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(OSError) as exc:  # reported like a full disk: ENOSPC
         b.result(5)
+    assert exc.value.errno == errno.ENOSPC
     rows = {r[0] for r in db.read_sync(lambda tx: tx.all("SELECT x FROM t"))}
     # Every caller must hear the truth: success <=> committed (and its event published).
     for fut, value in ((a, "a"), (c, "c")):

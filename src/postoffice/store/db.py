@@ -15,6 +15,7 @@ commit, never before, so a session is never told about a message that might stil
 from __future__ import annotations
 
 import asyncio
+import errno
 import concurrent.futures
 import logging
 import queue
@@ -259,7 +260,16 @@ def _set_result(future: concurrent.futures.Future[Any], result: Any) -> None:
         pass
 
 
+def _as_storage_error(exc: BaseException) -> BaseException:
+    """SQLite's "database or disk is full" becomes the OSError(ENOSPC) a full disk gives when
+    writing a message file, so every protocol answers both the same way (452 4.3.1, NO...)."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return OSError(errno.ENOSPC, f"the database cannot grow: {exc}")
+    return exc
+
+
 def _set_exception(future: concurrent.futures.Future[Any], exc: BaseException) -> None:
+    exc = _as_storage_error(exc)
     try:
         future.set_exception(exc)
     except concurrent.futures.InvalidStateError:

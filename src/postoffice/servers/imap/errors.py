@@ -7,6 +7,8 @@ mapped in one table here (``tagged_for``), so every command answers them alike.
 
 from __future__ import annotations
 
+import logging
+
 from ...protocols.imap import InvalidMailboxName
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
@@ -33,6 +35,9 @@ class BadRequest(Exception):
         self.code = code
 
 
+log = logging.getLogger(__name__)
+
+
 def tagged_for(tag: bytes, exc: Exception) -> bytes | None:
     """The tagged response for a known refusal, or None for an unexpected exception."""
     if isinstance(exc, Refused):
@@ -49,6 +54,11 @@ def tagged_for(tag: bytes, exc: Exception) -> bytes | None:
         return r.no(tag, f"Invalid mailbox name: {exc}", Code.CANNOT)
     if isinstance(exc, QuotaExceeded):
         return r.no(tag, "Quota exceeded: the mailbox is full", Code.OVERQUOTA)
+    if isinstance(exc, OSError):
+        # A full disk (the store reports a full database the same way): nothing was stored.
+        log.warning("storage failure: %s", exc)
+        return r.no(tag, "The server cannot store data right now (storage full or unavailable); "
+                         "nothing was changed, try again later", Code.UNAVAILABLE)
     return None
 
 
