@@ -19,6 +19,7 @@ from .servers.listener import ConnectionLimiter, ListenerSpec, Listening, serve
 from .services.accounts import AccountService
 from .services.auth import Authenticator
 from .services.events import EventBus
+from .services.metrics import Metrics
 from .services.sessions import SessionRegistry
 from .store import AccountChanged, Store
 from .tls import server_context
@@ -63,6 +64,7 @@ class Postoffice:
     worker: Any = None
     inbound_checker: Any = None
     dkim_signer: Any = None
+    metrics: Metrics | None = None  # /metrics (services/metrics.py)
 
     @classmethod
     def open(cls, config: Config) -> Postoffice:
@@ -72,7 +74,11 @@ class Postoffice:
         auth = Authenticator(store, config.security)
         sessions = SessionRegistry(store)
         bus.listeners.append(sessions.on_event)
-        return cls(config, store, bus, auth, sessions, AccountService(store, auth))
+        # -- metrics: counters fed by the bus, the authenticator and the listeners --
+        metrics = Metrics(store, sessions)
+        bus.listeners.append(metrics.on_event)
+        auth.observe = metrics.auth_result
+        return cls(config, store, bus, auth, sessions, AccountService(store, auth), metrics=metrics)
 
     def protocol_server(self, name: str) -> Any:
         from .servers.imap import ImapServer
@@ -101,7 +107,8 @@ class Postoffice:
                     continue
                 implicit, refuse, shutdown = LISTENERS[name]
                 spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown)
-                listening = await serve(spec, self.protocol_server(name), self.tls, limiter)
+                listening = await serve(spec, self.protocol_server(name), self.tls, limiter,
+                                        on_accept=self.metrics.connection if self.metrics else None)
                 self.servers[name] = listening
                 self.bound[name] = HostPort(addr.host, listening.port)
         except OSError as exc:

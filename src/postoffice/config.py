@@ -135,6 +135,7 @@ class Inbound:
 class Panel:
     secret_key: str = ""  # empty: generated once and kept in data_dir
     public_url: str = ""
+    metrics_public: bool = False  # serve /metrics to any client, not only loopback ones
 
 
 @dataclass(frozen=True)

@@ -156,8 +156,12 @@ class Listening:
 
 async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSLContext | None,
                 limiter: ConnectionLimiter,
-                on_connection: Callable[[Connection], Awaitable[None]] | None = None) -> Listening:
-    """Start listening; raises OSError (e.g. address in use) for the caller to report."""
+                on_connection: Callable[[Connection], Awaitable[None]] | None = None,
+                on_accept: Callable[[str, bool], None] | None = None) -> Listening:
+    """Start listening; raises OSError (e.g. address in use) for the caller to report.
+
+    ``on_accept(listener name, admitted)`` is told of every accepted connection (metrics);
+    ``admitted`` is False when the connection limits refused it."""
 
     active: set[Connection] = set()
 
@@ -170,7 +174,10 @@ async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSL
             active.discard(conn)
 
     async def handle(conn: Connection) -> None:
-        if not limiter.acquire(conn.remote_ip):
+        admitted = limiter.acquire(conn.remote_ip)
+        if on_accept is not None:
+            on_accept(spec.name, admitted)
+        if not admitted:
             conn.write(spec.refuse_busy)
             await conn.drain()
             await conn.close()

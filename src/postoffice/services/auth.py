@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
@@ -101,6 +102,8 @@ class Authenticator:
         self._cache: dict[str, tuple[bytes, float, float]] = {}  # address -> (mac, changed_at, expiry)
         self.failures = FailureLog(security.throttle_window)
         self._inflight: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
+        # Told (protocol, status value) of every login result: services/metrics.py.
+        self.observe: Callable[[str, str], None] | None = None
 
     # -- passwords --------------------------------------------------------------------------
 
@@ -141,6 +144,14 @@ class Authenticator:
 
     async def check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
         """Verify credentials only (no protocol decision): used by the panel for mailbox users."""
+        return self._observed("panel", await self._check_password(username, password, remote_ip))
+
+    def _observed(self, protocol: str, result: AuthResult) -> AuthResult:
+        if self.observe is not None:
+            self.observe(protocol, result.status.value)
+        return result
+
+    async def _check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
         try:
             address = normalize_address(username)
         except InvalidAddress:
@@ -188,11 +199,12 @@ class Authenticator:
 
     async def authenticate(self, username: str, password: str, remote_ip: str, protocol: str) -> AuthResult:
         """Credentials, then the protocol-access decision for ``protocol`` (imap/pop3/smtp)."""
-        result = await self.check_password(username, password, remote_ip)
+        result = await self._check_password(username, password, remote_ip)
         if not result.ok or result.account is None or result.domain is None:
-            return result
+            return self._observed(protocol, result)
         decision = protocol_access(result.account, result.domain, protocol)
         if not decision.allowed:
             log.info("%s refused for %s: %s", protocol, result.account.address, decision.reason)
-            return AuthResult(AuthStatus.REFUSED, result.account, result.domain, decision.reason)
-        return result
+            return self._observed(protocol, AuthResult(AuthStatus.REFUSED, result.account, result.domain,
+                                                       decision.reason))
+        return self._observed(protocol, result)

@@ -177,3 +177,13 @@ class QueueStore(StoreBase):
         return await self.dkim_keys(domain)
 
     # == end of outbound section ===============================================================
+
+    # == metrics (services/metrics.py) ==========================================================
+
+    async def queue_counts(self) -> dict[str, Any]:
+        """{"entries": n, "recipients": {status: n}} for the /metrics scrape."""
+        def op(tx: Tx) -> dict[str, Any]:
+            return {"entries": int(tx.scalar("SELECT count(*) FROM queue") or 0),
+                    "recipients": {str(status): int(n) for status, n in tx.all(
+                        "SELECT status, count(*) FROM queue_recipients GROUP BY status")}}
+        return await self.db.read(op)

@@ -7,6 +7,7 @@ here reaches the running IMAP/POP3/SMTP sessions through the store's change even
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from ..services.metrics import CONTENT_TYPE
 from ..services.panel_users import PanelUsers
 from .api.v1 import create_api
 from .auth import SESSION_COOKIE, SESSION_MAX_AGE, panel_secret
@@ -135,6 +137,20 @@ def _fmt_time(value: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
 
 
+def _is_loopback(request: Request) -> bool:
+    """A client on this host talking to us directly. A request relayed by a reverse proxy on the
+    same host also comes from loopback, so forwarding headers count as "not loopback"."""
+    if any(name in request.headers for name in ("forwarded", "x-forwarded-for", "x-real-ip")):
+        return False
+    try:
+        ip = ipaddress.ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 def create_app(postoffice: Any) -> Starlette:
     panel_users = PanelUsers(postoffice.store, postoffice.auth, postoffice.accounts)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -143,6 +159,15 @@ def create_app(postoffice: Any) -> Starlette:
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        """Prometheus scrape: no login; loopback clients only unless [panel] metrics_public."""
+        if not postoffice.config.panel.metrics_public and not _is_loopback(request):
+            return PlainTextResponse("forbidden\n", status_code=403)
+        if postoffice.metrics is None:
+            return PlainTextResponse("metrics are not available\n", status_code=404)
+        await postoffice.metrics.refresh()  # scrape-time store queries, before rendering
+        return Response(postoffice.metrics.render(), media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         from .pages.common import error_page
@@ -154,6 +179,7 @@ def create_app(postoffice: Any) -> Starlette:
         routes=[
             *routes,
             Route("/healthz", health, name="health"),
+            Route("/metrics", metrics, name="metrics"),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
             Mount("/api/v1", create_api(postoffice, panel_users), name="api"),
         ],
