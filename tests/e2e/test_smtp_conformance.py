@@ -55,7 +55,7 @@ def test_greeting_and_ehlo_format_on_25(srv: RunningServer) -> None:
         assert lines[0] == b"250-mail.test"
         assert all(line.startswith(b"250-") for line in lines[:-1]) and lines[-1].startswith(b"250 ")
         assert keywords(lines) == {"PIPELINING", f"SIZE {LIMIT}", "8BITMIME", "CHUNKING", "SMTPUTF8",
-                                   "ENHANCEDSTATUSCODES", "STARTTLS"}  # no AUTH on 25, no DSN
+                                   "DSN", "ENHANCEDSTATUSCODES", "STARTTLS"}  # no AUTH on 25
         assert raw_cmd(c, "HELO client.example") == [b"250 mail.test"]
         assert c.cmd("QUIT") == (221, "2.0.0 Bye")
         assert c.closed()
@@ -100,7 +100,8 @@ def test_session_commands_and_transaction_reset(srv: RunningServer) -> None:
         assert c.cmd("MAIL FROM:<a@outside.example> SIZE=1 BODY=8BITMIME")[0] == 250
         assert c.cmd("MAIL FROM:<a@outside.example>")[0] == 503  # nested MAIL
         assert c.cmd("RSET")[0] == 250
-        assert c.cmd("MAIL FROM:<a@outside.example> RET=HDRS")[0] == 555  # DSN not offered
+        assert c.cmd("MAIL FROM:<a@outside.example> RET=HDRS")[0] == 250  # DSN is offered (RFC 3461)
+        assert c.cmd("RSET")[0] == 250
 
 
 def test_data_trace_headers_and_transparency(srv: RunningServer) -> None:

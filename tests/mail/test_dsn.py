@@ -58,7 +58,7 @@ def test_failure_dsn_structure() -> None:
     assert blocks[0]["Arrival-Date"] == "Tue, 02 Jan 2024 03:04:05 +0000"
     bob = blocks[1]
     assert bob["Final-Recipient"] == "rfc822; bob@example.org"
-    assert bob["Original-Recipient"] == "rfc822;bob@example.org"
+    assert bob["Original-Recipient"] == "rfc822; bob@example.org"  # written like Final-Recipient
     assert bob["Action"] == "failed"
     assert bob["Status"] == "5.1.1"
     assert bob["Remote-MTA"] == "dns; mx.example.org"

@@ -5,6 +5,11 @@ original sender, and never sends a DSN about a message that was itself a bounce
 (:func:`is_bounce`). Everything that comes from outside (recipient addresses, remote replies,
 the original header section) is sanitised: no CR/LF injection, ASCII only in the
 message/delivery-status part, and the returned headers are bounded in size.
+
+What is returned (RFC 3461 §4.3): the header section (text/rfc822-headers) by default and for
+RET=HDRS; with RET=FULL a failure report carries the whole message (message/rfc822) when it is
+at most :data:`MAX_RETURNED_MESSAGE_BYTES`, else the headers. Reports without a failure
+(delivered, relayed, delayed) return the headers only (RFC 3461 §4.3).
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ __all__ = [
     "DSNRecipient",
     "build_dsn",
     "build_delay_notice",
+    "build_success_notice",
     "is_bounce",
     "MAX_RETURNED_HEADER_BYTES",
+    "MAX_RETURNED_MESSAGE_BYTES",
 ]
 
 MAX_RETURNED_HEADER_BYTES = 32 * 1024
+#: RET=FULL returns the whole message up to this size; a larger one gets its headers only.
+MAX_RETURNED_MESSAGE_BYTES = 1024 * 1024
 
 Action = Literal["failed", "delayed", "delivered", "relayed", "expanded"]
 
@@ -112,7 +121,7 @@ def _header_section(message: bytes, limit: int) -> bytes:
 
 def _build(
     *,
-    kind: Literal["failure", "delay"],
+    kind: Literal["failure", "delay", "success"],
     hostname: str,
     original_sender: str,
     recipients: Sequence[DSNRecipient],
@@ -122,6 +131,7 @@ def _build(
     queue_id: str | None,
     now: datetime | None,
     max_header_bytes: int,
+    ret: str | None = None,
 ) -> bytes:
     host = _clean(hostname, 255) or "localhost"
     now = now or datetime.now(timezone.utc)
@@ -135,6 +145,14 @@ def _build(
             f"This is the mail system at host {host}.\r\n\r\n"
             "I'm sorry to have to inform you that your message could not\r\n"
             "be delivered to one or more recipients. The details are below.\r\n"
+        )
+    elif kind == "success":
+        subject = "Successful Mail Delivery Report"
+        intro = (
+            f"This is the mail system at host {host}.\r\n\r\n"
+            "Your message was successfully delivered to the destination(s)\r\n"
+            "listed below. If the message was relayed to a system that does not\r\n"
+            "report delivery, you will receive no further notice.\r\n"
         )
     else:
         subject = "Delayed Mail (still being retried)"
@@ -165,8 +183,11 @@ def _build(
     for r in recipients:
         g: list[str] = []
         if r.original_recipient:
+            # RFC 3464 §2.3.1: address-type ";" the ORCPT address, decoded from xtext.
             orcpt = _clean(r.original_recipient, 512)
-            g.append(f"Original-Recipient: {orcpt if ';' in orcpt else 'rfc822; ' + orcpt}")
+            kind_, semi, addr = orcpt.partition(";")
+            orcpt = f"{kind_.strip()}; {addr.strip()}" if semi else f"rfc822; {orcpt}"
+            g.append(f"Original-Recipient: {orcpt}")
         rcpt = r.recipient
         g.append(f"Final-Recipient: {_addr_type(rcpt)}; {_clean(rcpt, 512)}")
         g.append(f"Action: {r.action}")
@@ -182,8 +203,19 @@ def _build(
         groups.append("\r\n".join(g))
     status_part = "\r\n\r\n".join(groups) + "\r\n"
 
-    headers = _header_section(original_message, max_header_bytes)
-    cte = b"" if headers.isascii() else b"Content-Transfer-Encoding: 8bit\r\n"
+    full = (kind == "failure" and (ret or "").upper() == "FULL"
+            and len(original_message) <= MAX_RETURNED_MESSAGE_BYTES)
+    if full:
+        returned = original_message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+        if not returned.endswith(b"\r\n"):
+            returned += b"\r\n"
+        returned_type = "message/rfc822"
+        returned_what = "Undelivered Message"
+    else:
+        returned = _header_section(original_message, max_header_bytes)
+        returned_type = "text/rfc822-headers"
+        returned_what = "Undelivered Message Headers" if kind != "success" else "Message Headers"
+    cte = b"" if returned.isascii() else b"Content-Transfer-Encoding: 8bit\r\n"
 
     out = bytearray()
     out += (
@@ -214,10 +246,10 @@ def _build(
     out += status_part.encode("ascii", "replace")
     out += (
         f"\r\n--{boundary}\r\n"
-        "Content-Type: text/rfc822-headers\r\n"
-        "Content-Description: Undelivered Message Headers\r\n"
+        f"Content-Type: {returned_type}\r\n"
+        f"Content-Description: {returned_what}\r\n"
     ).encode("ascii")
-    out += cte + b"\r\n" + headers
+    out += cte + b"\r\n" + returned
     out += f"\r\n--{boundary}--\r\n".encode("ascii")
     return bytes(out)
 
@@ -233,13 +265,39 @@ def build_dsn(
     queue_id: str | None = None,
     now: datetime | None = None,
     max_header_bytes: int = MAX_RETURNED_HEADER_BYTES,
+    ret: str | None = None,
 ) -> bytes:
-    """A failure DSN ("bounce") for the recipients given (normally each with action "failed").
+    """A failure DSN ("bounce") for the recipients given (normally each with action "failed";
+    "relayed" / "delivered" ones may be reported in the same DSN).
 
-    Send it with ``MAIL FROM:<>`` to ``original_sender``; never for :func:`is_bounce` senders.
+    ``ret`` is the RFC 3461 RET value: "FULL" returns the whole message (bounded), anything
+    else the header section. Send it with ``MAIL FROM:<>`` to ``original_sender``; never for
+    :func:`is_bounce` senders.
     """
     return _build(
         kind="failure", hostname=hostname, original_sender=original_sender,
+        recipients=recipients, original_message=original_message, arrival_date=arrival_date,
+        envelope_id=envelope_id, queue_id=queue_id, now=now, max_header_bytes=max_header_bytes,
+        ret=ret,
+    )
+
+
+def build_success_notice(
+    *,
+    hostname: str,
+    original_sender: str,
+    recipients: Sequence[DSNRecipient],
+    original_message: bytes,
+    arrival_date: datetime | None = None,
+    envelope_id: str | None = None,
+    queue_id: str | None = None,
+    now: datetime | None = None,
+    max_header_bytes: int = MAX_RETURNED_HEADER_BYTES,
+) -> bytes:
+    """A success DSN (Action "delivered" or "relayed", 2.x.x status) for NOTIFY=SUCCESS;
+    headers only whatever RET says (RFC 3461 §4.3)."""
+    return _build(
+        kind="success", hostname=hostname, original_sender=original_sender,
         recipients=recipients, original_message=original_message, arrival_date=arrival_date,
         envelope_id=envelope_id, queue_id=queue_id, now=now, max_header_bytes=max_header_bytes,
     )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from ..protocols.smtp.grammar import xtext_encode
+
 __all__ = [
     "TLSPolicy",
     "SmarthostAuth",
@@ -59,6 +61,9 @@ class RecipientResult:
     remote_host: str
     stage: str  # "connect", "tls", "ehlo", "auth", "mail", "rcpt", "data" or "done"
     tls: bool = False
+    #: The remote advertised DSN, so the RFC 3461 parameters went on with the recipient and
+    #: any success report is the next hop's job (RFC 3461 §5.2.2).
+    dsn: bool = False
 
     @property
     def temporary(self) -> bool:
@@ -161,6 +166,9 @@ async def deliver_to_host(
     smarthost_auth: SmarthostAuth | None = None,
     tls_context: ssl.SSLContext | None = None,
     tls_server_name: str | None = None,
+    envid: str | None = None,
+    ret: str | None = None,
+    rcpt_dsn: Sequence[tuple[str | None, str | None]] | None = None,
 ) -> list[RecipientResult]:
     """Run one SMTP transaction with ``host:port`` for ``recipients``; one result each, in order.
 
@@ -169,18 +177,22 @@ async def deliver_to_host(
     ``tls_server_name`` the name the certificate must carry after STARTTLS (default ``host``;
     with implicit TLS the certificate is always checked against ``host``).
     ``timeout`` applies to each command.
+
+    DSN (RFC 3461 §5.2): when the remote advertises it, ``ret`` / ``envid`` go on MAIL FROM and
+    each recipient's ``rcpt_dsn`` entry (notify, orcpt "addr-type;address") on its RCPT.
     """
+    dsn_args = dict(envid=envid, ret=ret, rcpt_dsn=rcpt_dsn)
     try:
         return await _deliver(
             host, port, mail_from, recipients, message, helo_name=helo_name,
             tls_policy=tls_policy, timeout=timeout, smarthost_auth=smarthost_auth,
-            tls_context=tls_context, tls_server_name=tls_server_name, allow_tls=True,
+            tls_context=tls_context, tls_server_name=tls_server_name, allow_tls=True, **dsn_args,
         )
     except _RetryWithoutTLS:
         return await _deliver(
             host, port, mail_from, recipients, message, helo_name=helo_name,
             tls_policy=tls_policy, timeout=timeout, smarthost_auth=smarthost_auth,
-            tls_context=tls_context, tls_server_name=tls_server_name, allow_tls=False,
+            tls_context=tls_context, tls_server_name=tls_server_name, allow_tls=False, **dsn_args,
         )
 
 
@@ -202,6 +214,9 @@ async def _deliver(
     tls_context: ssl.SSLContext | None,
     tls_server_name: str | None,
     allow_tls: bool,
+    envid: str | None = None,
+    ret: str | None = None,
+    rcpt_dsn: Sequence[tuple[str | None, str | None]] | None = None,
 ) -> list[RecipientResult]:
     verifying = tls_policy == TLSPolicy.VERIFY or (
         smarthost_auth is not None and smarthost_auth.verify_certs
@@ -220,10 +235,12 @@ async def _deliver(
     )
     settled: dict[int, RecipientResult] = {}
     tls_on = implicit
+    dsn_on = False
     stage = "connect"
 
     def result(i: int, rcpt: str, **kw: object) -> RecipientResult:
-        return RecipientResult(recipient=rcpt, remote_host=host, tls=tls_on, **kw)  # type: ignore[arg-type]
+        return RecipientResult(recipient=rcpt, remote_host=host, tls=tls_on, dsn=dsn_on,  # type: ignore[arg-type]
+                               **kw)
 
     try:
         try:
@@ -302,6 +319,12 @@ async def _deliver(
             options.append("BODY=8BITMIME")
         if smtp.supports_extension("size"):
             options.append(f"SIZE={len(message)}")
+        dsn_on = smtp.supports_extension("dsn")
+        if dsn_on:
+            if ret:
+                options.append(f"RET={ret.upper()}")
+            if envid:
+                options.append(f"ENVID={xtext_encode(envid)}")
         try:
             await smtp.mail(mail_from, options=options)
         except aiosmtplib.SMTPResponseException as exc:
@@ -310,8 +333,16 @@ async def _deliver(
         stage = "rcpt"
         accepted: list[int] = []
         for i, rcpt in enumerate(recipients):
+            rcpt_options: list[str] = []
+            if dsn_on and rcpt_dsn is not None and i < len(rcpt_dsn):
+                notify, orcpt = rcpt_dsn[i]
+                if notify:
+                    rcpt_options.append(f"NOTIFY={notify.upper()}")
+                if orcpt and ";" in orcpt:
+                    addr_type, _, addr = orcpt.partition(";")
+                    rcpt_options.append(f"ORCPT={addr_type.strip()};{xtext_encode(addr.strip())}")
             try:
-                resp = await smtp.rcpt(rcpt)
+                resp = await smtp.rcpt(rcpt, options=rcpt_options)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 f = _reply_failure("rcpt", exc)
                 if f.code == 0:

@@ -22,6 +22,11 @@ The invariants that keep mail from being lost or duplicated:
 * temporary failures are retried with exponential backoff (``retry_interval`` doubling up to
   ``retry_max_interval``) for ``retry_for`` seconds, with one delay notice after
   ``delay_notice_after``; then they bounce with status 4.4.7;
+* DSN (RFC 3461): NOTIFY decides which reports a recipient gets (none for NEVER; failures and
+  delays when absent); RET=FULL returns the whole message in a bounce; ENVID and ORCPT show up
+  as Original-Envelope-Id / Original-Recipient. A remote that advertises DSN gets the
+  parameters passed on (and reports success itself); one that does not earns a "relayed"
+  report for NOTIFY=SUCCESS recipients (RFC 3461 §5.2.2);
 * anything unexpected (a missing body file, a bug) leaves the entry queued for a later attempt.
 
 Time comes from ``clock`` so tests can jump days ahead instead of sleeping.
@@ -41,7 +46,7 @@ from typing import Any
 from ..mail.address import InvalidAddress, normalize_address
 from ..config import Config, HostPort
 from ..dns import DNSError, Resolver
-from ..mail.dsn import DSNRecipient, build_delay_notice, build_dsn, is_bounce
+from ..mail.dsn import DSNRecipient, build_delay_notice, build_dsn, build_success_notice, is_bounce
 from .client import RecipientResult, SmarthostAuth, TLSPolicy, deliver_to_host
 from .mtasts import MTASTS
 from .mx import MXError, delivery_hosts
@@ -70,6 +75,8 @@ class Outcome:
     status: str  # RFC 3463
     diagnostic: str  # RFC 3464 Diagnostic-Code value ("smtp; 550 5.1.1 ...")
     remote_mta: str | None = None
+    #: delivered to a next hop that did not advertise DSN (RFC 3461 §5.2.2: action "relayed")
+    relayed: bool = False
 
     @property
     def text(self) -> str:
@@ -228,8 +235,9 @@ class QueueWorker:
             groups.setdefault("" if self.out.smarthost else r["domain"], []).append(r)
         log.info("queue %s: attempt %d from <%s> to %d recipient(s) in %d group(s)",
                  queue_id, attempt, entry["mail_from"], len(pending), len(groups))
+        dsn = (entry.get("envid"), entry.get("ret"))
         results = await asyncio.gather(*(
-            self._deliver_group(queue_id, entry["mail_from"], domain, rcpts, raw)
+            self._deliver_group(queue_id, entry["mail_from"], domain, rcpts, raw, dsn)
             for domain, rcpts in groups.items()))
         outcomes = [o for group in results for o in group]
         await self._settle(entry, raw, outcomes, attempt)
@@ -241,6 +249,8 @@ class QueueWorker:
         expired = now >= created + self.out.retry_for
         by_id = {r["id"]: r for r in entry["recipients"]}
         failed = [o for o in outcomes if o.kind == "permanent"]
+        relayed = [o for o in outcomes if o.kind == "delivered" and o.relayed
+                   and _notify(by_id[o.recipient_id], "SUCCESS")]
         temporary = [o for o in outcomes if o.kind == "temporary"]
         if expired and temporary:
             failed += [Outcome(o.recipient_id, "permanent", "4.4.7",
@@ -261,13 +271,23 @@ class QueueWorker:
 
         wants_failure = [o for o in failed if _notify(by_id[o.recipient_id], "FAILURE")]
         if wants_failure and not is_bounce(sender):
+            # Recipients relayed in the same attempt are reported in the same DSN (RFC 3464 allows
+            # mixed actions), so one commit carries one notice.
             dsn = build_dsn(hostname=self.hostname, original_sender=sender,
-                            recipients=[dsn_rcpt(o, "failed") for o in wants_failure],
+                            recipients=[dsn_rcpt(o, "failed") for o in wants_failure]
+                            + [dsn_rcpt(o, "relayed") for o in relayed],
                             original_message=raw, arrival_date=arrival, envelope_id=entry.get("envid"),
-                            queue_id=str(queue_id), now=last)
+                            queue_id=str(queue_id), now=last, ret=entry.get("ret"))
             notice = (await self._sender_account(entry), sender, dsn)
             log.info("queue %s: bouncing %d recipient(s) to <%s>", queue_id, len(wants_failure), sender)
-        elif failed:
+        elif relayed and not is_bounce(sender):
+            notice = (await self._sender_account(entry), sender, build_success_notice(
+                hostname=self.hostname, original_sender=sender,
+                recipients=[dsn_rcpt(o, "relayed") for o in relayed],
+                original_message=raw, arrival_date=arrival, envelope_id=entry.get("envid"),
+                queue_id=str(queue_id), now=last))
+            log.info("queue %s: relayed notice for %d recipient(s) to <%s>", queue_id, len(relayed), sender)
+        if failed and not wants_failure:
             log.info("queue %s: %d recipient(s) failed; no bounce (sender <%s>)", queue_id, len(failed), sender)
         if (temporary and not entry["delay_notified"] and now - created >= self.out.delay_notice_after
                 and not is_bounce(sender)):
@@ -308,10 +328,11 @@ class QueueWorker:
     # -- one domain ---------------------------------------------------------------------------
 
     async def _deliver_group(self, queue_id: int, mail_from: str, domain: str,
-                             rcpts: list[dict[str, Any]], raw: bytes) -> list[Outcome]:
+                             rcpts: list[dict[str, Any]], raw: bytes,
+                             dsn: tuple[str | None, str | None] = (None, None)) -> list[Outcome]:
         async with self._semaphore:
             try:
-                return await self._route_and_send(queue_id, mail_from, domain, rcpts, raw)
+                return await self._route_and_send(queue_id, mail_from, domain, rcpts, raw, dsn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a bug must not lose or bounce mail
@@ -320,7 +341,8 @@ class QueueWorker:
                         for r in rcpts]
 
     async def _route_and_send(self, queue_id: int, mail_from: str, domain: str,
-                              rcpts: list[dict[str, Any]], raw: bytes) -> list[Outcome]:
+                              rcpts: list[dict[str, Any]], raw: bytes,
+                              dsn: tuple[str | None, str | None] = (None, None)) -> list[Outcome]:
         # Each target: (host to connect to, port, name for TLS/logs, TLS policy, smart host auth).
         targets: list[tuple[str, int, str, TLSPolicy, SmarthostAuth | None]] = []
         if self.out.smarthost:
@@ -369,11 +391,12 @@ class QueueWorker:
             for start in range(0, len(remaining), MAX_RCPTS_PER_TRANSACTION):
                 chunk = remaining[start:start + MAX_RCPTS_PER_TRANSACTION]
                 results = await self._transaction(queue_id, connect_to, port, name, policy_kind, auth,
-                                                  mail_from, chunk, raw)
+                                                  mail_from, chunk, raw, dsn)
                 for r, res in zip(chunk, results):
                     remote = name if connect_to == name else f"{name} [{connect_to}]"
                     if res.delivered:
-                        outcomes[r["id"]] = Outcome(r["id"], "delivered", res.status, res.diagnostic, remote)
+                        outcomes[r["id"]] = Outcome(r["id"], "delivered", res.status, res.diagnostic, remote,
+                                                    relayed=not res.dsn)
                     elif res.try_next_host:
                         host_failures.append(r)
                         outcomes[r["id"]] = Outcome(r["id"], "temporary", res.status, res.diagnostic, remote)
@@ -385,14 +408,15 @@ class QueueWorker:
 
     async def _transaction(self, queue_id: int, connect_to: str, port: int, name: str, policy: TLSPolicy,
                            auth: SmarthostAuth | None, mail_from: str, rcpts: Sequence[dict[str, Any]],
-                           raw: bytes) -> list[RecipientResult]:
+                           raw: bytes, dsn: tuple[str | None, str | None] = (None, None)) -> list[RecipientResult]:
         """One SMTP transaction; accepted recipients are marked delivered before returning."""
         async def send_and_record() -> list[RecipientResult]:
             results = await deliver_to_host(
                 connect_to, port, mail_from, [r["recipient"] for r in rcpts], raw,
                 helo_name=self.hostname, tls_policy=policy, timeout=self.smtp_timeout,
                 smarthost_auth=auth, tls_context=self.tls_context,
-                tls_server_name=name if policy == TLSPolicy.VERIFY else None)
+                tls_server_name=name if policy == TLSPolicy.VERIFY else None,
+                envid=dsn[0], ret=dsn[1], rcpt_dsn=[(r.get("notify"), r.get("orcpt")) for r in rcpts])
             accepted = [r["id"] for r, res in zip(rcpts, results) if res.delivered]
             if accepted:
                 first = next(res for res in results if res.delivered)
@@ -412,10 +436,11 @@ class QueueWorker:
 
 
 def _notify(rcpt: dict[str, Any], what: str) -> bool:
-    """RFC 3461 NOTIFY: absent means failures and (at our choice) delays are reported."""
+    """RFC 3461 NOTIFY: absent means failures and (at our choice) delays are reported, never
+    successes (§4.1); NEVER means nothing at all."""
     value = (rcpt.get("notify") or "").upper()
     if not value:
-        return True
+        return what != "SUCCESS"
     items = {v.strip() for v in value.split(",")}
     return "NEVER" not in items and what in items
 

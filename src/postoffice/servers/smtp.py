@@ -84,9 +84,10 @@ from .listener import Connection
 
 log = logging.getLogger(__name__)
 
-#: Extensions we advertise: no DSN (the queue does not keep NOTIFY/ORCPT yet) and no
-#: BINARYMIME (bodies are stored in canonical CRLF form).
-EXTENSIONS = Extensions(eightbitmime=True, binarymime=False, smtputf8=True, dsn=False)
+#: Extensions we advertise: DSN (RFC 3461: ENVID/RET and NOTIFY/ORCPT go into the queue, see
+#: services/delivery.py and outbound/worker.py) but no BINARYMIME (bodies are stored in
+#: canonical CRLF form).
+EXTENSIONS = Extensions(eightbitmime=True, binarymime=False, smtputf8=True, dsn=True)
 MECHANISMS = ("PLAIN", "LOGIN")
 #: Unknown recipients in one session before each further one is slowed down, and before the
 #: session is closed (address harvesting).
@@ -461,7 +462,7 @@ class SmtpSession:
             if not self.server.send_rate.allows(self.account.id):
                 self.reply(R450_RATE)
                 return
-        self.envelope = Envelope(mail_from, account=self.account)
+        self.envelope = Envelope(mail_from, account=self.account, envid=cmd.params.envid, ret=cmd.params.ret)
         self.smtputf8 = cmd.params.smtputf8
         self.size_hint = cmd.params.size or 0
         self.reply(r.R250_SENDER_OK)
@@ -497,6 +498,9 @@ class SmtpSession:
         if full is not None:
             self.reply(full)
             return
+        route.notify = cmd.params.notify
+        orcpt = cmd.params.orcpt
+        route.orcpt = f"{orcpt[0]};{orcpt[1]}" if orcpt is not None else None
         envelope.routes.append(route)
         self.reply(r.R250_RCPT_OK)
         self.sm.accept_rcpt()

@@ -26,6 +26,13 @@ local mailbox (final delivery) also gets ``Return-Path: <reverse-path>`` on top.
 get no Return-Path (a relay must not add one). The ``for <address>`` clause is written only
 for a single-recipient transaction, so Bcc recipients are not disclosed to each other.
 
+DSN (RFC 3461): the envelope's ENVID/RET and each recipient's NOTIFY/ORCPT go into the queue
+with the remote recipients; a remote copy reached through an alias or a forward carries the
+original RCPT address as its ORCPT when the client gave none (RFC 3461 §4.2, §6.2), so reports
+name the address the sender used. A recipient delivered to a local mailbox with NOTIFY=SUCCESS
+earns a "delivered" report (RFC 3464 §2.3.3) to the sender: into its INBOX when the sender is
+one of our accounts, else queued with the null sender.
+
 Durability: :meth:`Delivery.commit` returns only after the store committed the local copies
 (``Store.deliver``) and the queue entry (``Store.enqueue``), both fsynced: the caller may say
 250 then, not before.
@@ -47,6 +54,7 @@ from email.utils import format_datetime
 from datetime import datetime, timezone
 
 from ..mail.address import InvalidAddress, normalize_address, split_plus
+from ..mail.dsn import DSNRecipient, build_success_notice, is_bounce
 from ..mail.headers import find_header_end, split_fields, unfold
 from ..mail.imapfmt import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
 from ..store import Account, AccountChanged, Domain, Store
@@ -86,6 +94,9 @@ class Route:
     remote: list[str] = field(default_factory=list)
     via_catch_all: bool = False
     quota: dict[int, int] = field(default_factory=dict)  # account id -> quota bytes (0: none)
+    #: RFC 3461 RCPT parameters: NOTIFY (None: not given) and ORCPT as "addr-type;address"
+    notify: frozenset[str] | None = None
+    orcpt: str | None = None
 
 
 @dataclass
@@ -95,6 +106,8 @@ class Envelope:
     mail_from: str  # "" for the null reverse-path
     routes: list[Route] = field(default_factory=list)
     account: Account | None = None  # the authenticated sender (submission)
+    envid: str | None = None  # RFC 3461 ENVID (decoded)
+    ret: str | None = None  # RFC 3461 RET: "FULL" or "HDRS"
 
     def local_accounts(self) -> list[int]:
         seen: dict[int, None] = {}
@@ -108,6 +121,20 @@ class Envelope:
         for route in self.routes:
             for address in route.remote:
                 seen.setdefault(_key(address), address)
+        return list(seen.values())
+
+    def remote_recipients_dsn(self) -> list[tuple[str, str | None, str | None]]:
+        """:meth:`remote_recipients` as (address, notify, orcpt) for ``Store.enqueue``."""
+        seen: dict[str, tuple[str, str | None, str | None]] = {}
+        for route in self.routes:
+            notify = ",".join(sorted(route.notify)) if route.notify else None
+            for address in route.remote:
+                orcpt = route.orcpt
+                if orcpt is None and _key(address) != _key(route.address) and route.address.isascii():
+                    # Reached through an alias or a forward: keep the address the sender used
+                    # (RFC 3461 §4.2 allows adding ORCPT when relaying; §6.2).
+                    orcpt = f"rfc822;{route.address}"
+                seen.setdefault(_key(address), (address, notify, orcpt))
         return list(seen.values())
 
     @property
@@ -315,7 +342,7 @@ class Delivery:
         acknowledged then, and a local copy is never half-stored (one transaction)."""
         received = self.received_header(envelope, trace)
         accounts = envelope.local_accounts()
-        remote = envelope.remote_recipients()
+        remote = envelope.remote_recipients_dsn()
         delivered = 0
         stored: list[Any] = []
         if accounts:
@@ -328,13 +355,44 @@ class Delivery:
                 if sign is not None:
                     queued = await sign(queued)
                 account_id = envelope.account.id if envelope.account is not None else None
-                await self.store.enqueue(envelope.mail_from, remote, queued, account_id=account_id)
+                await self.store.enqueue(envelope.mail_from, remote, queued, account_id=account_id,
+                                         envid=envelope.envid, ret=envelope.ret)
             except BaseException:
                 # The client hears a failure and will send again: take the local copies back,
                 # or every retry would file one more.
                 await self._withdraw(stored)
                 raise
+        if accounts:
+            await self._success_notice(envelope, message)
         return Committed(trace.queue_id, delivered, len(remote))
+
+    async def _success_notice(self, envelope: Envelope, message: bytes) -> None:
+        """NOTIFY=SUCCESS for recipients delivered here: a "delivered" DSN (RFC 3461 §4.1,
+        RFC 3464 §2.3.3). Best effort after the commit: a failure is logged, never reported to
+        the client (the message itself is safely stored)."""
+        wanted = [route for route in envelope.routes
+                  if route.accounts and route.notify and "SUCCESS" in route.notify]
+        if not wanted or is_bounce(envelope.mail_from):
+            return
+        try:
+            now = datetime.now(timezone.utc)
+            dsn = build_success_notice(
+                hostname=self.hostname, original_sender=envelope.mail_from,
+                recipients=[DSNRecipient(route.address, "delivered", "2.0.0", original_recipient=route.orcpt,
+                                         last_attempt=now) for route in wanted],
+                original_message=message, arrival_date=now, envelope_id=envelope.envid, now=now)
+            account = envelope.account
+            if account is None:
+                try:
+                    account = await self.store.get_account(normalize_address(envelope.mail_from))
+                except InvalidAddress:
+                    account = None
+            if account is not None:
+                await self.store.deliver([(account.id, "INBOX")], dsn)
+            else:
+                await self.store.enqueue("", [envelope.mail_from], dsn)
+        except Exception:  # noqa: BLE001 - the message is delivered; only the report is lost
+            log.exception("cannot send the delivery report to <%s>", envelope.mail_from)
 
     async def _withdraw(self, stored: list[Any]) -> None:
         boxes: dict[tuple[int, int], list[int]] = {}

@@ -14,9 +14,15 @@ from .rows import StoreBase
 class QueueStore(StoreBase):
     # == queue (outbound) ======================================================================
 
-    async def enqueue(self, mail_from: str, recipients: Sequence[str], raw: bytes, *,
-                      account_id: int | None = None, envid: str | None = None, ret: str | None = None) -> int:
-        """Durably queue a message for remote recipients; returns the queue id."""
+    async def enqueue(self, mail_from: str, recipients: Sequence[str | tuple[str, str | None, str | None]],
+                      raw: bytes, *, account_id: int | None = None, envid: str | None = None,
+                      ret: str | None = None) -> int:
+        """Durably queue a message for remote recipients; returns the queue id.
+
+        A recipient is an address, or ``(address, notify, orcpt)`` with the RFC 3461 DSN
+        parameters: ``notify`` "NEVER" or a comma list of SUCCESS/FAILURE/DELAY (None: not
+        given), ``orcpt`` "addr-type;address" decoded from xtext (None: not given)."""
+        rows = [(r, None, None) if isinstance(r, str) else (r[0], r[1], r[2]) for r in recipients]
         blob_id, row, _ = await self._put_blob(raw)
 
         def op(tx: Tx) -> int:
@@ -25,8 +31,10 @@ class QueueStore(StoreBase):
             cur = tx.execute("INSERT INTO queue (mail_from, blob_id, account_id, created_at, next_attempt, envid, ret) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?)", (mail_from, blob_id, account_id, now, now, envid, ret))
             queue_id = int(cur.lastrowid or 0)
-            tx.executemany("INSERT INTO queue_recipients (queue_id, recipient, domain, updated_at) VALUES (?, ?, ?, ?)",
-                           [(queue_id, rcpt, rcpt.rpartition("@")[2].lower(), now) for rcpt in recipients])
+            tx.executemany("INSERT INTO queue_recipients (queue_id, recipient, domain, updated_at, notify, orcpt) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           [(queue_id, rcpt, rcpt.rpartition("@")[2].lower(), now, notify, orcpt)
+                            for rcpt, notify, orcpt in rows])
             return queue_id
         return await self.db.write(op)
 

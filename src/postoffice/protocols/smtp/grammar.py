@@ -59,6 +59,7 @@ __all__ = [
 MAX_DOMAIN_OCTETS = 255  # RFC 5321 §4.5.3.1.2
 MAX_PATH_OCTETS = 256  # RFC 5321 §4.5.3.1.3 (with the angle brackets)
 MAX_ENVID_CHARS = 100  # RFC 3461 §4.4
+MAX_ORCPT_CHARS = 500  # RFC 3461 §4.2
 
 
 class GrammarError(Exception):
@@ -321,7 +322,8 @@ def mail_params(pairs: list[tuple[str, str | None]], ext: Extensions) -> MailPar
             if value is None:
                 raise GrammarError(r.R501_SYNTAX_PARAMS)
             envid = xtext_decode(value)
-            if len(envid) > MAX_ENVID_CHARS:
+            # RFC 3461 §4.4: at most 100 characters of printable US-ASCII once decoded.
+            if len(envid) > MAX_ENVID_CHARS or not all(32 <= ord(c) < 127 for c in envid):
                 raise GrammarError(r.R501_SYNTAX_PARAMS)
         else:
             raise GrammarError(r.R555_UNKNOWN_PARAM)
@@ -345,11 +347,13 @@ def rcpt_params(pairs: list[tuple[str, str | None]], ext: Extensions) -> RcptPar
                 raise GrammarError(r.R501_SYNTAX_PARAMS)
             notify = items
         elif keyword == "ORCPT" and ext.dsn:
+            # RFC 3461 §4.2: ORCPT=addr-type ";" xtext, at most 500 characters.
             addr_type, semi, addr = (value or "").partition(";")
-            if not semi or not _KEYWORD.fullmatch(addr_type) or not addr:
+            if not semi or not _KEYWORD.fullmatch(addr_type) or not addr or len(value or "") > MAX_ORCPT_CHARS:
                 raise GrammarError(r.R501_SYNTAX_PARAMS)
-            if addr_type.lower() == "rfc822":
-                addr = xtext_decode(addr)
+            addr = xtext_decode(addr)
+            if any(ord(c) < 32 or ord(c) == 127 for c in addr):  # no CR/LF into a DSN
+                raise GrammarError(r.R501_SYNTAX_PARAMS)
             orcpt = (addr_type.lower(), addr)
         else:
             raise GrammarError(r.R555_UNKNOWN_PARAM)
