@@ -3,9 +3,9 @@ driven by Playwright): log in, open the domain, Email > Overview > Email, the th
 settings, Advanced settings, switch POP3 off, Save; then force the domain to POP3 only.
 
 The effect is checked through the store and the protocol-access decision every server calls
-(services/access.py); `test_protocol_logins_follow_the_panel` checks it with poplib and imaplib
-once the real POP3 and IMAP servers have replaced the placeholders. Screenshots of the main
-pages are saved to docs/screenshots/.
+(services/access.py), and `test_protocol_logins_follow_the_panel` checks it with poplib and
+imaplib against the running servers. Screenshots of the main pages are saved to
+docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from .conftest import ADMIN_PASSWORD, CSRF_RE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-SERVERS = Path(__file__).resolve().parents[2] / "src" / "postoffice" / "servers"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (run `make browsers`)")
@@ -206,29 +205,12 @@ def test_forms_show_errors_in_the_browser(live: Any, browser: Any) -> None:
     page.close()
 
 
-def _servers_ready() -> bool:
-    """The POP3 and IMAP servers have replaced the greeting placeholders and can be imported."""
-    for name in ("pop3", "imap"):
-        module, package = SERVERS / f"{name}.py", SERVERS / name / "__init__.py"
-        source = module if module.exists() else package
-        if not source.exists() or "placeholder" in source.read_text().lower():
-            return False
-    try:
-        from postoffice.servers.imap import ImapServer  # noqa: F401
-        from postoffice.servers.pop3 import Pop3Server  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _panel_post(client: httpx.Client, path: str, data: dict[str, str]) -> httpx.Response:
     token = CSRF_RE.search(client.get(path).text)
     assert token
     return client.post(path, data={**data, "csrf_token": token.group(1)})
 
 
-@pytest.mark.skipif(not _servers_ready(),
-                    reason="needs the POP3 and IMAP servers (servers/pop3.py, servers/imap.py are placeholders)")
 def test_protocol_logins_follow_the_panel(live_with_mail: Any) -> None:
     """After the panel switches POP3 off, poplib is refused with the reason and imaplib works;
     after the domain is forced to POP3 only, imaplib is refused."""
