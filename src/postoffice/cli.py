@@ -173,6 +173,8 @@ def check_config(ctx: Context) -> None:
         fail(str(exc), 2)
     for name, addr in config.listen.addresses().items():
         console.print(f"{name:12} {addr}")
+    for name in config.ignored_env:
+        console.print(f"[yellow]warning:[/] environment variable {name} names no setting and is ignored")
     console.print(f"[green]configuration {config.source} is valid[/]")
 
 

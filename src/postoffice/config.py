@@ -152,6 +152,7 @@ class Config:
     inbound: Inbound = field(default_factory=Inbound)
     panel: Panel = field(default_factory=Panel)
     source: str = ""  # the file this came from, for messages
+    ignored_env: tuple[str, ...] = ()  # POSTOFFICE_* variables that name no setting
 
     @property
     def data_path(self) -> Path:
@@ -180,30 +181,43 @@ def load(path: str | os.PathLike[str] | None, env: typing.Mapping[str, str] | No
             raise ConfigError(f"{path}: config file is not readable (permission denied)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    _apply_env(raw, env)
+    ignored = _apply_env(raw, env)
     config = _build(Config, raw, where, "")
-    config = dataclasses.replace(config, source=where)
+    config = dataclasses.replace(config, source=where, ignored_env=ignored)
     validate(config)
     return config
 
 
-def _apply_env(raw: dict[str, Any], env: typing.Mapping[str, str]) -> None:
+def _apply_env(raw: dict[str, Any], env: typing.Mapping[str, str]) -> tuple[str, ...]:
+    """Apply ``POSTOFFICE_*`` overrides; return the names that match no setting.
+
+    Those are ignored rather than fatal: other tools share the prefix (a test suite's
+    ``POSTOFFICE_TEST_PG_DSN``, say). `postoffice check-config` lists them, to catch typos."""
+    ignored = []
     for name, value in env.items():
         if not name.startswith("POSTOFFICE_") or name == "POSTOFFICE_CONFIG":
             continue
         key = name[len("POSTOFFICE_"):].lower()
         table, _, rest = key.partition("_")
-        if table in _TABLES and rest:
+        if table in _TABLES and rest and rest in _field_names(table):
             raw.setdefault(table, {})[rest] = value
-        else:
+        elif key in _field_names(None) and key not in _TABLES:
             raw[key] = value
+        else:
+            ignored.append(name)
+    return tuple(sorted(ignored))
+
+
+def _field_names(table: str | None) -> set[str]:
+    cls = Config if table is None else typing.get_type_hints(Config)[table]
+    return {f.name for f in dataclasses.fields(cls) if f.name not in ("source", "ignored_env")}
 
 
 def _build(cls: type, raw: dict[str, Any], where: str, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.')} must be a table")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    known = {f.name for f in dataclasses.fields(cls) if f.name not in ("source", "ignored_env")}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:

@@ -61,3 +61,10 @@ def test_shipped_configs_are_valid() -> None:
     production = load(root / "docs" / "production.toml", env={})
     assert production.listen.addresses()["smtp"].port == 25
     assert production.listen.addresses()["imaps"].port == 993
+
+
+def test_unknown_environment_variables_are_ignored_and_listed() -> None:
+    config = load(None, env={"POSTOFFICE_TEST_PG_DSN": "postgresql://x", "POSTOFFICE_LISTEN_IMAPZ": "1:1",
+                             "POSTOFFICE_HOSTNAME": "mail.example.com"})
+    assert config.hostname == "mail.example.com"
+    assert config.ignored_env == ("POSTOFFICE_LISTEN_IMAPZ", "POSTOFFICE_TEST_PG_DSN")
