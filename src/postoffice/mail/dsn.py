@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "DSNRecipient",
+    "build_report",
     "build_dsn",
     "build_delay_notice",
     "build_success_notice",
@@ -119,20 +120,26 @@ def _header_section(message: bytes, limit: int) -> bytes:
     return b"\r\n".join(out) + b"\r\n"
 
 
-def _build(
-    *,
+def build_report(
     kind: Literal["failure", "delay", "success"],
+    *,
     hostname: str,
     original_sender: str,
     recipients: Sequence[DSNRecipient],
     original_message: bytes,
-    arrival_date: datetime | None,
-    envelope_id: str | None,
-    queue_id: str | None,
-    now: datetime | None,
-    max_header_bytes: int,
+    arrival_date: datetime | None = None,
+    envelope_id: str | None = None,
+    queue_id: str | None = None,
+    now: datetime | None = None,
+    max_header_bytes: int = MAX_RETURNED_HEADER_BYTES,
     ret: str | None = None,
 ) -> bytes:
+    """A delivery status notification (RFC 3464 multipart/report) of the given kind.
+
+    ``ret`` is the RFC 3461 RET value and matters only for failures: "FULL" returns the whole
+    message (bounded), anything else the header section (success and delay reports always
+    return headers only, RFC 3461 §4.3). Send it with ``MAIL FROM:<>`` to
+    ``original_sender``; never for :func:`is_bounce` senders."""
     host = _clean(hostname, 255) or "localhost"
     now = now or datetime.now(timezone.utc)
     boundary = f"=_postoffice_dsn_{secrets.token_hex(12)}"
@@ -254,70 +261,17 @@ def _build(
     return bytes(out)
 
 
-def build_dsn(
-    *,
-    hostname: str,
-    original_sender: str,
-    recipients: Sequence[DSNRecipient],
-    original_message: bytes,
-    arrival_date: datetime | None = None,
-    envelope_id: str | None = None,
-    queue_id: str | None = None,
-    now: datetime | None = None,
-    max_header_bytes: int = MAX_RETURNED_HEADER_BYTES,
-    ret: str | None = None,
-) -> bytes:
-    """A failure DSN ("bounce") for the recipients given (normally each with action "failed";
-    "relayed" / "delivered" ones may be reported in the same DSN).
-
-    ``ret`` is the RFC 3461 RET value: "FULL" returns the whole message (bounded), anything
-    else the header section. Send it with ``MAIL FROM:<>`` to ``original_sender``; never for
-    :func:`is_bounce` senders.
-    """
-    return _build(
-        kind="failure", hostname=hostname, original_sender=original_sender,
-        recipients=recipients, original_message=original_message, arrival_date=arrival_date,
-        envelope_id=envelope_id, queue_id=queue_id, now=now, max_header_bytes=max_header_bytes,
-        ret=ret,
-    )
+def build_dsn(**report: Any) -> bytes:
+    """A failure DSN ("bounce"); the arguments are those of :func:`build_report` (normally each
+    recipient with action "failed"; "relayed" / "delivered" ones may share the report)."""
+    return build_report("failure", **report)
 
 
-def build_success_notice(
-    *,
-    hostname: str,
-    original_sender: str,
-    recipients: Sequence[DSNRecipient],
-    original_message: bytes,
-    arrival_date: datetime | None = None,
-    envelope_id: str | None = None,
-    queue_id: str | None = None,
-    now: datetime | None = None,
-    max_header_bytes: int = MAX_RETURNED_HEADER_BYTES,
-) -> bytes:
-    """A success DSN (Action "delivered" or "relayed", 2.x.x status) for NOTIFY=SUCCESS;
-    headers only whatever RET says (RFC 3461 §4.3)."""
-    return _build(
-        kind="success", hostname=hostname, original_sender=original_sender,
-        recipients=recipients, original_message=original_message, arrival_date=arrival_date,
-        envelope_id=envelope_id, queue_id=queue_id, now=now, max_header_bytes=max_header_bytes,
-    )
+def build_success_notice(**report: Any) -> bytes:
+    """A success DSN (Action "delivered" or "relayed", 2.x.x status) for NOTIFY=SUCCESS."""
+    return build_report("success", **report)
 
 
-def build_delay_notice(
-    *,
-    hostname: str,
-    original_sender: str,
-    recipients: Sequence[DSNRecipient],
-    original_message: bytes,
-    arrival_date: datetime | None = None,
-    envelope_id: str | None = None,
-    queue_id: str | None = None,
-    now: datetime | None = None,
-    max_header_bytes: int = MAX_RETURNED_HEADER_BYTES,
-) -> bytes:
+def build_delay_notice(**report: Any) -> bytes:
     """A "delayed" DSN (Action: delayed, 4.x.x status, Will-Retry-Until when known)."""
-    return _build(
-        kind="delay", hostname=hostname, original_sender=original_sender,
-        recipients=recipients, original_message=original_message, arrival_date=arrival_date,
-        envelope_id=envelope_id, queue_id=queue_id, now=now, max_header_bytes=max_header_bytes,
-    )
+    return build_report("delay", **report)
