@@ -66,3 +66,25 @@ async def test_credential_cache_is_dropped_on_password_change(store, config) -> 
     await svc.set_password("alice@example.com", "battery staple")
     assert not (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
     assert (await auth.authenticate("alice@example.com", "battery staple", "192.0.2.1", "imap")).ok
+
+
+def test_plaintext_login_rule(config) -> None:
+    from postoffice.services.auth import password_login_allowed
+    off = dataclasses.replace(config.security, allow_plaintext_auth=False, allow_plaintext_auth_loopback=False)
+    loop = dataclasses.replace(off, allow_plaintext_auth_loopback=True)
+    anywhere = dataclasses.replace(off, allow_plaintext_auth=True)
+    assert password_login_allowed(off, tls=True, loopback=False)
+    assert not password_login_allowed(off, tls=False, loopback=True)
+    assert password_login_allowed(loop, tls=False, loopback=True)
+    assert not password_login_allowed(loop, tls=False, loopback=False)
+    assert password_login_allowed(anywhere, tls=False, loopback=False)
+
+
+def test_authzid_rule() -> None:
+    from postoffice.services.auth import authzid_permitted
+    assert authzid_permitted("", "alice@example.com")
+    assert authzid_permitted("Alice@EXAMPLE.com", "alice@example.com")
+    assert authzid_permitted("alice@bücher.example", "alice@xn--bcher-kva.example")
+    assert not authzid_permitted("bob@example.com", "alice@example.com")
+    assert not authzid_permitted("alice", "alice@example.com")
+    assert authzid_permitted("alice", "alice")  # not addresses: exactly the same text only

@@ -81,7 +81,7 @@ from ..protocols.pop3 import (
     State,
     message_body,
 )
-from ..services.auth import AuthStatus
+from ..services.auth import AuthStatus, authzid_permitted, password_login_allowed
 from ..services.maildrop import LATER, MaildropBusy, Snapshot, maildrop_service
 from ..services.sessions import OpenSession
 from ..store import Account
@@ -141,8 +141,8 @@ class Pop3Handler:
         security = self.app.config.security
         policy = Pop3Policy(
             tls_available=self.app.tls is not None,
-            allow_plaintext_auth=security.allow_plaintext_auth
-            or (security.allow_plaintext_auth_loopback and conn.is_loopback),
+            # what the plaintext-login rule says without TLS; the session adds "or under TLS"
+            allow_plaintext_auth=password_login_allowed(security, tls=False, loopback=conn.is_loopback),
             sasl_mechanisms=("PLAIN", "LOGIN"),
         )
         self.pconn = Pop3Connection()
@@ -383,6 +383,8 @@ class Pop3Handler:
             self._prepared = (index, data, message_body(data, None, canonical=True))
 
     async def _authenticate(self, action: Authenticate) -> AuthResult:
+        if not authzid_permitted(action.authzid, action.username):
+            return AuthRefused("acting as another user is not supported")
         try:
             result = await self.app.auth.authenticate(action.username, action.password,
                                                       self.conn.remote_ip, "pop3")

@@ -64,7 +64,7 @@ from ..protocols.smtp import (
     helo_reply,
 )
 from ..protocols.smtp import replies as r
-from ..services.auth import AuthStatus
+from ..services.auth import AuthStatus, authzid_permitted, password_login_allowed
 from ..services.delivery import (
     MAX_HOPS,
     Delivery,
@@ -354,8 +354,7 @@ class SmtpSession:
         """AUTH is offered on submission under TLS, or without TLS only when allowed."""
         if not self.server.submission:
             return False
-        return (self.conn.tls or self.security.allow_plaintext_auth
-                or (self.security.allow_plaintext_auth_loopback and self.conn.is_loopback))
+        return password_login_allowed(self.security, tls=self.conn.tls, loopback=self.conn.is_loopback)
 
     def ehlo_keywords(self) -> list[str]:
         starttls = self.server.mode != "submissions" and self.app.tls is not None
@@ -419,7 +418,7 @@ class SmtpSession:
         if isinstance(step, sasl.SaslFailure):
             self.auth_failed(r.R535_AUTH_FAILED)
             return
-        if step.authzid and _norm(step.authzid) != _norm(step.username):
+        if not authzid_permitted(step.authzid, step.username):
             self.auth_failed(R535_AUTHZID)  # acting as someone else is not supported
             return
         result = await self.app.auth.authenticate(step.username, step.password, self.conn.remote_ip, "smtp")

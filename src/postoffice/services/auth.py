@@ -55,6 +55,37 @@ class AuthResult:
         return self.status is AuthStatus.OK
 
 
+def password_login_allowed(security: Security, *, tls: bool, loopback: bool) -> bool:
+    """THE plaintext-login rule, for IMAP, POP3 and SMTP alike: may a client send a password
+    (LOGIN, USER/PASS, AUTH PLAIN/LOGIN) on this connection?
+
+    Under TLS always; without it only when the administrator allows it, for every client
+    (``allow_plaintext_auth``) or for loopback clients only (``allow_plaintext_auth_loopback``).
+    RFC 9051 §11.1/LOGINDISABLED, RFC 2595 §2.2 and RFC 4954 §4 ask for this default."""
+    return tls or security.allow_plaintext_auth or (security.allow_plaintext_auth_loopback and loopback)
+
+
+def authzid_permitted(authzid: str, username: str) -> bool:
+    """THE authorization-identity check for SASL (RFC 4422 §3.4.1): an empty authzid, or one
+    naming the same address as the authentication identity, is allowed; acting as someone
+    else is not supported. Both are compared in the one normalised form logins use."""
+    if not authzid:
+        return True
+    a, u = normalize_login(authzid), normalize_login(username)
+    if a is None or u is None:
+        return authzid == username
+    return a == u
+
+
+def normalize_login(username: str) -> str | None:
+    """The account key a login name stands for (the address normalisation), or None when
+    it is not a valid address (then it names no account)."""
+    try:
+        return normalize_address(username)
+    except InvalidAddress:
+        return None
+
+
 def make_hasher(security: Security) -> PasswordHasher:
     return PasswordHasher(time_cost=security.argon2_time_cost, memory_cost=security.argon2_memory_kib,
                           parallelism=1, type=Type.ID)
@@ -152,10 +183,7 @@ class Authenticator:
         return result
 
     async def _check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
-        try:
-            address = normalize_address(username)
-        except InvalidAddress:
-            address = username.strip().lower()
+        address = normalize_login(username) or username.strip().lower()
         if self.is_blocked(remote_ip, address):
             log.warning("login throttled for %s from %s", address, remote_ip)
             return AuthResult(AuthStatus.THROTTLED, reason="too many failed logins; try again later")

@@ -52,13 +52,14 @@ def test_plain_wrong_password() -> None:
     """)
 
 
-def test_plain_other_authzid_refused() -> None:
+def test_plain_authzid_is_passed_to_the_server() -> None:
+    # The server decides (services.auth.authzid_permitted, shared with IMAP and SMTP).
     server = FakeServer(tls_active=True)
     transcript(server, f"""
         C: AUTH PLAIN {b64(b"bob" + bytes(1) + b"alice" + bytes(1) + b"secret")}
-        S: -ERR [AUTH] acting as another user is not supported
+        S: +OK alice's maildrop has 3 messages (210 octets)
     """)
-    assert server.authenticated == []
+    assert server.authenticated == [Authenticate("alice", "secret", "PLAIN", "bob")]
 
 
 def test_plain_malformed() -> None:

@@ -32,7 +32,8 @@ class Authenticate:
 
     Answer with ``session.on_auth_result(AuthOk | AuthInvalid | AuthRefused |
     AuthTemporaryFailure | MaildropInUse)``.  ``mechanism`` is ``"USER"`` for USER/PASS or the
-    SASL mechanism name; ``authzid`` is always empty or equal to ``username``.
+    SASL mechanism name; ``authzid`` is what the client asked to act as ("" for none): the server decides
+    whether it is allowed (services.auth.authzid_permitted).
     """
 
     username: str

@@ -331,8 +331,6 @@ class Pop3Session:
             return [Continuation(result.data)]
         self._sasl = None
         if isinstance(result, sasl.Credentials):
-            if result.authzid and result.authzid != result.username:
-                return [Err("acting as another user is not supported", ResponseCode.AUTH)]
             self._waiting = _Waiting.AUTH
             return [Authenticate(result.username, result.password, self._sasl_name, result.authzid)]
         return [Err(result.reason or "authentication failed", ResponseCode.AUTH)]

@@ -40,6 +40,7 @@ from ...protocols.imap import (
 )
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
+from ...services.auth import password_login_allowed
 from ...store import AccountChanged, Mailbox, MailboxesChanged
 from ..listener import Connection
 from .selected import IndexRegistry
@@ -161,9 +162,7 @@ class ImapHandler:
 
     @property
     def auth_allowed(self) -> bool:
-        security = self.app.config.security
-        return self.conn.tls or security.allow_plaintext_auth or (
-            security.allow_plaintext_auth_loopback and self.conn.is_loopback)
+        return password_login_allowed(self.app.config.security, tls=self.conn.tls, loopback=self.conn.is_loopback)
 
     # -- output ----------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:

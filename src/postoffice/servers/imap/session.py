@@ -30,7 +30,7 @@ from ...protocols.imap import (
 from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
-from ...services.auth import AuthStatus
+from ...services.auth import AuthStatus, authzid_permitted
 from ...services.sessions import OpenSession
 from ...store import Account
 from . import mailboxes, messages
@@ -294,7 +294,7 @@ async def do_authenticate(s: Session, tag: bytes, cmd: Authenticate) -> bytes:
         return r.bad(tag, f"Authentication failed: {step.reason}")
     if not isinstance(step, sasl.Credentials):
         return r.bad(tag, "Authentication exchange too long")
-    if step.authzid and step.authzid.lower() != step.username.lower():
+    if not authzid_permitted(step.authzid, step.username):
         return r.no(tag, "Acting as another user is not allowed", Code.AUTHORIZATIONFAILED)
     return await s.login(tag, step.username, step.password)
 
