@@ -17,7 +17,10 @@ run: $(STAMP)
 
 # Debian packages the end-to-end tests drive: chromium (Playwright drives it; no browser
 # download), and real mail clients. Installed only when missing; needs root (CI runs as root).
-DEBIAN_TEST_PACKAGES := chromium fetchmail swaks isync publicsuffix mutt offlineimap getmail6 msmtp
+# --no-install-recommends leaves out what some clients need for TLS, so it is named here:
+# swaks needs Net::SSLeay and IO::Socket::SSL for STARTTLS and port 465.
+DEBIAN_TEST_PACKAGES := chromium fetchmail swaks libnet-ssleay-perl libio-socket-ssl-perl \
+	isync publicsuffix mutt offlineimap getmail6 msmtp
 test-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
