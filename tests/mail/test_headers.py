@@ -8,7 +8,7 @@ import pytest
 
 from postoffice.mail import MessageInfo, analyze, header_value, search_text
 from postoffice.mail.headers import decode_words, parse_date
-from postoffice.mail.imapfmt import parse_address_list
+from postoffice.mail.imapfmt import address_text, parse_address_list
 
 from .test_structure import ALL, load
 
@@ -58,7 +58,7 @@ def test_analyze_search_fields() -> None:
     info = analyze(load("encoded"))
     assert info.subject == "Café olé and à la carte"
     assert info.from_ == "山田 <yamada@example.jp>"
-    assert info.to == '"Zoë" <zoe@example.com>'
+    assert info.to == 'Zoë <zoe@example.com>'  # envelope form: the phrase unquoted
     assert info.date == datetime(2024, 1, 22, 23, 59, 59, tzinfo=UTC)
     alt = analyze(load("alternative"))
     assert alt.in_reply_to == "<plain-1@example.org>"
@@ -106,7 +106,11 @@ def test_header_value() -> None:
         (b"a@b", [(None, None, b"a", b"b")]),
         (b"John Q. Public <jqp@x.org>", [(b"John Q. Public", None, b"jqp", b"x.org")]),
         (b'"a\\"b" <x@y>', [(b'a"b', None, b"x", b"y")]),
-        (b"x@y (Comment (nested))", [(None, None, b"x", b"y")]),
+        # the legacy "user@domain (Real Name)" form: the comment is the personal name
+        (b"x@y (Comment (nested))", [(b"Comment (nested)", None, b"x", b"y")]),
+        (b"u@h (Real Name), v@h", [(b"Real Name", None, b"u", b"h"), (None, None, b"v", b"h")]),
+        (b"u@h (Real\\) Name)", [(b"Real) Name", None, b"u", b"h")]),
+        (b"Phrase (note) <u@h> (after)", [(b"Phrase", None, b"u", b"h")]),
         (b'"quoted local"@y', [(None, None, b'"quoted local"', b"y")]),
         (b"<>", []),
         (b"", []),
@@ -121,3 +125,19 @@ def test_header_value() -> None:
 )
 def test_parse_address_list(src: bytes, expected) -> None:
     assert parse_address_list(src) == expected
+
+
+@pytest.mark.parametrize(
+    "src,expected",
+    [
+        (b"Alice <alice@example.org>", "Alice <alice@example.org>"),
+        (b"alice@example.org (Alice Liddell)", "Alice Liddell <alice@example.org>"),
+        (b'"Bob (not a comment)" <bob(hidden)@example.com>', "Bob (not a comment) <bob@example.com>"),
+        (b"<@route.example:carol@example.net>", "carol@example.net"),
+        (b"=?UTF-8?Q?J=C3=BCrgen?= <j@example.de>, d@e", "J\u00fcrgen <j@example.de>, d@e"),
+        (b"team: a@b, c@d;", "team, a@b, c@d"),
+    ],
+)
+def test_address_text_is_the_envelope_form(src: bytes, expected: str) -> None:
+    """SEARCH FROM/TO/CC/BCC text: comments and routes gone (RFC 9051 6.4.4)."""
+    assert address_text(src) == expected

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .headers import decode_charset, decode_header_value, memo_fields, parse_date, split_fields, unfold
+from .imapfmt import address_text
 from .imapfmt import body as body_fmt
 from .imapfmt import bodystructure as bodystructure_fmt
 from .imapfmt import envelope as envelope_fmt
@@ -18,7 +19,9 @@ from .sections import UnknownCTE, decode_transfer
 @dataclass(slots=True)
 class MessageInfo:
     """Everything IMAP asks for repeatedly.  ``envelope``/``bodystructure``/``body`` are wire
-    bytes; the text fields are decoded (RFC 2047) for SEARCH; ``date`` is the Date header."""
+    bytes; the text fields are decoded (RFC 2047) for SEARCH; ``from_``/``to``/``cc``/``bcc``
+    are the envelope addresses written out (`imapfmt.address_text`: no comments, no routes);
+    ``date`` is the Date header with its own zone."""
 
     size: int
     tree: Part
@@ -114,6 +117,10 @@ def _analyze(raw: bytes) -> MessageInfo:
         v = hm.get(name)
         return ", ".join(decode_header_value(x) for x in v) if v else None
 
+    def addresses(name: bytes) -> str | None:
+        v = hm.get(name)
+        return ", ".join(address_text(x) for x in v) if v else None
+
     date_raw = hm.get(b"date")
     return MessageInfo(
         size=len(raw),
@@ -122,10 +129,10 @@ def _analyze(raw: bytes) -> MessageInfo:
         bodystructure=bodystructure_fmt(raw, tree, True),
         body=body_fmt(raw, tree),
         subject=first(b"subject"),
-        from_=joined(b"from"),
-        to=joined(b"to"),
-        cc=joined(b"cc"),
-        bcc=joined(b"bcc"),
+        from_=addresses(b"from"),
+        to=addresses(b"to"),
+        cc=addresses(b"cc"),
+        bcc=addresses(b"bcc"),
         message_id=first(b"message-id"),
         in_reply_to=first(b"in-reply-to"),
         references=joined(b"references"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .headers import field_map, split_fields
+from .headers import decode_header_value, field_map, split_fields
 from .imapstring import NIL, nstring, string
 from .mime import Part
 
@@ -17,17 +17,19 @@ MISSING_DOMAIN = b"MISSING_DOMAIN"
 
 # ---------------------------------------------------------------- address-list parsing ----
 
-# Token kinds
-_ATOM, _QS, _DLIT, _SPECIAL = 0, 1, 2, 3
+# Token kinds (_COMMENT only when asked for: its value is the comment's text)
+_ATOM, _QS, _DLIT, _SPECIAL, _COMMENT = 0, 1, 2, 3, 4
 _SPECIALS = frozenset(b"<>@,;:.")
 _ATOM_RE = re.compile(rb'[^<>@,;:."\[( \t\r\n]+')
 _WS_RE = re.compile(rb"[ \t\r\n]+")
 
 
-def _tokenize(s: bytes) -> list[tuple[int, bytes, bytes, bool]]:
+def _tokenize(s: bytes, comments: bool = False) -> list[tuple[int, bytes, bytes, bool]]:
     """(kind, value, raw, whitespace-or-comment-before) tokens of an RFC 5322 address list.
 
-    Comments are skipped (nesting handled); unterminated constructs run to the end.
+    Comments are skipped (nesting handled) or, with ``comments``, returned as _COMMENT tokens
+    whose value is the text inside the outer parentheses (quoted pairs undone); unterminated
+    constructs run to the end.
     """
     toks: list[tuple[int, bytes, bytes, bool]] = []
     i, n = 0, len(s)
@@ -39,19 +41,29 @@ def _tokenize(s: bytes) -> list[tuple[int, bytes, bytes, bool]]:
             i = _WS_RE.match(s, i).end()  # type: ignore[union-attr]
         elif c == 0x28:  # "(" comment, nestable, quoted-pair aware
             depth = 0
+            start = i
+            text = bytearray()
             while i < n:
                 c = s[i]
                 if c == 0x5C:
+                    text += s[i + 1 : i + 2]
                     i += 2
                     continue
                 if c == 0x28:
                     depth += 1
+                    if depth > 1:
+                        text.append(c)
                 elif c == 0x29:
                     depth -= 1
                     if depth == 0:
                         i += 1
                         break
+                    text.append(c)
+                else:
+                    text.append(c)
                 i += 1
+            if comments:
+                toks.append((_COMMENT, bytes(text), s[start:i], space))
             space = True
         elif c == 0x22:  # quoted-string
             j = i + 1
@@ -125,15 +137,19 @@ def parse_address_list(value: bytes) -> list[Address]:
     Group syntax is returned as RFC 9051 markers: start ``(None, None, group-name, None)``,
     end ``(None, None, None, None)``.  Lenient: never raises.
     """
-    toks = _tokenize(value)
+    toks = _tokenize(value, comments=True)
     out: list[Address] = []
     words: list[tuple[int, bytes, bytes, bool]] = []
+    # Comments after a bare addr-spec: the legacy form ``user@domain (Real Name)`` (RFC 5322
+    # 3.4 / RFC 822 practice) names the person in a comment; every major server returns it
+    # as the personal name. A comment inside the addr-spec (``u(c)@h``) is no name.
+    notes: list[tuple[int, bytes]] = []
     angle: list[tuple[int, bytes, bytes, bool]] | None = None
     phrase: list[tuple[int, bytes, bytes, bool]] = []
     in_group = False
 
     def flush() -> None:
-        nonlocal words, angle, phrase
+        nonlocal words, angle, phrase, notes
         if angle is not None:
             adl, local, domain = _addr_spec(angle)
             name = _phrase(phrase)
@@ -142,20 +158,28 @@ def parse_address_list(value: bytes) -> list[Address]:
         elif words:
             adl, local, domain = _addr_spec(words)
             if local or domain:
-                out.append((None, adl, local or MISSING_MAILBOX, domain or MISSING_DOMAIN))
-        words, angle, phrase = [], None, []
+                trailing = [x for k, x in notes if k == len(words)]  # not "u(c)@h"
+                note = b" ".join(_WS_RE.sub(b" ", x).strip() for x in trailing).strip() or None
+                out.append((note, adl, local or MISSING_MAILBOX, domain or MISSING_DOMAIN))
+        words, angle, phrase, notes = [], None, [], []
 
     i, n = 0, len(toks)
     while i < n:
         t = toks[i]
         kind, val = t[0], t[1]
+        if kind == _COMMENT:
+            if angle is None:
+                notes.append((len(words), val))
+            i += 1
+            continue
         if kind == _SPECIAL and val == b"<":
             phrase = words
             words = []
             j = i + 1
             inner = []
             while j < n and not (toks[j][0] == _SPECIAL and toks[j][1] == b">"):
-                inner.append(toks[j])
+                if toks[j][0] != _COMMENT:
+                    inner.append(toks[j])
                 j += 1
             angle = inner
             i = j + 1
@@ -188,6 +212,27 @@ def parse_address_list(value: bytes) -> list[Address]:
     if in_group:
         out.append((None, None, None, None))
     return out
+
+
+def address_text(value: bytes) -> str:
+    """The addresses of an address-list header as ENVELOPE sees them, written out for SEARCH
+    FROM/TO/CC/BCC (RFC 9051 6.4.4: "the envelope structure's FROM field"): comments and
+    source routes removed, each ``Name <mailbox@host>`` or ``mailbox@host`` (the name RFC
+    2047-decoded), joined by ", "; group names are kept as words. What Dovecot matches too."""
+    out: list[str] = []
+    for name, _adl, mailbox, host in parse_address_list(value):
+        if host is None:
+            if mailbox is not None:  # a group's start: its display name
+                out.append(decode_header_value(mailbox))
+            continue
+        local = "" if mailbox in (None, MISSING_MAILBOX) else mailbox.decode("utf-8", "replace")
+        domain = "" if host == MISSING_DOMAIN else host.decode("utf-8", "replace")
+        addr = f"{local}@{domain}" if local and domain else local or domain
+        if name:
+            out.append(f"{decode_header_value(name)} <{addr}>")
+        elif addr:
+            out.append(addr)
+    return ", ".join(out)
 
 
 def _addr_list(value: bytes | None) -> bytes:

@@ -118,7 +118,7 @@ GOOD = [
     ("a1 SEARCH ALL", Search(SearchAll())),
     (
         'a1 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"',
-        Search(SearchAnd((SearchFlag("\\Flagged"), SearchDate("since", date(1994, 2, 1)), SearchNot(SearchHeader("From", b"Smith"))))),
+        Search(SearchAnd((SearchFlag("\\Flagged"), SearchDate("since", date(1994, 2, 1)), SearchNot(SearchHeader("From", b"Smith", True))))),
     ),
     (
         "a1 UID SEARCH CHARSET utf-8 TEXT {4}\r\n\xd0\xb9\xd1\x86",
@@ -132,12 +132,12 @@ GOOD = [
     (
         "a1 SEARCH ANSWERED BCC a BEFORE 3-Mar-2020 BODY b CC c DELETED DRAFT HEADER X-Foo \"\" KEYWORD $Fwd LARGER 10 NEW OLD ON \"01-Jan-2000\" RECENT SEEN SENTBEFORE 1-jan-2000 SENTON 1-Jan-2000 SENTSINCE 1-Jan-2000 SUBJECT s TO t UNANSWERED UNDELETED UNDRAFT UNFLAGGED UNKEYWORD $Junk UNSEEN UID 1,3:* OLDER 60 YOUNGER 3600 MODSEQ 5 2:4 (SEEN)",
         Search(SearchAnd((
-            SearchFlag("\\Answered"), SearchHeader("Bcc", b"a"), SearchDate("before", date(2020, 3, 3)),
-            SearchBody(b"b"), SearchHeader("Cc", b"c"), SearchFlag("\\Deleted"), SearchFlag("\\Draft"),
+            SearchFlag("\\Answered"), SearchHeader("Bcc", b"a", True), SearchDate("before", date(2020, 3, 3)),
+            SearchBody(b"b"), SearchHeader("Cc", b"c", True), SearchFlag("\\Deleted"), SearchFlag("\\Draft"),
             SearchHeader("X-Foo", b""), SearchFlag("$Fwd"), SearchSize("larger", 10), SearchNew(), SearchOld(),
             SearchDate("on", date(2000, 1, 1)), SearchFlag("\\Recent"), SearchFlag("\\Seen"),
             SearchDate("before", date(2000, 1, 1), True), SearchDate("on", date(2000, 1, 1), True),
-            SearchDate("since", date(2000, 1, 1), True), SearchHeader("Subject", b"s"), SearchHeader("To", b"t"),
+            SearchDate("since", date(2000, 1, 1), True), SearchHeader("Subject", b"s"), SearchHeader("To", b"t", True),
             SearchFlag("\\Answered", False), SearchFlag("\\Deleted", False), SearchFlag("\\Draft", False),
             SearchFlag("\\Flagged", False), SearchFlag("$Junk", False), SearchFlag("\\Seen", False),
             SearchUid(S(b"1,3:*")), SearchOlder(60), SearchYounger(3600), SearchModSeq(5),

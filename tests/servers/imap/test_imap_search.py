@@ -310,3 +310,32 @@ async def test_and_of_nothing_and_deep_nesting(store: Store, box) -> None:
     assert await search(store, mailbox_id, metas, SearchAnd(()), now=NOW) == [1, 2, 3, 4]
     text = "NOT " * 30 + "SEEN"
     assert await run(store, box, text) == [1]
+
+
+ADDRESSED = [
+    (b"From: real@example.org (Display Person)\r\n"
+     b'To: "Sales Team" <sales@example.com>\r\n'
+     b"Cc: x(chatty-comment)@example.com\r\n"
+     b"Subject: a\r\n\r\nbody\r\n", 0, "", ts(2024, 1, 1)),
+    (b"From: <@route.example:bob@example.net>\r\n"
+     b"Bcc: Hidden (comment-in-phrase) Person <hp@example.com>\r\n"
+     b"Subject: b\r\n\r\nbody\r\n", 0, "", ts(2024, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("text,expected", [
+    # RFC 9051 6.4.4: FROM/TO/CC/BCC look at the envelope's addresses
+    ('FROM "Display Person"', [1]), ("FROM real@example.org", [1]),
+    ("CC chatty-comment", []), ("CC x@example.com", [1]),
+    ('HEADER CC "chatty-comment"', [1]),  # HEADER is the field's text, comments and all
+    ("FROM route.example", []), ('HEADER FROM "route.example"', [2]), ("FROM bob@example.net", [2]),
+    ('TO "Sales Team <sales@"', [1]), ('TO "\\"Sales"', []), ('HEADER TO "\\"Sales"', [1]),
+    ("BCC comment-in-phrase", []), ('BCC "Hidden Person"', [2]),
+])
+async def test_address_keys_search_the_envelope(store: Store, text: str, expected: list[int]) -> None:
+    await store.add_domain("example.com")
+    account = await store.add_account("bob@example.com", "x")
+    mailbox = await store.get_mailbox(account.id, "INBOX")
+    await store.append(account.id, mailbox.id, ADDRESSED)
+    metas = await store.list_messages(mailbox.id)
+    assert await search(store, mailbox.id, metas, key(text), now=NOW) == expected

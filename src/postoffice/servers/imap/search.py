@@ -28,7 +28,7 @@ How keys are evaluated: the key is compiled once into a tree whose leaves have a
 
 0. flags, keywords, sizes, internal dates, UIDs, sequence numbers, MODSEQ: straight from
    the metas, in memory (``UID SEARCH UNSEEN`` on 100,000 messages is one comprehension);
-1. FROM/TO/CC/BCC/SUBJECT, HEADER Subject|From|To|Cc|Bcc|Message-ID|In-Reply-To and the
+1. FROM/TO/CC/BCC/SUBJECT, HEADER Subject|Message-ID|In-Reply-To and the
    SENT* dates: one ``Store.search_fields`` query for the mailbox (only if such a key occurs);
 2. other HEADER fields, BODY, TEXT: need the message blob.
 
@@ -49,6 +49,11 @@ Decisions:
   practice, e.g. Dovecot).
 - OLDER n: internal date more than n seconds before ``now``; YOUNGER n: at most n seconds
   (RFC 5032; YOUNGER n is exactly NOT OLDER n).
+- FROM/TO/CC/BCC match the envelope's addresses (RFC 9051 6.4.4 "in the envelope
+  structure's FROM field"): ``Name <mailbox@host>`` per address, comments and source
+  routes removed, names RFC 2047-decoded (stored at delivery, ``imapfmt.address_text``;
+  messages stored before that keep their decoded header text). HEADER From|To|Cc|Bcc
+  searches the header text itself.
 - HEADER name "" matches every message having that field (RFC 9051 6.4.4); so do
   FROM/TO/... with "". SUBJECT searches the first Subject field (what delivery keeps).
 - MODSEQ n matches modseq >= n (RFC 7162 3.1.5); the optional entry name is accepted and
@@ -106,6 +111,9 @@ _FIELD_KEYS = {
     "subject": "subject", "from": "from", "to": "to", "cc": "cc", "bcc": "bcc",
     "message-id": "message_id", "in-reply-to": "in_reply_to",
 }
+
+# Stored as envelope addresses (mail.imapfmt.address_text), not as header text.
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc"})
 
 COST_META, COST_FIELDS, COST_BLOB = 0, 1, 2
 
@@ -392,7 +400,7 @@ class _Compiler:
         if isinstance(key, SearchUid):
             return self._seqset(key.seqset, uid=True)
         if isinstance(key, SearchHeader):
-            return self._header(key.field, _needle(key.value))
+            return self._header(key.field, _needle(key.value), key.address)
         if isinstance(key, SearchBody):
             needle = _needle(key.value)
             return _Blob(lambda d: needle in d.body)
@@ -476,9 +484,10 @@ class _Compiler:
                 members.update(range(lo - 1, min(hi, n)))
         return _Members(members)
 
-    def _header(self, field: str, needle: str) -> _Node:
+    def _header(self, field: str, needle: str, address: bool = False) -> _Node:
         name = field.strip().lower()
-        key = _FIELD_KEYS.get(name)
+        # FROM/TO/CC/BCC read the stored envelope addresses; HEADER From/To/Cc/Bcc the text.
+        key = _FIELD_KEYS.get(name) if address or name not in _ADDRESS_FIELDS else None
         if key is None:
             if needle:
                 return _Blob(lambda d: any(needle in v for v in d.values(name)))

@@ -69,10 +69,13 @@ class SearchOld:
 @dataclass(frozen=True, slots=True)
 class SearchHeader:
     """BCC/CC/FROM/SUBJECT/TO (field is "Bcc", "Cc", "From", "Subject", "To") and
-    HEADER field value. An empty ``value`` matches every message having the field."""
+    HEADER field value. An empty ``value`` matches every message having the field.
+    ``address``: the BCC/CC/FROM/TO keys, which search the envelope's addresses rather than
+    the header text (RFC 9051 6.4.4); HEADER From is the header text."""
 
     field: str
     value: bytes
+    address: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,7 @@ def parse_search_key(r: Reader, *, max_depth: int = MAX_SEARCH_DEPTH, depth: int
         return simple
     if word in _ADDRESS_HEADERS:
         r.sp()
-        return SearchHeader(_ADDRESS_HEADERS[word], r.astring())
+        return SearchHeader(_ADDRESS_HEADERS[word], r.astring(), word != b"SUBJECT")
     if word in _DATES:
         op, sent = _DATES[word]
         r.sp()
