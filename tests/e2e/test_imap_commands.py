@@ -418,7 +418,8 @@ def test_search_keys_esearch_and_searchres(srv: RunningServer) -> None:
     assert wire.cmd(b"d SEARCH RETURN (SAVE) SEEN") == [b"d OK SEARCH completed"]
     assert wire.cmd(b"e FETCH $ UID")[:2] == [b"* 2 FETCH (UID 2)", b"* 4 FETCH (UID 4)"]
     lines = wire.cmd(b"f SEARCH MODSEQ 1")
-    assert lines[0].startswith(b"* SEARCH 1 2 3 4 5 (MODSEQ ")
+    assert lines[0].startswith(b"* OK [HIGHESTMODSEQ ")  # RFC 7162 3.1: CONDSTORE enabled now
+    assert lines[1].startswith(b"* SEARCH 1 2 3 4 5 (MODSEQ ")
     wire.cmd(b"g ENABLE IMAP4rev2")
     assert wire.cmd(b"h SEARCH SEEN")[0] == b'* ESEARCH (TAG "h") ALL 2,4'
     wire.close()

@@ -88,3 +88,59 @@ def test_search_address_keys_use_envelope_addresses(srv: RunningServer) -> None:
     assert m.search(None, "FROM", "alice@example.org") == ("OK", [b"1"])
     assert m.search(None, "TO", '"bob@example.com"') == ("OK", [b"1"])
     m.logout()
+
+
+def plain(n: int) -> bytes:
+    return (f"From: s{n}@example.org\r\nTo: rcpt@example.com\r\nSubject: message {n}\r\n"
+            f"Message-ID: <p{n}@example.org>\r\n\r\nbody {n}\r\n").encode()
+
+
+# -- 3: HIGHESTMODSEQ when CONDSTORE is enabled on an already selected mailbox -----------------
+
+@pytest.mark.parametrize("command", [b"FETCH 1 (MODSEQ)", b"SEARCH MODSEQ 1", b"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+                                     b"ENABLE CONDSTORE", b"STATUS INBOX (HIGHESTMODSEQ)"])
+def test_condstore_enabling_command_on_selected_mailbox_reports_highestmodseq(srv: RunningServer,
+                                                                              command: bytes) -> None:
+    """RFC 7162 3.1: the first CONDSTORE enabling command while a mailbox is selected is
+    answered with ``* OK [HIGHESTMODSEQ n]`` too; later ones are not."""
+    address, _ = new_account(srv, plain(1), plain(2))
+    w = wire(srv, address)
+    lines = ok(w.cmd(b"a1 SELECT INBOX"), b"a1")
+    highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))  # type: ignore[union-attr]
+    lines = ok(w.cmd(b"a2 " + command), b"a2")
+    assert [line for line in lines if b"HIGHESTMODSEQ" in line and line.startswith(b"* OK")] == \
+        [b"* OK [HIGHESTMODSEQ %d] Highest" % highest], lines
+    lines = ok(w.cmd(b"a3 FETCH 1 (MODSEQ)"), b"a3")
+    assert not any(b"* OK [HIGHESTMODSEQ" in line for line in lines), lines
+    w.close()
+
+
+# -- 4: ESEARCH MODSEQ of a lone MIN or MAX ------------------------------------------------------
+
+def test_esearch_modseq_belongs_to_the_returned_messages(srv: RunningServer) -> None:
+    """RFC 4731 3.2, RFC 7162 3.1.5: MODSEQ is the highest mod-sequence of the messages
+    returned: with MIN alone that is the first match's, with MAX alone the last's."""
+    address, _ = new_account(srv, plain(1), plain(2), plain(3))
+    w = wire(srv, address)
+    ok(w.cmd(b"a1 SELECT INBOX"), b"a1")
+    ok(w.cmd(b"a2 STORE 1 +FLAGS (\\Flagged)"), b"a2")  # message 1 now has the highest modseq
+    mod = {}
+    for line in ok(w.cmd(b"a3 FETCH 1:3 (MODSEQ)"), b"a3")[1:]:  # after * OK [HIGHESTMODSEQ]
+        m = re.match(rb"\* (\d) FETCH \(MODSEQ \((\d+)\)\)", line)
+        assert m, line
+        mod[int(m.group(1))] = int(m.group(2))
+    assert mod[1] > mod[3] > mod[2]
+    esearch = {}
+    for options, tag in ((b"MIN", b"b1"), (b"MAX", b"b2"), (b"MIN MAX", b"b3"), (b"COUNT", b"b4"),
+                         (b"ALL", b"b5")):
+        lines = ok(w.cmd(tag + b" SEARCH RETURN (" + options + b") MODSEQ 1"), tag)
+        esearch[options] = lines[0]
+    assert esearch[b"MIN"] == b'* ESEARCH (TAG "b1") MIN 1 MODSEQ %d' % mod[1]
+    assert esearch[b"MAX"] == b'* ESEARCH (TAG "b2") MAX 3 MODSEQ %d' % mod[3]
+    assert esearch[b"MIN MAX"] == b'* ESEARCH (TAG "b3") MIN 1 MAX 3 MODSEQ %d' % mod[1]
+    assert esearch[b"COUNT"] == b'* ESEARCH (TAG "b4") COUNT 3 MODSEQ %d' % mod[1]
+    lines = ok(w.cmd(b"c1 UID SEARCH RETURN (MAX) MODSEQ 1 2:3"), b"c1")  # uid 2 vs 3: 3 has the higher modseq
+    assert lines[0] == b'* ESEARCH (TAG "c1") UID MAX 3 MODSEQ %d' % mod[3], lines
+    lines = ok(w.cmd(b"c2 SEARCH RETURN (MIN) MODSEQ 1 2:3"), b"c2")
+    assert lines[0] == b'* ESEARCH (TAG "c2") MIN 2 MODSEQ %d' % mod[2], lines
+    w.close()

@@ -377,10 +377,15 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
     if present is not None:  # leave out what was expunged meanwhile (still in the view)
         seqs = [n for n in seqs if n - 1 in present]
     numbers = [view.uids[n - 1] for n in seqs] if cmd.uid else seqs
+    options = cmd.return_options
     modseq = None
     if uses_modseq and seqs:
-        modseq = max(messages.modseqs[n - 1] for n in seqs)
-    options = cmd.return_options
+        # RFC 4731 3.2 / RFC 7162 3.1.5: the highest mod-sequence of the messages *returned*:
+        # a lone MIN or MAX (or both, without ALL/COUNT) returns only those messages
+        returned = seqs
+        if options and not {"ALL", "COUNT"} & set(options) and {"MIN", "MAX"} & set(options):
+            returned = ([seqs[0]] if "MIN" in options else []) + ([seqs[-1]] if "MAX" in options else [])
+        modseq = max(messages.modseqs[n - 1] for n in returned)
     if options is None and not s.rev2:
         s.send(r.search(numbers, modseq))
         return r.ok(tag, f"{verb} completed")

@@ -94,6 +94,11 @@ class Session:
         return "QRESYNC" in self.enabled
 
     def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 3.1). The first one issued while a mailbox
+        is selected also reports that mailbox's ``* OK [HIGHESTMODSEQ n]`` (SELECT already
+        did, but the client was not listening for it yet)."""
+        if not self.condstore and self.selected is not None and self.state is State.SELECTED:
+            self.send(r.untagged_ok("Highest", Code.highestmodseq(self.selected.index.highestmodseq)))
         self.condstore = True
 
     def capabilities(self) -> list[str]:
