@@ -93,7 +93,11 @@ class Security:
     allow_plaintext_auth_loopback: bool = False
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
-    # Failures in `throttle_window` seconds after which answers are delayed, then refused.
+    # Every failed login is answered this many seconds after it arrived (Dovecot's
+    # auth_failure_delay), the same for an unknown user and a wrong password.
+    auth_failure_delay: float = 2.0
+    # Failures in `throttle_window` seconds after which answers are delayed more (a per-IP and
+    # per-account penalty on top of auth_failure_delay), then refused.
     throttle_window: int = 900
     throttle_delay_after: int = 3
     throttle_max_delay: float = 15.0

@@ -88,3 +88,25 @@ def test_authzid_rule() -> None:
     assert not authzid_permitted("bob@example.com", "alice@example.com")
     assert not authzid_permitted("alice", "alice@example.com")
     assert authzid_permitted("alice", "alice")  # not addresses: exactly the same text only
+
+
+async def test_failures_wait_for_the_default_delay(store, config) -> None:
+    """The shipped default (security.auth_failure_delay = 2 s, Dovecot's value), for an
+    unknown user and a wrong password alike, while the right password is answered at once."""
+    import asyncio
+
+    from postoffice.config import Security
+    assert Security().auth_failure_delay == 2.0
+    auth, _ = await setup(store, config, auth_failure_delay=Security().auth_failure_delay)
+
+    async def timed(user: str, password: str, ip: str) -> tuple[AuthStatus, float]:
+        start = time.monotonic()
+        result = await auth.authenticate(user, password, ip, "imap")
+        return result.status, time.monotonic() - start
+
+    (wrong, t_wrong), (unknown, t_unknown) = await asyncio.gather(
+        timed("alice@example.com", "wrong", "192.0.2.10"), timed("nobody@example.com", "wrong", "192.0.2.11"))
+    assert wrong is unknown is AuthStatus.BAD_CREDENTIALS
+    assert 2.0 <= t_wrong < 3.0 and 2.0 <= t_unknown < 3.0, (t_wrong, t_unknown)
+    ok, t_ok = await timed("alice@example.com", "correct horse", "192.0.2.10")
+    assert ok is AuthStatus.OK and t_ok < 1.0, t_ok

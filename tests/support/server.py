@@ -29,12 +29,13 @@ LISTEN_ALL_EPHEMERAL = {name: "127.0.0.1:0" for name in
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:
-    """Defaults for tests: port 0 everywhere, cheap argon2, no login delays."""
+    """Defaults for tests: port 0 everywhere, cheap argon2, short login-failure delays."""
     raw: dict[str, Any] = {
         "hostname": "mail.test",
         "data_dir": str(data_dir),
         "listen": dict(LISTEN_ALL_EPHEMERAL),
-        "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "throttle_max_delay": 0.05},
+        "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "throttle_max_delay": 0.05,
+                     "auth_failure_delay": 0.05},
         # Issue #7: no test talks to real DNS or remote servers unless it asks to (outbound tests
         # pass outbound={"enabled": True, "dns": ..., "smtp_port": ...}, inbound={"verify": True}).
         "outbound": {"enabled": False},

@@ -26,7 +26,7 @@ def test_config(data_dir: Path, **listen: str) -> Config:
     return Config(
         hostname="mail.test.example", data_dir=str(data_dir), listen=Listen(**ports),
         security=Security(argon2_time_cost=1, argon2_memory_kib=1024, throttle_delay_after=100,
-                          throttle_max_delay=0.01, throttle_block_after=5, allow_plaintext_auth_loopback=True),
+                          throttle_max_delay=0.01, auth_failure_delay=0.01, throttle_block_after=5, allow_plaintext_auth_loopback=True),
     )
 
 

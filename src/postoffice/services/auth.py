@@ -8,8 +8,13 @@ may use a protocol. It
    does not reveal which addresses exist), with a short-lived cache of verified credentials
    (an HMAC under a per-process key, never the password) so busy clients do not pay argon2 on
    every login, invalidated when the password changes,
-3. slows down repeated failures (exponential delay per IP and per account),
+3. answers every failure ``security.auth_failure_delay`` seconds (Dovecot: 2 s) after the
+   request arrived, plus a penalty growing with recent failures from that IP or for that
+   name, the same text and the same time for an unknown user and a wrong password (the wait is
+   measured from the start, so the argon2 time and the database lookup do not show),
 4. asks the protocol-access decision whether the account may use this protocol now.
+
+A right password is never delayed: a user who mistyped can log in at once afterwards.
 """
 
 from __future__ import annotations
@@ -160,16 +165,34 @@ class Authenticator:
         return self.failures.count(f"ip:{remote_ip}", now) >= limit or (
             bool(username) and self.failures.count(f"user:{username}", now) >= limit)
 
-    async def record_failure(self, remote_ip: str, username: str) -> None:
+    def penalty(self, remote_ip: str, username: str = "") -> float:
+        """Extra seconds for the next failure: doubling from ``throttle_delay_after`` recent
+        failures (of this IP or this name) on, up to ``throttle_max_delay``."""
+        now = time.monotonic()
+        count = max(self.failures.count(f"ip:{remote_ip}", now),
+                    self.failures.count(f"user:{username}", now) if username else 0)
+        over = count - self.security.throttle_delay_after
+        return min(self.security.throttle_max_delay, 0.5 * 2 ** over) if over >= 0 else 0.0
+
+    async def record_failure(self, remote_ip: str, username: str, started: float | None = None) -> None:
+        """Count a failed login and answer it late: ``auth_failure_delay`` plus the penalty,
+        counted from ``started`` (when the attempt arrived; time.monotonic())."""
         now = time.monotonic()
         self.failures.add(f"ip:{remote_ip}", now)
         if username:
             self.failures.add(f"user:{username}", now)
-        count = max(self.failures.count(f"ip:{remote_ip}", now),
-                    self.failures.count(f"user:{username}", now) if username else 0)
-        over = count - self.security.throttle_delay_after
-        if over >= 0:
-            await asyncio.sleep(min(self.security.throttle_max_delay, 0.5 * 2 ** over))
+        await self._delay(remote_ip, username, now if started is None else started)
+
+    async def _delay(self, remote_ip: str, username: str, started: float) -> None:
+        deadline = started + self.security.auth_failure_delay + self.penalty(remote_ip, username)
+        wait = deadline - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def failed_attempt(self, remote_ip: str, username: str = "") -> None:
+        """A login that failed before any password check (a name that is not even text):
+        counted and delayed like a wrong password, so it looks the same from outside."""
+        await self.record_failure(remote_ip, username[:320].strip().lower())
 
     # -- the entry points -------------------------------------------------------------------
 
@@ -183,9 +206,11 @@ class Authenticator:
         return result
 
     async def _check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
+        started = time.monotonic()
         address = normalize_login(username) or username.strip().lower()
         if self.is_blocked(remote_ip, address):
             log.warning("login throttled for %s from %s", address, remote_ip)
+            await self._delay(remote_ip, address, started)  # a blocked scanner waits too
             return AuthResult(AuthStatus.THROTTLED, reason="too many failed logins; try again later")
         account = await self.store.get_account(address)
         if account is not None and self._cached_ok(account, password):
@@ -194,7 +219,7 @@ class Authenticator:
             ok = await self._verify_once(account, address, password)
         if not ok or account is None:
             log.info("failed login for %s from %s", address, remote_ip)
-            await self.record_failure(remote_ip, address)
+            await self.record_failure(remote_ip, address, started)
             return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password")
         self.failures.clear(f"user:{address}")
         domain = await self.store.get_domain_by_id(account.domain_id)

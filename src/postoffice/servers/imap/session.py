@@ -267,6 +267,7 @@ async def do_login(s: Session, tag: bytes, cmd: Login) -> bytes:
         username = cmd.username.decode("utf-8")
         password = cmd.password.decode("utf-8")
     except UnicodeDecodeError:
+        await s.app.auth.failed_attempt(s.io.conn.remote_ip)  # answered like a wrong password
         return r.no(tag, "Invalid username or password", Code.AUTHENTICATIONFAILED)
     return await s.login(tag, username, password)
 
