@@ -144,3 +144,21 @@ def test_esearch_modseq_belongs_to_the_returned_messages(srv: RunningServer) -> 
     lines = ok(w.cmd(b"c2 SEARCH RETURN (MIN) MODSEQ 1 2:3"), b"c2")
     assert lines[0] == b'* ESEARCH (TAG "c2") MIN 2 MODSEQ %d' % mod[2], lines
     w.close()
+
+
+# -- 5: BINARY of a quoted-printable part (RFC 2045 6.7, RFC 3516 4.2) ---------------------------
+
+def test_binary_of_quoted_printable_part(srv: RunningServer) -> None:
+    address, _ = new_account(srv, b"From: a@example.org\r\nSubject: qp\r\nMIME-Version: 1.0\r\n"
+                                  b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+                                  b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                  b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                                  b"Caf=C3=A9 with trailing blanks   \r\nsoft = \r\nbreak\r\n--b--\r\n")
+    m = imaps(srv, address)
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(BINARY.PEEK[1] BINARY.SIZE[1])")
+    assert typ == "OK"
+    assert data[0][1] == "Café with trailing blanks\r\nsoft break".encode()
+    assert re.search(rb"BINARY.SIZE\[1\] %d" % len("Café with trailing blanks\r\nsoft break".encode()),
+                     b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data))
+    m.logout()

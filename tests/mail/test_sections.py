@@ -124,3 +124,22 @@ def test_binary_unknown_cte() -> None:
 def test_binary_tolerates_broken_base64() -> None:
     raw = b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8*gd29y\r\nbGQ\r\n"
     assert binary_bytes(raw, parse(raw), [1]) == b"hello world"
+
+
+@pytest.mark.parametrize("encoded,decoded", [
+    # RFC 2045 6.7 rule 3: trailing white space of an encoded line is not data
+    (b"one  \r\ntwo\t\r\n", b"one\r\ntwo\r\n"),
+    # rule 5: "=" at the end of a line (after removing trailing white space) is a soft break
+    (b"soft= \r\nbreak=\t \r\nhere\r\n", b"softbreakhere\r\n"),
+    (b"ends softly=\r\n", b"ends softly"),
+    (b"no final break", b"no final break"),
+    # rule 1: =XX octets, white space inside a line kept; malformed "=" kept
+    (b"a =3D b=20\r\n=E2=82=ac = z\r\n", b"a = b \r\n\xe2\x82\xac = z\r\n"),
+])
+def test_quoted_printable_decoding_follows_rfc2045(encoded: bytes, decoded: bytes) -> None:
+    from postoffice.mail.sections import decode_qp
+    assert decode_qp(encoded) == decoded
+    raw = (b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded)
+    tree = parse(raw)
+    assert binary_bytes(raw, tree, [1]) == decoded
+    assert binary_size(raw, tree, [1]) == len(decoded)

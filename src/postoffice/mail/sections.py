@@ -139,11 +139,34 @@ def decode_transfer(data: bytes, encoding: str | None) -> bytes:
     if enc == "base64":
         return b64decode_lenient(data)
     if enc == "quoted-printable":
-        try:
-            return binascii.a2b_qp(data)
-        except (binascii.Error, ValueError):
-            return data
+        return decode_qp(data)
     raise UnknownCTE(enc)
+
+
+def decode_qp(data: bytes) -> bytes:
+    """Quoted-printable decoding per RFC 2045 section 6.7: trailing white space of every
+    encoded line is removed (rule 3: it may have been added in transport), a line that then
+    ends in "=" is a soft line break (rule 5, so ``=`` + white space + CRLF is one too), every
+    other line break is a CRLF; ``=XX`` is an octet (lower-case hex accepted, as the RFC's
+    note on robust decoders suggests); a malformed ``=`` is kept as it is."""
+    out: list[bytes] = []
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    for k, line in enumerate(lines):
+        line = line.rstrip(b" \t\r")  # rule 3 (and the CR of the line break)
+        if line.endswith(b"="):
+            out.append(line[:-1])  # soft line break
+        elif k < last:
+            out.append(line + b"\r\n")
+        else:
+            out.append(line)
+    joined = b"".join(out)
+    try:
+        # no "=" is left at a line end and no white space before one, so a2b_qp only turns
+        # =XX into octets here
+        return binascii.a2b_qp(joined)
+    except (binascii.Error, ValueError):
+        return joined
 
 
 def binary_bytes(raw: bytes, tree: Part, parts: Sequence[int] = ()) -> bytes | None:
