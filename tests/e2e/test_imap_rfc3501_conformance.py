@@ -162,3 +162,19 @@ def test_binary_of_quoted_printable_part(srv: RunningServer) -> None:
     assert re.search(rb"BINARY.SIZE\[1\] %d" % len("Café with trailing blanks\r\nsoft break".encode()),
                      b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data))
     m.logout()
+
+
+# -- 9: SENTBEFORE/SENTON/SENTSINCE use the Date: header's own calendar date ------------------
+
+def test_sent_date_keys_use_the_date_headers_own_day(srv: RunningServer) -> None:
+    """RFC 3501 6.4.4: "disregarding time and timezone": 23:30 -0500 on 1 Feb is 1 Feb
+    (although it is 2 Feb in UTC); 00:15 +1400 on 2 Feb is 2 Feb (1 Feb in UTC)."""
+    address, _ = new_account(srv, b"From: a@example.org\r\nDate: Thu, 01 Feb 2024 23:30:00 -0500\r\n\r\nx\r\n",
+                             b"From: b@example.org\r\nDate: Fri, 02 Feb 2024 00:15:00 +1400\r\n\r\nx\r\n")
+    m = imaps(srv, address)
+    m.select("INBOX")
+    assert m.search(None, "SENTON", "1-Feb-2024") == ("OK", [b"1"])
+    assert m.search(None, "SENTON", "2-Feb-2024") == ("OK", [b"2"])
+    assert m.search(None, "SENTBEFORE", "2-Feb-2024") == ("OK", [b"1"])
+    assert m.search(None, "SENTSINCE", "2-Feb-2024") == ("OK", [b"2"])
+    m.logout()

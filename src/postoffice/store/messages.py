@@ -110,6 +110,7 @@ class MessageStore(StoreBase):
             blob_id, len(raw), info.tree.body_start, info.envelope, info.bodystructure, info.body,
             info.tree.to_json(), info.subject, info.from_, info.to, info.cc, info.bcc, info.message_id,
             info.in_reply_to, info.date.timestamp() if info.date else None, time.time(),
+            info.date.isoformat() if info.date else None,
         )
 
     def _write_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
@@ -127,8 +128,8 @@ class MessageStore(StoreBase):
     @staticmethod
     def _insert_blob(tx: Tx, row: tuple[Any, ...]) -> None:
         tx.execute("INSERT INTO blobs (id, size, header_size, envelope, bodystructure, body, structure, subject, "
-                   "from_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to, sent_date, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
+                   "from_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to, sent_date, created_at, sent_local) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
 
     @staticmethod
     def _insert_message(tx: Tx, account_id: int, box: Sequence[Any], item: tuple[str, int, int, str, float]) -> int:
@@ -417,8 +418,8 @@ class MessageStore(StoreBase):
         """Header fields kept for SEARCH, per UID: subject, from, to, cc, bcc, sent_date..."""
         rows = await self.db.read(lambda tx: tx.all(
             "SELECT m.uid, b.subject, b.from_addr, b.to_addr, b.cc_addr, b.bcc_addr, b.message_id, "
-            "b.in_reply_to, b.sent_date FROM messages m JOIN blobs b ON b.id = m.blob_id "
+            "b.in_reply_to, b.sent_date, b.sent_local FROM messages m JOIN blobs b ON b.id = m.blob_id "
             "WHERE m.mailbox_id = ?", (mailbox_id,)))
-        keys = ("subject", "from", "to", "cc", "bcc", "message_id", "in_reply_to", "sent_date")
+        keys = ("subject", "from", "to", "cc", "bcc", "message_id", "in_reply_to", "sent_date", "sent_local")
         return {r[0]: dict(zip(keys, r[1:])) for r in rows}
 

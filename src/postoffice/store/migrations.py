@@ -193,6 +193,28 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX messages_index ON messages(mailbox_id, uid, flags, modseq, keywords, size, internal_date)",
     ],
+    # 5 (issue 11, IMAP conformance):
+    # - ``blobs.sent_local``: the Date: header as written, ISO 8601 with its own zone offset,
+    #   so SENTBEFORE/SENTON/SENTSINCE compare the sender's calendar date (RFC 3501 6.4.4);
+    #   ``sent_date`` (UTC seconds) stays for older rows, which have no ``sent_local``.
+    # - ``mailboxes.recent_uid``: the first UID no session has claimed as \Recent yet
+    #   (RFC 3501 2.3.2). A read-write IMAP4rev1 session advances it in one transaction when it
+    #   selects the mailbox or learns of new mail, so exactly one session sees a message as
+    #   recent, whichever process it runs in. Existing messages count as claimed.
+    # - ``subscriptions``: the subscription list is its own list of names (RFC 3501 6.3.6,
+    #   RFC 5258 3.5): a name stays subscribed when its mailbox is deleted, and CREATE does not
+    #   subscribe. The old ``mailboxes.subscribed`` column is copied over and no longer read.
+    [
+        "ALTER TABLE blobs ADD COLUMN sent_local TEXT",
+        "ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1",
+        "UPDATE mailboxes SET recent_uid = uidnext",
+        """CREATE TABLE subscriptions (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            PRIMARY KEY (account_id, name)
+        )""",
+        "INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed != 0",
+    ],
 ]
 
 

@@ -136,9 +136,12 @@ CASES = [
     # internal date (UTC day)
     ("ON 10-Feb-2024", [2]), ("BEFORE 10-Feb-2024", [1]), ("SINCE 10-Feb-2024", [2, 3, 4]),
     ("BEFORE 1-Jan-2024", []), ("SINCE 2-Jun-2024", []), ("ON 1-Jun-2024", [4]),
-    # Date: header, in UTC; no Date: falls back to the internal date
-    ("SENTON 2-Feb-2024", [2]), ("SENTON 1-Feb-2024", []),
-    ("SENTON 1-Jan-2024", [4]), ("SENTBEFORE 15-Jan-2024", [4]),
+    # the Date: header's own calendar date, whatever its zone (RFC 3501 6.4.4): 2 is
+    # 1-Feb-2024 23:30 -0500 (2-Feb in UTC), 4 is 31-Dec-2023 23:59:59 -1000 (1-Jan in UTC);
+    # no Date: falls back to the internal date
+    ("SENTON 1-Feb-2024", [2]), ("SENTON 2-Feb-2024", []), ("SENTBEFORE 2-Feb-2024", [1, 2, 4]),
+    ("SENTSINCE 2-Feb-2024", [3]), ("SENTON 31-Dec-2023", [4]),
+    ("SENTON 1-Jan-2024", []), ("SENTBEFORE 15-Jan-2024", [4]),
     ("SENTSINCE 15-Jan-2024", [1, 2, 3]), ("SENTON 1-Mar-2024", [3]),
     # sizes
     (f"LARGER {len(PLAIN)}", [2, 3]), (f"SMALLER {len(PLAIN)}", [4]),
@@ -339,3 +342,12 @@ async def test_address_keys_search_the_envelope(store: Store, text: str, expecte
     await store.append(account.id, mailbox.id, ADDRESSED)
     metas = await store.list_messages(mailbox.id)
     assert await search(store, mailbox.id, metas, key(text), now=NOW) == expected
+
+
+async def test_sent_dates_of_rows_stored_before_the_original_date_was_kept(store: Store, box) -> None:
+    """Blobs stored before migration 5 have only the UTC timestamp: their UTC day is used."""
+    mailbox_id, _ = box
+    await store.db.write(lambda tx: tx.execute("UPDATE blobs SET sent_local = NULL"))
+    assert await run(store, box, "SENTON 2-Feb-2024") == [2]
+    assert await run(store, box, "SENTON 1-Jan-2024") == [4]
+    assert await run(store, box, "SENTON 1-Feb-2024") == []

@@ -44,9 +44,10 @@ Decisions:
 - \\Recent does not exist in our model (IMAP4rev2 dropped it): RECENT and NEW match
   nothing, OLD matches every message; KEYWORD \\Recent matches nothing.
 - BEFORE/ON/SINCE compare the internal date's calendar day in UTC (the server's timezone).
-- SENTBEFORE/SENTON/SENTSINCE compare the Date: header's day in UTC (delivery keeps it as a
-  timestamp); a message without a usable Date: header uses its internal date instead (common
-  practice, e.g. Dovecot).
+- SENTBEFORE/SENTON/SENTSINCE compare the Date: header's own calendar date, whatever its
+  zone (RFC 3501 6.4.4; delivery keeps it as written, ``sent_local``; rows stored before that
+  have only the UTC timestamp, whose UTC day is used); a message without a usable Date:
+  header uses its internal date instead (common practice, e.g. Dovecot).
 - OLDER n: internal date more than n seconds before ``now``; YOUNGER n: at most n seconds
   (RFC 5032; YOUNGER n is exactly NOT OLDER n).
 - FROM/TO/CC/BCC match the envelope's addresses (RFC 9051 6.4.4 "in the envelope
@@ -448,19 +449,27 @@ class _Compiler:
             self.needs_fields = True
             fields = self.fields
 
-            def stamp(i: int) -> float:
+            def days(i: int) -> float:
+                # RFC 3501 6.4.4: the Date: header's own date, "disregarding time and timezone"
                 row = fields.get(uids[i])
-                sent = row.get("sent_date") if row else None
-                return dates[i] if sent is None else sent
+                if row:
+                    local = row.get("sent_local")
+                    if local:
+                        return date.fromisoformat(local[:10]).toordinal() - _EPOCH_ORDINAL
+                    sent = row.get("sent_date")  # stored before migration 5: UTC only
+                    if sent is not None:
+                        return sent // 86400
+                return dates[i] // 86400
             cost = COST_FIELDS
         else:
-            stamp = dates.__getitem__
+            def days(i: int) -> float:
+                return dates[i] // 86400
             cost = COST_META
         if op == "before":
-            return _Pred(lambda i: stamp(i) // 86400 < day, cost)
+            return _Pred(lambda i: days(i) < day, cost)
         if op == "on":
-            return _Pred(lambda i: stamp(i) // 86400 == day, cost)
-        return _Pred(lambda i: stamp(i) // 86400 >= day, cost)
+            return _Pred(lambda i: days(i) == day, cost)
+        return _Pred(lambda i: days(i) >= day, cost)
 
     def _seqset(self, seqset: SequenceSet, *, uid: bool) -> _Node:
         if seqset.saved:
