@@ -17,10 +17,12 @@ run: $(STAMP)
 
 # Debian packages the end-to-end tests drive: chromium (Playwright drives it; no browser
 # download), and real mail clients. Installed only when missing; needs root (CI runs as root).
-# --no-install-recommends leaves out what some clients need for TLS, so it is named here:
-# swaks needs Net::SSLeay and IO::Socket::SSL for STARTTLS and port 465.
+# As root a missing one fails its tests, as another user it skips them (tests/support/tools.py).
+# --no-install-recommends leaves out what some clients need, so it is named here:
+# swaks needs Net::SSLeay and IO::Socket::SSL for STARTTLS and port 465; mbsync (isync) needs
+# the Cyrus SASL modules for AUTHENTICATE PLAIN. (The others build TLS and SASL in.)
 DEBIAN_TEST_PACKAGES := chromium fetchmail swaks libnet-ssleay-perl libio-socket-ssl-perl \
-	isync publicsuffix mutt offlineimap getmail6 msmtp
+	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp
 test-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

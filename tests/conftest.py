@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +40,18 @@ async def auth(store: Store, config) -> Authenticator:
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     with RunningServer(tmp_path / "data") as srv:
         yield srv
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line counting the skipped tests, grouped by reason, just before pytest's totals, so a
+    reader sees at once what did not run (`pytest -rs` lists them one by one)."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if not reasons:
+        terminalreporter.write_line("skipped: none")
+        return
+    grouped = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+    terminalreporter.write_line(f"skipped {sum(reasons.values())}: {grouped}")

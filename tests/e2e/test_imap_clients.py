@@ -6,7 +6,6 @@ mutt, offlineimap and getmail6 are driven in tests/e2e/test_real_clients.py.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import pytest
 
 from tests.support.imapwire import Wire
 from tests.support.server import RunningServer
+from tests.support.tools import require_tool
 
-MBSYNC = shutil.which("mbsync")
 PASSWORD = "password1"
 
 
@@ -53,8 +52,8 @@ SyncState *
     return rc
 
 
-def run_mbsync(rc: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([MBSYNC, "-c", str(rc), "-a"], capture_output=True, text=True, timeout=60)
+def run_mbsync(mbsync: str, rc: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([mbsync, "-c", str(rc), "-a"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -74,8 +73,8 @@ def maildir_messages(folder: Path) -> list[Path]:
     return sorted([*(folder / "cur").glob("*"), *(folder / "new").glob("*")])
 
 
-@pytest.mark.skipif(MBSYNC is None, reason="mbsync (Debian package isync) is not installed")
 def test_mbsync_syncs_both_ways(tmp_path: Path) -> None:
+    mbsync = require_tool("mbsync", "isync")
     with RunningServer(tmp_path / "data") as srv:
         address = "sync@example.com"
         account = srv.add_account(address, PASSWORD)
@@ -85,7 +84,7 @@ def test_mbsync_syncs_both_ways(tmp_path: Path) -> None:
         mail = tmp_path / "mail"
 
         # server -> local
-        run_mbsync(rc)
+        run_mbsync(mbsync, rc)
         local = maildir_messages(mail / "INBOX")
         assert len(local) == 3
         assert (mail / "Sent").is_dir() and (mail / "Archive").is_dir()
@@ -101,7 +100,7 @@ def test_mbsync_syncs_both_ways(tmp_path: Path) -> None:
         (mail / "Projects" / "new").mkdir()
         (mail / "Projects" / "tmp").mkdir()
         (mail / "Projects" / "new" / "1700000001.local.host").write_bytes(b"Subject: project\r\n\r\nx\r\n")
-        run_mbsync(rc)
+        run_mbsync(mbsync, rc)
 
         wire = Wire.tls(srv)
         wire.login(address, PASSWORD)
@@ -117,11 +116,11 @@ def test_mbsync_syncs_both_ways(tmp_path: Path) -> None:
         wire.cmd(b"a STORE 1 +FLAGS (\\Answered)")
         srv.call(srv.store.deliver([(account.id, "INBOX")], b"Subject: later\r\n\r\nx\r\n"))
         wire.cmd(b"l LOGOUT")
-        run_mbsync(rc)
+        run_mbsync(mbsync, rc)
         local = maildir_messages(mail / "INBOX")
         assert len(local) == 4
         assert any("R" in p.name.split(":2,")[-1] for p in local)  # \Answered arrived
         # nothing left to do: a second run changes nothing
-        again = subprocess.run([MBSYNC, "-c", str(rc), "-a"], capture_output=True, text=True, timeout=60)
+        again = subprocess.run([mbsync, "-c", str(rc), "-a"], capture_output=True, text=True, timeout=60)
         assert again.returncode == 0
         assert len(maildir_messages(mail / "INBOX")) == 4

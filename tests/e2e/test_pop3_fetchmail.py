@@ -1,6 +1,7 @@
 """fetchmail (a real, widely used POP3 client) downloads from postoffice over 995 as a user would.
 
-Needs Debian's ``fetchmail`` package; the test is skipped when /usr/bin/fetchmail is missing.
+Needs Debian's ``fetchmail`` package (`make test-deps`); see tests/support/tools.py for when a
+missing one fails or skips.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import RunningServer
+from tests.support.tools import require_tool
 
-FETCHMAIL = "/usr/bin/fetchmail"
 PASSWORD = "password1"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(FETCHMAIL), reason="fetchmail is not installed")
+
+def fetchmail() -> str:
+    return require_tool("fetchmail", "fetchmail")
+
+
+@pytest.fixture(autouse=True)
+def fetchmail_installed() -> None:
+    fetchmail()  # before any server starts
 
 MESSAGES = [
     b"From: alice@example.org\r\nTo: carol@example.com\r\nSubject: plain\r\n"
@@ -45,7 +53,7 @@ def run_fetchmail(srv: RunningServer, home: Path, *extra: str) -> subprocess.Com
     rc.chmod(0o600)
     env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     return subprocess.run(
-        [FETCHMAIL, "-f", str(rc), "--nodetach", "--nosyslog", "-v", *extra],
+        [fetchmail(), "-f", str(rc), "--nodetach", "--nosyslog", "-v", *extra],
         env=env, capture_output=True, text=True, timeout=60, cwd=home,
     )
 

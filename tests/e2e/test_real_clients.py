@@ -3,8 +3,9 @@
 Each client runs as a subprocess with HOME inside tmp_path (no user configuration leaks in), a
 generated configuration file, and the server's generated certificate as its only trust anchor: every
 client checks the certificate and the host name (127.0.0.1 or localhost, both in the certificate).
-A test is skipped when its client is not installed (Debian packages: msmtp, offlineimap, getmail6,
-mutt). What each test covers is listed in docs/clients.md.
+The clients come from `make test-deps` (Debian packages msmtp, offlineimap, getmail6, mutt); a
+missing one fails its test as root and skips it otherwise (tests/support/tools.py). What each test
+covers is listed in docs/clients.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import fcntl
 import os
 import pty
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -28,18 +28,35 @@ import pytest
 from tests.support.imapwire import Wire
 from tests.support.server import RunningServer
 from tests.support.smtp import body_after_trace, messages
+from tests.support.tools import require_tool
 
 PASSWORD = "password1"
-MSMTP = shutil.which("msmtp")
-OFFLINEIMAP = shutil.which("offlineimap")
-GETMAIL = shutil.which("getmail")
-MUTT = shutil.which("mutt")
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with RunningServer(tmp_path_factory.mktemp("clients") / "data") as s:
         yield s
+
+
+@pytest.fixture
+def msmtp() -> str:
+    return require_tool("msmtp", "msmtp")
+
+
+@pytest.fixture
+def offlineimap() -> str:
+    return require_tool("offlineimap", "offlineimap")
+
+
+@pytest.fixture
+def getmail() -> str:
+    return require_tool("getmail", "getmail6")
+
+
+@pytest.fixture
+def mutt() -> str:
+    return require_tool("mutt", "mutt")
 
 
 def cert(srv: RunningServer) -> Path:
@@ -83,13 +100,12 @@ def maildir_files(folder: Path) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------- msmtp
 
-@pytest.mark.skipif(MSMTP is None, reason="msmtp is not installed (Debian package msmtp)")
 @pytest.mark.parametrize(("listener", "host", "starttls", "auth"), [
     ("submissions", "127.0.0.1", "off", "plain"),  # 465, TLS from the first byte
     ("submission", "localhost", "on", "login"),    # 587, STARTTLS
 ])
-def test_msmtp_submits(srv: RunningServer, tmp_path: Path, listener: str, host: str, starttls: str,
-                       auth: str) -> None:
+def test_msmtp_submits(msmtp: str, srv: RunningServer, tmp_path: Path, listener: str, host: str,
+                       starttls: str, auth: str) -> None:
     sender, rcpt = f"ms-{auth}@example.com", f"ms-rcpt-{auth}@example.com"
     srv.add_account(sender, PASSWORD)
     srv.add_account(rcpt, PASSWORD)
@@ -114,7 +130,7 @@ from {sender}
                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
                "Content-Transfer-Encoding: 8bit\r\n\r\n"
                "Hello.\r\n.a line with a leading dot\r\n.\r\nGrüße, ünïcødé\r\n").encode()
-    run([MSMTP, "-C", str(rc), "-a", "po", rcpt], home, stdin=message)  # type: ignore[list-item]
+    run([msmtp, "-C", str(rc), "-a", "po", rcpt], home, stdin=message)
     stored = messages(srv, rcpt)
     assert len(stored) == 1
     assert stored[0].startswith(f"Return-Path: <{sender}>\r\n".encode())
@@ -153,14 +169,13 @@ sslcacertfile = {cert(srv)}
     return rc
 
 
-def run_offlineimap(rc: Path, home: Path) -> None:
-    result = run([OFFLINEIMAP, "-o", "-u", "basic", "-c", str(rc)], home, timeout=60)  # type: ignore[list-item]
+def run_offlineimap(offlineimap: str, rc: Path, home: Path) -> None:
+    result = run([offlineimap, "-o", "-u", "basic", "-c", str(rc)], home, timeout=60)
     output = result.stdout + result.stderr
     assert "ERROR" not in output and "Traceback" not in output, output
 
 
-@pytest.mark.skipif(OFFLINEIMAP is None, reason="offlineimap is not installed (Debian package offlineimap)")
-def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None:
+def test_offlineimap_syncs_both_ways(offlineimap: str, srv: RunningServer, tmp_path: Path) -> None:
     address = "oi@example.com"
     account = srv.add_account(address, PASSWORD)
     for i in range(3):
@@ -175,7 +190,7 @@ def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None
     rc = offlineimaprc(srv, home, address, mail)
 
     # server -> local: every folder, every message
-    run_offlineimap(rc, home)
+    run_offlineimap(offlineimap, rc, home)
     assert {p.name for p in mail.iterdir()} == {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive", "Müll"}
     assert len(maildir_files(mail / "Müll")) == 1
     local = maildir_files(mail / "INBOX")
@@ -197,7 +212,7 @@ def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None
     for sub in ("cur", "new", "tmp"):
         (mail / "Entwürfe" / sub).mkdir(parents=True)
     (mail / "Entwürfe" / "new" / "1700000002.local.host").write_bytes(b"Subject: draft\r\n\r\nx\r\n")
-    run_offlineimap(rc, home)
+    run_offlineimap(offlineimap, rc, home)
 
     wire = imap(srv, address)
     assert b"* 3 EXISTS" in wire.cmd(b"s SELECT INBOX")
@@ -213,7 +228,7 @@ def test_offlineimap_syncs_both_ways(srv: RunningServer, tmp_path: Path) -> None
     wire.cmd(b"a UID STORE 2 +FLAGS (\\Flagged \\Answered)")
     wire.cmd(b"l LOGOUT")
     deliver(srv, account, b"Subject: later\r\n\r\nx\r\n")
-    run_offlineimap(rc, home)
+    run_offlineimap(offlineimap, rc, home)
     local = maildir_files(mail / "INBOX")
     assert len(local) == 4
     flags = {int(p.name.split(",U=")[1].split(",")[0]): p.name.rsplit(":2,", 1)[1] for p in local}
@@ -258,8 +273,8 @@ delivered_to = false
     return rc
 
 
-def run_getmail(rc: Path, home: Path) -> str:
-    result = run([GETMAIL, "--rcfile", str(rc), "--getmaildir", str(home / "getmail")], home,  # type: ignore[list-item]
+def run_getmail(getmail: str, rc: Path, home: Path) -> str:
+    result = run([getmail, "--rcfile", str(rc), "--getmaildir", str(home / "getmail")], home,
                  timeout=60)
     return result.stdout + result.stderr
 
@@ -282,8 +297,7 @@ GETMAIL_MESSAGES = [
 ]
 
 
-@pytest.mark.skipif(GETMAIL is None, reason="getmail is not installed (Debian package getmail6)")
-def test_getmail_pop3s_downloads_and_deletes(srv: RunningServer, tmp_path: Path) -> None:
+def test_getmail_pop3s_downloads_and_deletes(getmail: str, srv: RunningServer, tmp_path: Path) -> None:
     address = "gm-pop@example.com"
     account = srv.add_account(address, PASSWORD)
     for raw in GETMAIL_MESSAGES:
@@ -292,19 +306,18 @@ def test_getmail_pop3s_downloads_and_deletes(srv: RunningServer, tmp_path: Path)
     maildir = tmp_path / "Maildir"
     rc = getmailrc(srv, home, "SimplePOP3SSLRetriever", "pop3s", address, maildir,
                    "delete = true\nread_all = true")
-    out = run_getmail(rc, home)
+    out = run_getmail(getmail, rc, home)
     assert "3 messages" in out and "deleted" in out, out
     files = got(maildir)
     assert len(files) == 3
     assert all(arrived(raw, files) for raw in GETMAIL_MESSAGES)
     assert messages(srv, address) == []  # delete = true: gone from the server
     # nothing left: a second run retrieves nothing
-    assert "0 messages" in run_getmail(rc, home)
+    assert "0 messages" in run_getmail(getmail, rc, home)
     assert len(got(maildir)) == 3
 
 
-@pytest.mark.skipif(GETMAIL is None, reason="getmail is not installed (Debian package getmail6)")
-def test_getmail_imaps_reads_without_changing(srv: RunningServer, tmp_path: Path) -> None:
+def test_getmail_imaps_reads_without_changing(getmail: str, srv: RunningServer, tmp_path: Path) -> None:
     address = "gm-imap@example.com"
     account = srv.add_account(address, PASSWORD)
     for raw in GETMAIL_MESSAGES[:2]:
@@ -314,7 +327,7 @@ def test_getmail_imaps_reads_without_changing(srv: RunningServer, tmp_path: Path
     maildir = tmp_path / "Maildir"
     rc = getmailrc(srv, home, "SimpleIMAPSSLRetriever", "imaps", address, maildir,
                    "delete = false\nread_all = false")
-    run_getmail(rc, home)
+    run_getmail(getmail, rc, home)
     files = got(maildir)
     assert len(files) == 3  # mailboxes = ALL: INBOX and Archive
     assert all(arrived(raw, files) for raw in GETMAIL_MESSAGES)
@@ -325,7 +338,7 @@ def test_getmail_imaps_reads_without_changing(srv: RunningServer, tmp_path: Path
     wire.cmd(b"l LOGOUT")
     # getmail remembers what it has seen: only new mail comes next time
     deliver(srv, account, b"Subject: four\r\n\r\nlater\r\n")
-    run_getmail(rc, home)
+    run_getmail(getmail, rc, home)
     files = got(maildir)
     assert len(files) == 4 and arrived(b"Subject: four\r\n\r\nlater\r\n", files)
     assert len(messages(srv, address)) == 3
@@ -353,7 +366,7 @@ def muttrc(srv: RunningServer, home: Path, address: str, *extra: str) -> Path:
     return rc
 
 
-def mutt_on_a_terminal(rc: Path, home: Path, keys: str, timeout: float = 30) -> str:
+def mutt_on_a_terminal(mutt: str, rc: Path, home: Path, keys: str, timeout: float = 30) -> str:
     """Run mutt's full-screen interface on a pseudo-terminal, feeding `keys` through `push`.
 
     Returns what mutt drew. If mutt stops to ask something (a certificate it does not trust, a
@@ -361,7 +374,7 @@ def mutt_on_a_terminal(rc: Path, home: Path, keys: str, timeout: float = 30) -> 
     """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([MUTT, "-n", "-F", str(rc), "-f", "=INBOX", "-e", f"push '{keys}'"],  # type: ignore[list-item]
+    proc = subprocess.Popen([mutt, "-n", "-F", str(rc), "-f", "=INBOX", "-e", f"push '{keys}'"],
                             stdin=slave, stdout=slave, stderr=slave, env=client_env(home, TERM="xterm"),
                             cwd=home, close_fds=True, start_new_session=True)
     os.close(slave)
@@ -390,8 +403,7 @@ def mutt_on_a_terminal(rc: Path, home: Path, keys: str, timeout: float = 30) -> 
     return screen.decode("utf-8", "replace")
 
 
-@pytest.mark.skipif(MUTT is None, reason="mutt is not installed (Debian package mutt)")
-def test_mutt_reads_flags_deletes_and_saves_over_imaps(srv: RunningServer, tmp_path: Path) -> None:
+def test_mutt_reads_flags_deletes_and_saves_over_imaps(mutt: str, srv: RunningServer, tmp_path: Path) -> None:
     address = "mutt-reader@example.com"
     account = srv.add_account(address, PASSWORD)
     raws = [b"From: Zed <z@example.org>\r\nTo: %s\r\nSubject: for mutt %d\r\n"
@@ -405,11 +417,12 @@ def test_mutt_reads_flags_deletes_and_saves_over_imaps(srv: RunningServer, tmp_p
     # every message: its Subject line into `listing` (tag all, pipe each, untag); message 1: pipe
     # it to a file (UID FETCH BODY.PEEK[]) and flag it; message 2: delete it; message 3: save it to
     # Archive (UID COPY + \Deleted); then sync (STORE, EXPUNGE) and leave.
-    mutt_on_a_terminal(rc, home, f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep Subject: >> {listing}<enter>"
-                                 "<untag-pattern>~A<enter>"
-                                 f"<pipe-message>cat > {out}<enter><flag-message><next-entry>"
-                                 "<delete-message><next-entry><save-message>=Archive<enter>"
-                                 "<sync-mailbox><exit>")
+    mutt_on_a_terminal(mutt, rc, home,
+                       f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep Subject: >> {listing}<enter>"
+                       "<untag-pattern>~A<enter>"
+                       f"<pipe-message>cat > {out}<enter><flag-message><next-entry>"
+                       "<delete-message><next-entry><save-message>=Archive<enter>"
+                       "<sync-mailbox><exit>")
     assert listing.read_text().splitlines() == [f"Subject: for mutt {i}" for i in range(3)]
     assert out.read_bytes() == raws[0].replace(b"\r\n", b"\n")
     wire = imap(srv, address)
@@ -427,15 +440,15 @@ def test_mutt_reads_flags_deletes_and_saves_over_imaps(srv: RunningServer, tmp_p
                           b"\r\n\r\nx\r\n")
     listing.unlink()
     replied = home / "replied"
-    mutt_on_a_terminal(rc, home, f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep Subject: >> {listing}<enter>"
-                                 f"<untag-pattern>~A<enter><tag-pattern>~Q<enter>"
-                                 f"<tag-prefix><pipe-message>grep Subject: >> {replied}<enter><exit>")
+    mutt_on_a_terminal(mutt, rc, home,
+                       f"<tag-pattern>~A<enter><tag-prefix><pipe-message>grep Subject: >> {listing}<enter>"
+                       f"<untag-pattern>~A<enter><tag-pattern>~Q<enter>"
+                       f"<tag-prefix><pipe-message>grep Subject: >> {replied}<enter><exit>")
     assert listing.read_text().splitlines() == ["Subject: for mutt 0", "Subject: arrived later"]
     assert replied.read_text().splitlines() == ["Subject: for mutt 0"]  # \Answered came through QRESYNC
 
 
-@pytest.mark.skipif(MUTT is None, reason="mutt is not installed (Debian package mutt)")
-def test_mutt_sends_over_smtps_and_files_into_sent(srv: RunningServer, tmp_path: Path) -> None:
+def test_mutt_sends_over_smtps_and_files_into_sent(mutt: str, srv: RunningServer, tmp_path: Path) -> None:
     sender, rcpt = "mutt-sender@example.com", "mutt-rcpt@example.com"
     srv.add_account(sender, PASSWORD)
     srv.add_account(rcpt, PASSWORD)
@@ -446,7 +459,7 @@ def test_mutt_sends_over_smtps_and_files_into_sent(srv: RunningServer, tmp_path:
                 f'set smtp_pass="{PASSWORD}"',
                 'set record="=Sent" copy=yes send_charset=utf-8')
     # batch mode (stdin is not a terminal): no screen at all
-    run([MUTT, "-n", "-F", str(rc), "-s", "sent by mutt", rcpt], home,  # type: ignore[list-item]
+    run([mutt, "-n", "-F", str(rc), "-s", "sent by mutt", rcpt], home,
         stdin="Hello from mutt, ünïcødé.\n".encode())
     inbox = messages(srv, rcpt)
     assert len(inbox) == 1 and b"Subject: sent by mutt" in inbox[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -10,9 +9,17 @@ import pytest
 
 from tests.support.server import RunningServer
 from tests.support.smtp import messages, queue
+from tests.support.tools import require_tool
 
-SWAKS = "/usr/bin/swaks"
-pytestmark = pytest.mark.skipif(not shutil.which(SWAKS), reason="swaks is not installed (apt-get install swaks)")
+
+def swaks_path() -> str:
+    # TLS also needs swaks' Perl modules (Net::SSLeay, IO::Socket::SSL): the Makefile installs them
+    return require_tool("swaks", "swaks")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def swaks_installed() -> None:
+    swaks_path()  # before the server starts
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +31,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def swaks(*args: str) -> str:
-    done = subprocess.run([SWAKS, "--server", "127.0.0.1", "--timeout", "10", "--helo", "client.example", *args],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run([swaks_path(), "--server", "127.0.0.1", "--timeout", "10", "--helo", "client.example",
+                           *args], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -40,7 +47,7 @@ def test_swaks_port_25(srv: RunningServer) -> None:
 
 
 def test_swaks_port_25_relay_refused(srv: RunningServer) -> None:
-    done = subprocess.run([SWAKS, "--server", "127.0.0.1", "--port", str(srv.port("smtp")), "--from",
+    done = subprocess.run([swaks_path(), "--server", "127.0.0.1", "--port", str(srv.port("smtp")), "--from",
                            "someone@outside.example", "--to", "victim@elsewhere.example"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and "550 5.7.1 Relaying denied" in done.stdout
@@ -65,7 +72,7 @@ def test_swaks_465_tls_on_connect_auth_login(srv: RunningServer) -> None:
 
 
 def test_swaks_587_without_tls_gets_no_auth(srv: RunningServer) -> None:
-    done = subprocess.run([SWAKS, "--server", "127.0.0.1", "--port", str(srv.port("submission")),
+    done = subprocess.run([swaks_path(), "--server", "127.0.0.1", "--port", str(srv.port("submission")),
                            "--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "password1",
                            "--from", "alice@example.com", "--to", "bob@example.com"],
                           capture_output=True, text=True, timeout=30)

@@ -3,8 +3,8 @@ driven by Playwright): log in, open the domain, Email > Overview > Email, the th
 settings, Advanced settings, switch POP3 off, Save; then force the domain to POP3 only.
 
 The effect is checked through the store and the protocol-access decision every server calls
-(services/access.py), and `test_protocol_logins_follow_the_panel` checks it with poplib and
-imaplib against the running servers. Screenshots of the main pages are saved to
+(services/access.py), and `test_protocol_logins_follow_the_panel` (no browser needed) checks it
+with poplib and imaplib against the running servers. Screenshots of the main pages are saved to
 docs/screenshots/.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import imaplib
 import poplib
-import shutil
 import ssl
 import time
 from pathlib import Path
@@ -20,24 +19,23 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright import sync_api  # a declared test dependency (pyproject.toml): never skipped
 
 from postoffice.services.access import protocol_access
 from postoffice.services.sessions import OpenSession
+from tests.support.tools import require_tool
 
 from .conftest import ADMIN_PASSWORD, CSRF_RE
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (run `make browsers`)")
 
 
 @pytest.fixture
 def browser() -> Any:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    # Debian's chromium (`make test-deps`); Playwright downloads no browser of its own.
+    chromium = require_tool("chromium", "chromium")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         try:
