@@ -4,16 +4,18 @@ settings, Advanced settings, switch POP3 off, Save; then force the domain to POP
 
 The effect is checked through the store and the protocol-access decision every server calls
 (services/access.py), and `test_protocol_logins_follow_the_panel` (no browser needed) checks it
-with poplib and imaplib against the running servers. Screenshots of the main pages are saved to
-docs/screenshots/.
+with poplib and imaplib against the running servers. Screenshots of the main pages go to
+docs/screenshots/ with `POSTOFFICE_SCREENSHOTS=1 .venv/bin/pytest tests/web/test_browser.py`.
 """
 
 from __future__ import annotations
 
 import imaplib
+import os
 import poplib
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from tests.support.tools import require_tool
 
 from .conftest import ADMIN_PASSWORD, CSRF_RE
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -44,9 +46,18 @@ def browser() -> Any:
             b.close()
 
 
-def shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, animations="disabled")
+@pytest.fixture
+def shot(tmp_path: Path) -> Callable[[Any, str], None]:
+    """Screenshots go to the test's temporary folder, so a test run leaves the work tree clean;
+    POSTOFFICE_SCREENSHOTS=1 writes them to docs/screenshots/ (the README shows them)."""
+    folder = DOCS_SCREENSHOTS if os.environ.get("POSTOFFICE_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page: Any, name: str) -> None:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
+        assert path.stat().st_size > 1000
+    return take
 
 
 def access(live: Any, address: str, protocol: str) -> Any:
@@ -78,7 +89,7 @@ def sessions_of(live: Any, address: str) -> list[str]:
     return live.call(get())
 
 
-def test_article_path_switch_pop3_off_then_force_pop3_only(live: Any, browser: Any) -> None:
+def test_article_path_switch_pop3_off_then_force_pop3_only(live: Any, browser: Any, shot: Any) -> None:
     add_demo_sessions(live)
     page = browser.new_page(viewport={"width": 1360, "height": 860})
     page.set_default_timeout(10000)
@@ -173,7 +184,7 @@ def test_article_path_switch_pop3_off_then_force_pop3_only(live: Any, browser: A
     page.close()
 
 
-def test_forms_show_errors_in_the_browser(live: Any, browser: Any) -> None:
+def test_forms_show_errors_in_the_browser(live: Any, browser: Any, shot: Any) -> None:
     page = browser.new_page(viewport={"width": 1360, "height": 860})
     page.goto(live.url + "/login")
     page.get_by_label("Login or email address").fill("admin")
