@@ -1,5 +1,5 @@
-"""IMAP on a large mailbox: SELECT, FETCH 1:* (UID FLAGS), UID SEARCH UNSEEN and a QRESYNC
-resync after a few flag changes, postoffice against Dovecot in the same run, same messages.
+"""IMAP on a large mailbox: SELECT, FETCH 1:* (UID FLAGS), UID SEARCH UNSEEN, SORT (REVERSE DATE),
+THREAD REFERENCES and a QRESYNC resync after a few flag changes, postoffice against Dovecot in the same run, same messages.
 
     .venv/bin/python bench/imap_bench.py [--messages 100000] [--runs 5] [--changes 10] [--no-dovecot]
 
@@ -15,12 +15,16 @@ Measured on one connection per server (ENABLE QRESYNC first):
 * SELECT INBOX: the first one (cold: postoffice builds its per-mailbox index, Dovecot its
   index files) and then best/median of ``--runs`` (UNSELECT between);
 * FETCH 1:* (UID FLAGS) and UID SEARCH UNSEEN: best/median of ``--runs``;
+* SORT (REVERSE DATE) UTF-8 ALL and THREAD REFERENCES UTF-8 ALL: the first (postoffice loads
+  the sort keys kept since delivery into its index) and best/median of ``--runs``; the
+  messages form conversations of 5 (References / In-Reply-To / "Re:" subjects);
 * QRESYNC: note UIDVALIDITY/HIGHESTMODSEQ, change flags on ``--changes`` messages from a second
   connection (one UID STORE each), then from a fresh connection time
   ``SELECT INBOX (QRESYNC (uidvalidity modseq))`` and count the FETCH/VANISHED responses; the
   same resync with no change since the modseq, and a plain SELECT, for comparison.
 
-Targets (postoffice): SELECT < 100 ms, FETCH FLAGS of the whole mailbox < 1 s, a resync whose
+Targets (postoffice): SELECT < 100 ms, FETCH FLAGS of the whole mailbox < 1 s, SORT and THREAD
+of the whole mailbox < 1 s each, a resync whose
 cost follows what changed (10 changes cost about what 0 changes cost), not the mailbox size.
 Not a test: prints a table, exits 0 even when a target is missed.
 """
@@ -95,6 +99,37 @@ async def measure(port: int, address: str, runs: int, changes: int) -> dict[str,
     best, med, count = await timed(search, runs)
     out["search"], out["search_med"], out["search_hits"] = best, med, count
 
+    # SORT and THREAD (RFC 5256): the first one loads the sort keys, then best/median.
+    if "SORT" in c.capabilities:
+        async def sort() -> int:
+            untagged, _ = await c.command("SORT (REVERSE DATE) UTF-8 ALL")
+            return sum(len(line.split()) - 2 for line in untagged if line.startswith(b"* SORT"))
+        start = time.perf_counter()
+        out["sort_hits"] = await sort()
+        out["sort_first"] = time.perf_counter() - start
+        best, med, _ = await timed(sort, runs)
+        out["sort"], out["sort_med"] = best, med
+    if "THREAD=REFERENCES" in c.capabilities:
+        async def thread() -> int:
+            untagged, _ = await c.command("THREAD REFERENCES UTF-8 ALL")
+            # top-level threads: "(" at depth 0
+            count = 0
+            for line in untagged:
+                if line.startswith(b"* THREAD"):
+                    depth = 0
+                    for ch in line[8:]:
+                        if ch == 0x28:
+                            count += depth == 0
+                            depth += 1
+                        elif ch == 0x29:
+                            depth -= 1
+            return count
+        start = time.perf_counter()
+        out["threads"] = await thread()
+        out["thread_first"] = time.perf_counter() - start
+        best, med, _ = await timed(thread, runs)
+        out["thread"], out["thread_med"] = best, med
+
     # QRESYNC: state before, changes from another connection, resync from a fresh one.
     lines = (await c.command("SELECT INBOX"))[0]
     uidvalidity = number(lines, rb"\[UIDVALIDITY (\d+)\]")
@@ -137,6 +172,30 @@ async def measure(port: int, address: str, runs: int, changes: int) -> dict[str,
     return out
 
 
+def threaded(messages: list[bytes], size: int = 5) -> list[bytes]:
+    """Make conversations of ``size`` messages: each message after a conversation's first
+    replies to the one before it (Subject "Re: <first's subject>", In-Reply-To, References of
+    the whole chain), so THREAD REFERENCES has real threads to build."""
+    out: list[bytes] = []
+    ids: list[bytes] = []
+    first_subject = b""
+    for n, raw in enumerate(messages):
+        head, sep, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        mid = next(line[12:] for line in lines if line.startswith(b"Message-ID: "))
+        if n % size == 0:
+            ids = []
+            first_subject = next(line[9:] for line in lines if line.startswith(b"Subject: "))
+        else:
+            lines = [b"Subject: Re: " + first_subject if line.startswith(b"Subject: ") else line
+                     for line in lines]
+            lines.append(b"In-Reply-To: " + ids[-1])
+            lines.append(b"References: " + b" ".join(ids))
+        ids.append(mid)
+        out.append(b"\r\n".join(lines) + sep + body)
+    return out
+
+
 def row(label: str, values: list[str], target: str = "") -> None:
     print(f"  {label:34}" + "".join(f"{v:>22}" for v in values) + (f"   {target}" if target else ""))
 
@@ -156,7 +215,7 @@ def main() -> None:
         print("Dovecot is not installed (apt-get install dovecot-imapd): measuring postoffice alone")
     print(f"IMAP large-mailbox benchmark: {args.messages:,} messages, loopback, best of {args.runs}")
     started = time.perf_counter()
-    messages = common.make_messages(args.messages)
+    messages = threaded(common.make_messages(args.messages))
     seen = common.seen_pattern(args.messages)
     print(f"  generated {len(messages):,} messages ({sum(map(len, messages)) / 1e6:.0f} MB) "
           f"in {time.perf_counter() - started:.1f} s")
@@ -214,6 +273,13 @@ def main() -> None:
     row("UID SEARCH UNSEEN, best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.1f}" for a, b in
                                           zip(get("search"), get("search_med"))])
     row("  UIDs found", [f"{v:,}" for v in get("search_hits")])
+    timing = lambda a, b: "-" if a is None else f"{common.fmt_ms(a)} / {b * 1000:,.1f}"  # noqa: E731
+    row("SORT (REVERSE DATE), first", [common.fmt_ms(v) if v is not None else "-" for v in get("sort_first")])
+    row("SORT (REVERSE DATE), best / med", [timing(a, b) for a, b in zip(get("sort"), get("sort_med"))], "< 1 s")
+    row("  numbers sorted", [f"{v:,}" if v is not None else "-" for v in get("sort_hits")])
+    row("THREAD REFERENCES, first", [common.fmt_ms(v) if v is not None else "-" for v in get("thread_first")])
+    row("THREAD REFERENCES, best / med", [timing(a, b) for a, b in zip(get("thread"), get("thread_med"))], "< 1 s")
+    row("  threads", [f"{v:,}" if v is not None else "-" for v in get("threads")])
     row(f"QRESYNC resync, {args.changes} changes, first", [common.fmt_ms(v) for v in get("qresync_first")])
     row(f"QRESYNC resync, {args.changes} changes, best", [common.fmt_ms(v) for v in get("qresync")])
     row("  FETCH / VANISHED responses", [f"{a} / {b}" if a is not None else "-" for a, b in
@@ -227,6 +293,12 @@ def main() -> None:
               f"first SELECT after start, index loaded from the database: "
               f"{common.verdict(p['select_cold'] < 0.1)} ({p['select_cold'] * 1000:.1f} ms)")
         print(f"  FETCH 1:* (UID FLAGS) < 1 s: {common.verdict(p['fetch'] < 1.0)} ({p['fetch'] * 1000:.0f} ms)")
+        if p.get("sort") is not None:
+            print(f"  SORT (REVERSE DATE) < 1 s: {common.verdict(p['sort'] < 1.0)} ({p['sort'] * 1000:.0f} ms; "
+                  f"first, loading the sort keys: {p['sort_first'] * 1000:.0f} ms)")
+        if p.get("thread") is not None:
+            print(f"  THREAD REFERENCES < 1 s: {common.verdict(p['thread'] < 1.0)} ({p['thread'] * 1000:.0f} ms; "
+                  f"first: {p['thread_first'] * 1000:.0f} ms)")
         if p.get("qresync") is not None:
             extra = p["qresync"] - p["qresync0"]
             ok = p["qresync_fetch"] == args.changes and extra < max(0.005, p["qresync0"])

@@ -11,6 +11,7 @@ from operator import itemgetter
 from typing import Any
 
 from ..mail import analyze
+from ..mail.sortkeys import load_stored, sort_keys
 from ..mail.mime import canonicalize_crlf
 from .db import Tx
 from .records import (
@@ -73,6 +74,45 @@ class MessageStore(StoreBase):
                     array("d", map(itemgetter(2), rows)))
         return await self.db.read(op)
 
+    async def sort_rows(self, mailbox_id: int, min_uid: int = 0) -> list[tuple[int, int, float, list[Any]]]:
+        """(uid, RFC822.SIZE, internal date, stored sort keys) of the mailbox's messages with
+        UID >= ``min_uid``, in UID order: what the IMAP index keeps for SORT and THREAD
+        (RFC 5256); the keys are ``mail.sortkeys.SortKeys.stored()`` lists.
+
+        The keys were computed at delivery (``blobs.sortkeys``); a blob stored before that
+        column existed (or with keys of an older version) is read and parsed once here and
+        its keys written back, so this happens once per message, not once per SORT."""
+        rows = await self.db.read(lambda tx: tx.all(
+            "SELECT m.uid, m.size, m.internal_date, m.blob_id, b.sortkeys FROM messages m "
+            "JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid >= ? ORDER BY m.uid",
+            (mailbox_id, min_uid)))
+
+        def decode() -> tuple[list[Any], list[str]]:
+            out: list[Any] = []
+            missing: list[str] = []
+            for uid, size, date, blob_id, text in rows:
+                keys = load_stored(text)
+                if keys is None:
+                    missing.append(blob_id)
+                out.append((uid, size, date, keys if keys is not None else blob_id))
+            return out, missing
+        out, missing = await asyncio.to_thread(decode)
+        if missing:
+            def compute() -> dict[str, Any]:
+                done: dict[str, Any] = {}
+                for blob_id in set(missing):
+                    try:
+                        done[blob_id] = sort_keys(self.blobs.get(blob_id))
+                    except OSError:  # an unreadable body sorts as an empty message
+                        done[blob_id] = sort_keys(b"")
+                return done
+            computed = await asyncio.to_thread(compute)
+            out = [(u, n, d, computed[k].stored() if isinstance(k, str) else k) for u, n, d, k in out]
+            await self.db.write(lambda tx: tx.executemany(
+                "UPDATE blobs SET sortkeys = ? WHERE id = ?",
+                [(k.to_json(), blob_id) for blob_id, k in computed.items()]))
+        return out
+
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
         uid_list = sorted(set(uids))
 
@@ -111,6 +151,7 @@ class MessageStore(StoreBase):
             info.tree.to_json(), info.subject, info.from_, info.to, info.cc, info.bcc, info.message_id,
             info.in_reply_to, info.date.timestamp() if info.date else None, time.time(),
             info.date.isoformat() if info.date else None,
+            sort_keys(raw).to_json(),
         )
 
     def _write_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
@@ -128,8 +169,8 @@ class MessageStore(StoreBase):
     @staticmethod
     def _insert_blob(tx: Tx, row: tuple[Any, ...]) -> None:
         tx.execute("INSERT INTO blobs (id, size, header_size, envelope, bodystructure, body, structure, subject, "
-                   "from_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to, sent_date, created_at, sent_local) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
+                   "from_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to, sent_date, created_at, sent_local, "
+                   "sortkeys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
 
     @staticmethod
     def _insert_message(tx: Tx, account_id: int, box: Sequence[Any], item: tuple[str, int, int, str, float]) -> int:

@@ -215,6 +215,13 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed != 0",
     ],
+    # 6 (issue #11, SORT/THREAD): what RFC 5256 SORT and THREAD compare (base subject, first
+    # From/To/Cc, display names, Message-ID, References, sent date), computed once at delivery
+    # (mail.sortkeys, a small JSON list). NULL for blobs stored before: the IMAP server computes
+    # those on first use and writes them back (Store.sort_rows).
+    [
+        "ALTER TABLE blobs ADD COLUMN sortkeys TEXT",
+    ],
 ]
 
 

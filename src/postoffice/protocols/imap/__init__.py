@@ -17,8 +17,8 @@ from .commands import (
     STATUS_ITEMS, Append, AppendMessage, Authenticate, Capability, Check, Close, Command, Copy,
     Create, Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List,
     Login, Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select,
-    SetQuota, StartTls, State, Status, Store, StoreMode, Subscribe, UidExpunge, Unselect,
-    Unsubscribe, command_allowed,
+    SetQuota, Sort, StartTls, State, Status, Store, StoreMode, Subscribe, Thread, UidExpunge,
+    Unselect, Unsubscribe, command_allowed,
 )
 from .connection import ImapConnection
 from .events import (
@@ -41,8 +41,8 @@ __all__ = [
     "STATUS_ITEMS", "Append", "AppendMessage", "Authenticate", "Capability", "Check", "Close",
     "Command", "Copy", "Create", "Delete", "Enable", "Examine", "Expunge", "Fetch", "GetQuota",
     "GetQuotaRoot", "Id", "Idle", "List", "Login", "Logout", "Lsub", "Move", "Namespace", "Noop",
-    "QresyncParams", "Rename", "Search", "Select", "SetQuota", "StartTls", "State", "Status",
-    "Store", "StoreMode", "Subscribe", "UidExpunge", "Unselect", "Unsubscribe", "command_allowed",
+    "QresyncParams", "Rename", "Search", "Select", "SetQuota", "Sort", "StartTls", "State", "Status",
+    "Store", "StoreMode", "Subscribe", "Thread", "UidExpunge", "Unselect", "Unsubscribe", "command_allowed",
     "ImapConnection",
     "NEED_DATA", "CommandReceived", "ConnectionClosed", "ContinuationNeeded", "Event", "IdleDone",
     "InvalidCommand", "LineTooLong", "LiteralRejected", "NeedData", "SaslCancelled", "SaslInvalid",

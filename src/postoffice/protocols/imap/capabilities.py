@@ -37,6 +37,11 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "UTF8=ACCEPT",      # RFC 6855
     "WITHIN",           # RFC 5032
     "APPENDLIMIT",      # RFC 7889 (advertised as APPENDLIMIT=n)
+    "SORT",             # RFC 5256
+    "SORT=DISPLAY",     # RFC 5957
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256
+    "THREAD=REFERENCES",      # RFC 5256
+    "ESORT",            # RFC 5267 section 3
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

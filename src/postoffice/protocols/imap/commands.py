@@ -19,6 +19,7 @@ from typing import Union
 from .grammar.fetch_att import FetchAtt
 from .grammar.search import SearchKey
 from .grammar.sequence_set import SequenceSet
+from .grammar.sort import SortCriterion
 
 __all__ = [
     "State", "StoreMode", "QresyncParams", "AppendMessage",
@@ -26,7 +27,7 @@ __all__ = [
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
-    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Command", "STATE_COMMANDS",
+    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
@@ -322,6 +323,29 @@ class Search:
 
 
 @dataclass(frozen=True, slots=True)
+class Sort:
+    """[UID] SORT [RETURN (...)] (criteria) charset keys (RFC 5256 section 3, RFC 5957,
+    RFC 5267 ESORT). ``charset`` is upper-cased and mandatory; ``return_options`` is None
+    for a plain SORT (answer ``* SORT``), else as for :class:`Search`."""
+
+    criteria: tuple[SortCriterion, ...]
+    key: SearchKey
+    charset: str
+    return_options: tuple[str, ...] | None = None
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """[UID] THREAD algorithm charset keys (RFC 5256 section 3); algorithm upper-cased."""
+
+    algorithm: str
+    key: SearchKey
+    charset: str
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Fetch:
     """[UID] FETCH set items [(CHANGEDSINCE n [VANISHED])] (6.4.5, RFC 7162).
 
@@ -371,7 +395,7 @@ Command = Union[
     Capability, Noop, Logout, Id, Enable, StartTls, Authenticate, Login, Select, Examine,
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
-    Search, Fetch, Store, Copy, Move,
+    Search, Fetch, Store, Copy, Move, Sort, Thread,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
@@ -379,7 +403,7 @@ _AUTH = (
     Enable, Select, Examine, Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub,
     Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota,
 )
-_SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move)
+_SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread)
 
 #: Which command classes are valid in which state (RFC 9051 section 6).
 #: A command outside its state gets ``tag BAD`` (mox answers BAD too).

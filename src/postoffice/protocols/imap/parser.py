@@ -28,13 +28,14 @@ from .commands import (
     Append, AppendMessage, Authenticate, Capability, Check, Close, Command, Copy, Create,
     Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
     Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select, SetQuota,
-    StartTls, Status, Store, StoreMode, Subscribe, UidExpunge, Unselect, Unsubscribe,
+    Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
 )
 from .events import CommandReceived, InvalidCommand
 from .grammar.fetch_att import parse_fetch_atts
 from .grammar.reader import ATOM_RE, MAX_NUMBER64, TAG_RE, ParseError, Reader
-from .grammar.search import MAX_SEARCH_DEPTH, SearchAnd, parse_flag, parse_search_key
+from .grammar.search import MAX_SEARCH_DEPTH, SearchAnd, SearchKey, parse_flag, parse_search_key
 from .grammar.sequence_set import SequenceSet, parse_sequence_set
+from .grammar.sort import parse_sort_criteria, parse_thread_algorithm
 
 __all__ = ["parse_command", "COMMAND_VERBS"]
 
@@ -76,8 +77,8 @@ def parse_command(data: bytes, *, max_search_depth: int = MAX_SEARCH_DEPTH) -> C
             tag, f"unknown command {verb.decode('ascii', 'replace')}", unknown=True, verb=verb
         )
     try:
-        if handler is _search:
-            command: Command = _search(r, uid=uid, max_depth=max_search_depth)
+        if handler in (_search, _sort, _thread):
+            command: Command = handler(r, uid=uid, max_depth=max_search_depth)
         elif uid:
             command = handler(r, True)  # type: ignore[call-arg]
         else:
@@ -408,39 +409,78 @@ def _setquota(r: Reader) -> Command:
 
 
 # -- selected --------------------------------------------------------------------
+def _return_options(r: Reader, what: str) -> tuple[str, ...]:
+    # search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
+    # (the caller consumed SP "RETURN")
+    r.sp()
+
+    def opt() -> str:
+        name = r.upper_atom(f"a {what} return option")
+        if name not in SEARCH_RETURN_OPTIONS:
+            raise r.fail(f"unknown {what} return option {name}")
+        return name
+
+    opts = r.paren_list(opt, what="return options")
+    # RFC 4731 section 3.1 / RFC 5267 section 3.3: "RETURN ()" is equivalent to "RETURN (ALL)".
+    return tuple(dict.fromkeys(opts)) if opts else ("ALL",)
+
+
+def _charset(r: Reader) -> str:
+    raw = r.quoted() if r.peek() == 0x22 else r.atom("a charset name")
+    try:
+        return raw.decode("ascii").upper()
+    except UnicodeDecodeError:
+        raise r.fail("invalid charset name") from None
+
+
+def _search_keys(r: Reader, max_depth: int) -> SearchKey:
+    keys = [parse_search_key(r, max_depth=max_depth)]
+    while r.try_sp():
+        keys.append(parse_search_key(r, max_depth=max_depth))
+    return keys[0] if len(keys) == 1 else SearchAnd(tuple(keys))
+
+
 def _search(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
     # search = "SEARCH" [search-return-opts] SP search-program
-    # search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
     # search-program = ["CHARSET" SP charset SP] search-key *(SP search-key)
     r.sp()
     return_options: tuple[str, ...] | None = None
     if r.try_keyword(b"RETURN"):
-        r.sp()
-
-        def opt() -> str:
-            name = r.upper_atom("a SEARCH return option")
-            if name not in SEARCH_RETURN_OPTIONS:
-                raise r.fail(f"unknown SEARCH return option {name}")
-            return name
-
-        opts = r.paren_list(opt, what="return options")
-        # RFC 4731 section 3.1: "RETURN ()" is equivalent to "RETURN (ALL)".
-        return_options = tuple(dict.fromkeys(opts)) if opts else ("ALL",)
+        return_options = _return_options(r, "SEARCH")
         r.sp()
     charset = None
     if r.try_keyword(b"CHARSET"):
         r.sp()
-        raw = r.quoted() if r.peek() == 0x22 else r.atom("a charset name")
-        try:
-            charset = raw.decode("ascii").upper()
-        except UnicodeDecodeError:
-            raise r.fail("invalid charset name") from None
+        charset = _charset(r)
         r.sp()
-    keys = [parse_search_key(r, max_depth=max_depth)]
-    while r.try_sp():
-        keys.append(parse_search_key(r, max_depth=max_depth))
-    key = keys[0] if len(keys) == 1 else SearchAnd(tuple(keys))
-    return Search(key, charset, return_options, uid)
+    return Search(_search_keys(r, max_depth), charset, return_options, uid)
+
+
+def _sort(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
+    # sort = ["UID" SP] "SORT" [search-return-opts] SP sort-criteria SP search-criteria
+    # search-criteria = charset 1*(SP search-key)      ; RFC 5256 section 5, RFC 5267 section 3
+    r.sp()
+    return_options: tuple[str, ...] | None = None
+    if r.try_keyword(b"RETURN"):
+        return_options = _return_options(r, "SORT")
+        if "SAVE" in return_options:  # RFC 5182 defines SAVE for SEARCH only
+            raise r.fail("SAVE is not a SORT return option")
+        r.sp()
+    criteria = parse_sort_criteria(r)
+    r.sp()
+    charset = _charset(r)  # mandatory for SORT (RFC 5256 section 3)
+    r.sp()
+    return Sort(criteria, _search_keys(r, max_depth), charset, return_options, uid)
+
+
+def _thread(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
+    # thread = ["UID" SP] "THREAD" SP thread-alg SP search-criteria   ; RFC 5256 section 5
+    r.sp()
+    algorithm = parse_thread_algorithm(r)
+    r.sp()
+    charset = _charset(r)
+    r.sp()
+    return Thread(algorithm, _search_keys(r, max_depth), charset, uid)
 
 
 def _fetch(r: Reader, uid: bool = False) -> Command:
@@ -561,6 +601,8 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"STORE": _store,
     b"COPY": _copy_or_move(Copy),
     b"MOVE": _copy_or_move(Move),
+    b"SORT": _sort,
+    b"THREAD": _thread,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {
@@ -570,6 +612,8 @@ _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"SEARCH": _search,
     b"STORE": _store,
     b"EXPUNGE": _uid_expunge,
+    b"SORT": _sort,
+    b"THREAD": _thread,
 }
 
 #: Every verb the parser knows (``UID x`` spelled with a space).

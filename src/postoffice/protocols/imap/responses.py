@@ -22,7 +22,8 @@ __all__ = [
     "Code", "ok", "no", "bad", "tagged", "untagged", "untagged_ok", "untagged_no",
     "untagged_bad", "bye", "preauth", "continuation", "atom", "quoted", "literal",
     "literal8", "string", "astring", "nstring", "mailbox", "number", "plist",
-    "flag_list", "sequence_set", "fetch", "esearch", "search", "vanished", "exists",
+    "flag_list", "sequence_set", "fetch", "esearch", "search", "sort", "thread", "ordered_set",
+    "vanished", "exists",
     "recent", "expunge", "flags", "capability", "enabled", "list_response",
     "lsub_response", "status_response", "namespace", "id_response", "quota",
     "quotaroot",
@@ -299,9 +300,11 @@ def esearch(
     all: Iterable[int] | None = None,
     count: int | None = None,
     modseq: int | None = None,
+    ordered: bool = False,
 ) -> bytes:
     """``* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n] [MODSEQ n]``
-    (RFC 4731; MIN/MAX/ALL are omitted when there is no match)."""
+    (RFC 4731; MIN/MAX/ALL are omitted when there is no match). ``ordered``: ALL keeps the
+    given order (an ESORT result, RFC 5267 section 3.2) instead of a sorted set."""
     out = [b"* ESEARCH"]
     if tag is not None:
         out.append(b"(TAG " + quoted(tag) + b")")
@@ -312,7 +315,7 @@ def esearch(
     if max is not None:
         out.append(b"MAX %d" % max)
     if all is not None:
-        s = compress_uids(all)
+        s = ordered_set(all) if ordered else compress_uids(all)
         if s:
             out.append(b"ALL " + s)
     if count is not None:
@@ -320,6 +323,35 @@ def esearch(
     if modseq is not None:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + b"\r\n"
+
+
+def ordered_set(numbers: Iterable[int]) -> bytes:
+    """A sequence-set listing ``numbers`` in the given order (ESORT ALL, RFC 5267 section
+    3.2): only ascending runs become ranges ("10:12", never "12:10"), e.g. 5,3,1:2."""
+    out: list[bytes] = []
+    start = prev = None
+    for n in numbers:
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            out.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+        start = prev = n
+    if start is not None:
+        out.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+    return b",".join(out)
+
+
+def sort(numbers: Iterable[int]) -> bytes:
+    """``* SORT 2 3 6`` (RFC 5256 section 4)."""
+    body = b" ".join(b"%d" % n for n in numbers)
+    return b"* SORT" + (b" " + body if body else b"") + b"\r\n"
+
+
+def thread(threads: bytes) -> bytes:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` (RFC 5256 section 4); ``threads`` is the
+    already formatted thread list (empty: no message matched)."""
+    return b"* THREAD" + (b" " + threads if threads else b"") + b"\r\n"
 
 
 def search(numbers: Iterable[int], modseq: int | None = None) -> bytes:

@@ -60,7 +60,7 @@ class MailboxIndex:
     """The current flags of every message of one mailbox (shared; see module docstring)."""
 
     __slots__ = ("store", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
-                 "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals")
+                 "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
         self.store = store
@@ -80,6 +80,7 @@ class MailboxIndex:
         self.users = 0
         self.gone = False  # the mailbox was deleted
         self.removals = 0  # bumped whenever messages leave the arrays (positions shift)
+        self.sortdata: Any = None  # sort.SortData, loaded by the first SORT/THREAD
 
     async def load(self) -> None:
         box, uids, bits, modseqs, keywords = await self.store.flag_index(self.mailbox_id)

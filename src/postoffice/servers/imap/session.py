@@ -33,7 +33,7 @@ from ...protocols.imap.responses import Code
 from ...services.auth import AuthStatus, authzid_permitted
 from ...services.sessions import OpenSession
 from ...store import Account
-from . import mailboxes, messages
+from . import mailboxes, messages, sort
 from .errors import BadRequest, tagged_for
 from .selected import SelectedMailbox
 
@@ -50,6 +50,7 @@ BASE_CAPABILITIES = (
     "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "SPECIAL-USE",
     "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CHILDREN", "QUOTA",
     "QUOTA=RES-STORAGE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "WITHIN",
+    "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
 )
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 SASL_MECHANISMS = ("PLAIN", "LOGIN")
@@ -196,8 +197,9 @@ def _state_error(state: State, command: Command) -> str:
 
 
 def _may_expunge(command: Command) -> bool:
-    """RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may)."""
-    if isinstance(command, (c.Fetch, c.Store, c.Search)):
+    """RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may);
+    SORT and THREAD are searches too (RFC 5256 section 3)."""
+    if isinstance(command, (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)):
         return command.uid
     return True
 
@@ -344,6 +346,8 @@ HANDLERS: dict[type, Handler] = {
     c.Store: messages.do_store,
     c.Copy: messages.do_copy,
     c.Move: messages.do_copy,
+    c.Sort: sort.do_sort,
+    c.Thread: sort.do_thread,
 }
 
 __all__ = ["Session", "HANDLERS", "BASE_CAPABILITIES"]

@@ -1,0 +1,83 @@
+"""SORT / THREAD / ESORT grammar (RFC 5256 section 5, RFC 5957, RFC 5267 section 3) and the
+response formats, without sockets. The commands are the RFCs' own examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from postoffice.protocols.imap import CommandReceived, InvalidCommand, Sort, Thread, parse_command
+from postoffice.protocols.imap import responses as r
+from postoffice.protocols.imap.grammar.search import SearchAnd, SearchDate, SearchFlag, SearchText
+from postoffice.protocols.imap.grammar.sort import SortCriterion
+
+
+def cmd(line: bytes) -> object:
+    event = parse_command(line)
+    assert isinstance(event, CommandReceived), event
+    return event.command
+
+
+def test_rfc5256_sort_examples() -> None:
+    c = cmd(b"A282 SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994")
+    assert isinstance(c, Sort) and c.criteria == (SortCriterion("SUBJECT"),)
+    assert c.charset == "UTF-8" and isinstance(c.key, SearchDate) and not c.uid
+    c = cmd(b"A283 SORT (SUBJECT REVERSE DATE) UTF-8 ALL")
+    assert c.criteria == (SortCriterion("SUBJECT"), SortCriterion("DATE", True))
+    c = cmd(b'A284 SORT (SUBJECT) US-ASCII TEXT "not in mailbox"')
+    assert c.charset == "US-ASCII" and c.key == SearchText(b"not in mailbox")
+    c = cmd(b"a UID SORT (reverse arrival cc from size to) \"utf-8\" ALL")
+    assert c.uid and [x.key for x in c.criteria] == ["ARRIVAL", "CC", "FROM", "SIZE", "TO"]
+    assert c.criteria[0].reverse and not c.criteria[1].reverse and c.charset == "UTF-8"
+
+
+def test_rfc5957_display_keys() -> None:
+    c = cmd(b"C1 SORT (DISPLAYFROM) UTF-8 ALL")
+    assert c.criteria == (SortCriterion("DISPLAYFROM"),)
+    c = cmd(b"C2 SORT (REVERSE DISPLAYTO) UTF-8 ALL")
+    assert c.criteria == (SortCriterion("DISPLAYTO", True),)
+
+
+def test_rfc5267_esort_example() -> None:
+    c = cmd(b"E01 UID SORT RETURN () (REVERSE DATE) UTF-8 UNDELETED UNKEYWORD $Junk")
+    assert isinstance(c, Sort) and c.uid and c.return_options == ("ALL",)
+    assert c.key == SearchAnd((SearchFlag("\\Deleted", False), SearchFlag("$Junk", False)))
+    assert cmd(b"E02 SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL").return_options == ("MIN", "MAX", "COUNT")
+
+
+def test_rfc5256_thread_examples() -> None:
+    c = cmd(b"A283 THREAD ORDEREDSUBJECT UTF-8 SINCE 5-MAR-2000")
+    assert isinstance(c, Thread) and c.algorithm == "ORDEREDSUBJECT" and c.charset == "UTF-8"
+    c = cmd(b'A284 THREAD ORDEREDSUBJECT US-ASCII TEXT "gewp"')
+    assert c.key == SearchText(b"gewp")
+    c = cmd(b"a UID THREAD references UTF-8 ALL")
+    assert c.uid and c.algorithm == "REFERENCES"
+
+
+@pytest.mark.parametrize("line", [
+    b"a SORT (DATE) ALL",                      # the charset is mandatory (RFC 5256 section 3)
+    b"a SORT () UTF-8 ALL",                     # at least one criterion
+    b"a SORT DATE UTF-8 ALL",                   # parenthesised
+    b"a SORT (REVERSE) UTF-8 ALL",              # REVERSE needs a key
+    b"a SORT (REVERSE REVERSE DATE) UTF-8 ALL",
+    b"a SORT (BOGUS) UTF-8 ALL",
+    b"a SORT (DATE) UTF-8",                     # 1*(SP search-key)
+    b"a SORT RETURN (SAVE) (DATE) UTF-8 ALL",   # SAVE is for SEARCH only
+    b"a SORT RETURN (FOO) (DATE) UTF-8 ALL",
+    b"a THREAD UTF-8 ALL",
+    b"a THREAD NOSUCH UTF-8 ALL",
+    b"a THREAD REFERENCES ALL",
+])
+def test_bad_sort_and_thread(line: bytes) -> None:
+    event = parse_command(line)
+    assert isinstance(event, InvalidCommand) and event.tag == b"a", event
+
+
+def test_responses() -> None:
+    assert r.sort([2, 84, 882]) == b"* SORT 2 84 882\r\n"
+    assert r.sort([]) == b"* SORT\r\n"
+    assert r.thread(b"(2)(3 6 (4 23)(44 7 96))") == b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"
+    assert r.thread(b"") == b"* THREAD\r\n"
+    # RFC 5267 section 3.2/3.3: ranges only where ascending, the order otherwise kept
+    assert r.ordered_set([23765, 23764, 23763, 23761]) == b"23765,23764,23763,23761"
+    assert r.ordered_set([4, 1, 2, 3, 10, 11]) == b"4,1:3,10:11"
+    assert r.esearch(b"E01", uid=True, all=[3, 1, 2], ordered=True) == b'* ESEARCH (TAG "E01") UID ALL 3,1:2\r\n'
