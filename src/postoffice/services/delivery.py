@@ -58,6 +58,7 @@ from ..mail.dsn import DSNRecipient, build_success_notice, is_bounce
 from ..mail.headers import find_header_end, split_fields, unfold
 from ..mail.imapfmt import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
 from ..store import Account, AccountChanged, Domain, Store
+from .sieve import Plan, SieveFilter
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ class Delivery:
         self.hostname = hostname
         self._domains: dict[str, tuple[Domain | None, float]] = {}
         self._routes: dict[tuple[str, bool, bool], tuple[Route, float]] = {}
+        self.sieve = SieveFilter(store, hostname)
 
     def on_event(self, event: object) -> None:
         """Event-bus listener: forget cached lookups when an account or a domain changes."""
@@ -345,9 +347,14 @@ class Delivery:
         remote = envelope.remote_recipients_dsn()
         delivered = 0
         stored: list[Any] = []
+        plans: list[Plan] = []
         if accounts:
             local = self.return_path(envelope) + extra_headers + received + message
-            stored = list(await self.store.deliver([(a, mailbox) for a in accounts], local) or ())
+            # Each address's Sieve script decides its copy's mailboxes and flags (services/sieve.py).
+            plans = await self._sieve_plans(envelope, accounts, local, mailbox)
+            targets = [(p.account_id, box, bits, keywords) for p in plans for box, bits, keywords in p.targets]
+            if targets:
+                stored = list(await self.store.deliver(targets, local) or ())
             delivered = len(accounts)
         if remote:
             queued = extra_headers + received + message
@@ -364,7 +371,37 @@ class Delivery:
                 raise
         if accounts:
             await self._success_notice(envelope, message)
+        for plan in plans:
+            if plan.redirects or plan.vacation or plan.reject or plan.error:
+                await self.sieve.follow_up(plan, envelope_from=envelope.mail_from,
+                                           message=extra_headers + received + message, send=self.send)
         return Committed(trace.queue_id, delivered, len(remote))
+
+    async def _sieve_plans(self, envelope: Envelope, accounts: list[int], local: bytes, mailbox: str) -> list[Plan]:
+        plans = []
+        for account_id in accounts:
+            rcpt = next((r.address for r in envelope.routes if account_id in r.accounts), "")
+            plans.append(await self.sieve.plan(
+                account_id, envelope_from=envelope.mail_from, envelope_to=rcpt, message=local, default_mailbox=mailbox))
+        return plans
+
+    async def send(self, mail_from: str, recipients: list[str], raw: bytes) -> None:
+        """Mail the server itself sends (Sieve redirects, vacation replies, reject reports):
+        recipients here are delivered to their INBOX (no filter runs, so two scripts cannot
+        loop), others are queued. Durable when it returns."""
+        local: list[int] = []
+        remote: list[str] = []
+        for address in recipients:
+            route = await self.route(address)
+            if route.unknown:
+                log.warning("mail from the server to unknown local address %s dropped", address)
+                continue
+            local.extend(a for a in route.accounts if a not in local)
+            remote.extend(route.remote)
+        if local:
+            await self.store.deliver([(a, "INBOX") for a in local], raw, enforce_quota=False)
+        if remote:
+            await self.store.enqueue(mail_from, remote, raw)
 
     async def _success_notice(self, envelope: Envelope, message: bytes) -> None:
         """NOTIFY=SUCCESS for recipients delivered here: a "delivered" DSN (RFC 3461 §4.1,

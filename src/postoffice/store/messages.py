@@ -204,9 +204,10 @@ class MessageStore(StoreBase):
         tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq))
         return modseq, uids
 
-    async def deliver(self, targets: Sequence[tuple[int, str]], raw: bytes, *,
+    async def deliver(self, targets: Sequence[tuple[int, str] | tuple[int, str, int, str]], raw: bytes, *,
                       enforce_quota: bool = True) -> list[Delivered]:
-        """Durably store ``raw`` once and file it into each (account id, mailbox name).
+        """Durably store ``raw`` once and file it into each (account id, mailbox name), or
+        (account id, mailbox name, flag bits, keywords) when a filter set flags (RFC 5232).
 
         The body is written and fsynced first, then one transaction adds the index rows; the
         coroutine returns after that commit, so a caller may acknowledge the message then.
@@ -217,7 +218,9 @@ class MessageStore(StoreBase):
         def op(tx: Tx, blob_id: str, row: tuple[Any, ...], size: int) -> list[Delivered]:
             self._insert_blob(tx, row)
             out = []
-            for account_id, mailbox_name in targets:
+            for target in targets:
+                account_id, mailbox_name = target[0], target[1]
+                flags, keywords = (target[2], target[3]) if len(target) > 2 else (0, "")  # type: ignore[misc]
                 # One statement for the account, its quota and the target mailbox's counters.
                 acct = tx.one("SELECT a.address, a.quota_bytes, b.id, b.uidnext, b.highestmodseq FROM accounts a "
                               "LEFT JOIN mailboxes b ON b.account_id = a.id AND b.name = ? WHERE a.id = ?",
@@ -231,7 +234,7 @@ class MessageStore(StoreBase):
                     (account_id,))
                 if box is None:
                     raise NotFound("mailbox is gone")
-                uid = self._insert_message(tx, account_id, box, (blob_id, size, 0, "", time.time()))
+                uid = self._insert_message(tx, account_id, box, (blob_id, size, flags, keywords, time.time()))
                 out.append(Delivered(account_id, box[0], uid))
             return out
 

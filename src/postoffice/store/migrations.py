@@ -222,6 +222,27 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE blobs ADD COLUMN sortkeys TEXT",
     ],
+    # 7 (issue 16, Sieve): each address's Sieve scripts (RFC 5804: named scripts, at most one
+    # active) and the vacation responses already sent (RFC 5230 §4.2: one reply per sender and
+    # handle within :days; ``until`` is when another may go).
+    [
+        """CREATE TABLE sieve_scripts (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            content TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            UNIQUE (account_id, name)
+        )""",
+        """CREATE TABLE sieve_vacation (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            sender TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            until REAL NOT NULL,
+            PRIMARY KEY (account_id, sender, handle)
+        )""",
+    ],
 ]
 
 

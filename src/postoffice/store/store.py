@@ -33,9 +33,10 @@ from .messages import MessageStore
 from .queue import QueueStore
 from .records import PROTOCOLS
 from .rows import BLOB_GRACE_SECONDS, BLOB_WRITERS
+from .sieve import SieveStore
 
 
-class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore):
+class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
     def __init__(self, db: Database, blobs: BlobStore) -> None:
