@@ -25,6 +25,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
                                  "auth_failure_delay": DELAY}) as server:
         server.add_account("alice@example.com", PASSWORD)
         server.add_account("bob@example.com", PASSWORD)
+        server.add_account("user10@example.com", PASSWORD)
         yield server
 
 
@@ -157,3 +158,16 @@ def test_failures_are_answered_late_alike_and_the_right_password_still_works(srv
     right = login(srv, "alice@example.com", PASSWORD)
     assert right.ok, right.text
     assert right.seconds < DELAY, right.seconds
+
+
+@pytest.mark.parametrize("protocol", sorted(LOGINS))
+def test_look_alike_login_names_are_not_the_account(srv: RunningServer, protocol: str) -> None:
+    """Issue #12: casefold() made "uſer10" (U+017F) log in as user10; the one address rule
+    (mail.address, used for logins too) refuses such names. ASCII case still does not matter."""
+    login = LOGINS[protocol]
+    for look_alike in ("u\u017fer10@example.com", "\uff55ser10@example.com", "user\u200b10@example.com",
+                       "user10\u202e@example.com"):
+        ok, text = login(srv, "", look_alike, PASSWORD)
+        assert not ok, (look_alike, text)
+    ok, text = login(srv, "", "USER10@Example.COM", PASSWORD)
+    assert ok, text

@@ -26,7 +26,7 @@ INJECTED = (b"MAIL FROM:<ceo@example.com>\r\nRCPT TO:<alice@example.com>\r\nDATA
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data = tmp_path_factory.mktemp("adversarial") / "data"
     with RunningServer(data, limits={"max_message_size": LIMIT, "max_recipients": 50}) as s:
-        for name in ("alice", "bob", "mallory"):
+        for name in ("alice", "bob", "mallory", "user10", "office", "ken"):
             s.add_account(f"{name}@example.com", "password1")
         yield s
 
@@ -158,6 +158,40 @@ def test_no_relay_syntax_gets_through_port_25(srv: RunningServer, clean_store: N
             assert code in (501, 550, 555), rcpt
             assert c.cmd("DATA")[0] == 554, rcpt
     assert queue(srv) == []
+
+
+# Issue #12: NFC + casefold delivered mail for "uſer10" into user10's mailbox. Look-alikes
+# (compatibility characters) and invisible characters name no mailbox: refused at RCPT.
+LOOK_ALIKE_RECIPIENTS = [
+    "u\u017fer10@example.com",  # LATIN SMALL LETTER LONG S
+    "\uff55ser10@example.com",  # FULLWIDTH LATIN SMALL LETTER U
+    "o\ufb03ce@example.com",  # LATIN SMALL LIGATURE FFI
+    "\u212aen@example.com",  # KELVIN SIGN
+    "user\u200b10@example.com",  # ZERO WIDTH SPACE
+    "us\u00ader10@example.com",  # SOFT HYPHEN
+    "user10\u202e@example.com",  # RIGHT-TO-LEFT OVERRIDE
+    "us\u0085er10@example.com",  # NEXT LINE
+    '"user\u200b10"@example.com',
+]
+
+
+@pytest.mark.parametrize("rcpt", LOOK_ALIKE_RECIPIENTS)
+def test_look_alike_recipients_reach_no_mailbox(srv: RunningServer, clean_store: None, rcpt: str) -> None:
+    with inbound(srv) as c:
+        assert c.cmd("MAIL FROM:<x@outside.example> SMTPUTF8")[0] == 250
+        code, text = c.cmd(f"RCPT TO:<{rcpt}>".encode())
+        assert code in (500, 501, 550), (rcpt, code, text)  # the grammar refuses controls already
+        assert c.cmd("DATA")[0] == 554
+
+
+def test_the_real_address_in_any_ascii_case_still_arrives(srv: RunningServer) -> None:
+    before = len(messages(srv, "user10@example.com"))
+    with inbound(srv) as c:
+        c.cmd("MAIL FROM:<x@outside.example>")
+        assert c.cmd("RCPT TO:<USER10@Example.COM>")[0] == 250
+        c.cmd("DATA")
+        assert c.cmd(HEAD + b"hello\r\n.")[0] == 250
+    assert len(messages(srv, "user10@example.com")) == before + 1
 
 
 def test_postmaster_is_always_accepted(srv: RunningServer) -> None:

@@ -71,6 +71,9 @@ def test_domain_and_account_commands(config: Path) -> None:
     (("domain", "add", "not a domain"), "not a valid domain"),
     (("account", "set", "ghost@example.com", "--imap", "off"), "no such address"),
     (("domain", "set", "example.com", "--protocols", "smtp-only"), "is not one of"),
+    # issue #12: look-alike and invisible characters are refused where addresses are created
+    (("account", "add", "u\u017fer@example.com", "--password", "password1"), "U+017F"),
+    (("alias", "add", "in\u200bfo@example.com", "alice@example.com"), "U+200B"),
 ])
 def test_mistakes_give_one_line_and_nonzero_exit(config: Path, args: tuple[str, ...], message: str) -> None:
     po(config, "domain", "add", "example.com")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
-from postoffice.store import migrations
-from postoffice.store.db import Tx
+import pytest
+
+from postoffice.store import Store, migrations
+from postoffice.store.db import Tx, connect
 
 
 def test_migration_5_keeps_subscriptions_and_counts_old_mail_as_claimed(tmp_path: Path, monkeypatch) -> None:
@@ -28,3 +31,57 @@ def test_migration_5_keeps_subscriptions_and_counts_old_mail_as_claimed(tmp_path
     assert tx.all("SELECT account_id, name FROM subscriptions") == [(1, "INBOX")]
     assert tx.all("SELECT name, recent_uid FROM mailboxes ORDER BY name") == [("INBOX", 7), ("Old", 3)]
     assert tx.one("SELECT sent_date, sent_local FROM blobs") == (0, None)
+
+
+def _database_at(path: Path, version: int) -> None:
+    """A database as the postoffice of schema ``version`` left it."""
+    conn = connect(path)
+    tx = Tx(conn)
+    saved = migrations.MIGRATIONS
+    try:
+        migrations.MIGRATIONS = saved[:version]
+        conn.execute("BEGIN")
+        migrations.migrate(tx)
+        conn.execute("COMMIT")
+    finally:
+        migrations.MIGRATIONS = saved
+        conn.close()
+
+
+def test_addresses_made_by_casefold_are_rekeyed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #12 (the re-keying migration): keys stored under the old rule (NFC + casefold) are put in the
+    new form (lower case, look-alikes refused) so what users type still finds them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    before = next(i for i, steps in enumerate(migrations.MIGRATIONS) if migrations._renormalise_addresses in steps)
+    _database_at(data / "postoffice.db", before)
+    conn = connect(data / "postoffice.db")
+    now = time.time()
+    conn.execute("INSERT INTO domains (id, name, created_at) VALUES (1, 'example.com', ?)", (now,))
+    conn.execute("UPDATE domains SET catch_all = 'Ꭰꭱ@example.com' WHERE id = 1")
+    # casefold() maps Cherokee small letters to the capitals; the rule now lower-cases.
+    rows = [(1, "Ꭰꭱ@example.com", ""), (2, "alice@example.com", "Ꭰꭱ@example.com bob@example.org"),
+            (3, "ǆemal@example.com", "")]  # U+01C6 is a compatibility character: now refused
+    for account_id, address, forward in rows:
+        conn.execute("INSERT INTO accounts (id, domain_id, address, password_hash, password_changed_at, "
+                     "forward_to, created_at) VALUES (?, 1, ?, 'x', ?, ?, ?)", (account_id, address, now, forward, now))
+    conn.execute("INSERT INTO aliases (domain_id, address, targets, created_at) VALUES (1, 'Ꭰ@example.com', ?, ?)",
+                 ("Ꭰꭱ@example.com\nalice@example.com", now))
+    conn.close()
+
+    caplog.set_level(logging.INFO)
+    store = Store.open(data)
+    try:
+        def read(tx: Tx) -> tuple[list[str], list[str], str]:
+            return ([r[0] for r in tx.all("SELECT address FROM accounts ORDER BY id")],
+                    [r[0] + " -> " + r[1] for r in tx.all("SELECT address, targets FROM aliases")],
+                    tx.scalar("SELECT catch_all FROM domains"))
+        accounts, aliases, catch_all = store.db.read_sync(read)
+        forward = store.db.read_sync(lambda tx: tx.scalar("SELECT forward_to FROM accounts WHERE id = 2"))
+    finally:
+        store.close()
+    assert accounts == ["ꭰꭱ@example.com", "alice@example.com", "ǆemal@example.com"]
+    assert aliases == ["ꭰ@example.com -> ꭰꭱ@example.com\nalice@example.com"]
+    assert catch_all == "ꭰꭱ@example.com"
+    assert forward == "ꭰꭱ@example.com bob@example.org"
+    assert any("ǆemal@example.com" in r.getMessage() and "U+01C6" in r.getMessage() for r in caplog.records)

@@ -87,6 +87,8 @@ async def test_addresses(client: httpx.AsyncClient, tokens: dict[str, str], offi
     for body, field in (({"address": "carol", "password": "carol-password"}, "address"),
                         ({"address": "x@other.org", "password": "carol-password"}, "address"),
                         ({"address": "bad address", "password": "carol-password"}, "address"),
+                        ({"address": "c\ufb03", "password": "carol-password"}, "address"),  # issue #12
+                        ({"address": "ca\u200brol", "password": "carol-password"}, "address"),
                         ({"address": "dave", "password": "short"}, "password")):
         response = await call(client, t, "POST", "/domains/example.com/addresses", body)
         assert response.status_code == 400 and response.json()["field"] == field, body

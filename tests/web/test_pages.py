@@ -106,6 +106,26 @@ async def test_address_validation(admin: httpx.AsyncClient, office: Postoffice) 
     assert response.status_code == 303
     carol = await office.store.get_account("carol@example.com")
     assert carol is not None and carol.quota_bytes == 10 * 1024 * 1024
+    # issue #12: look-alikes of existing addresses and invisible characters are refused
+    for look_alike, code_point in (("c\u0430rol", "U+0430"), ("aſice", "U+017F"), ("al\u00adice", "U+00AD"),
+                                   ("ali\u202ece", "U+202E")):
+        response = await post(admin, page, {"address": look_alike, "password": "long-password"})
+        if code_point == "U+0430":  # CYRILLIC SMALL LETTER A is a letter of its own: a new address
+            assert response.status_code == 303
+            continue
+        assert response.status_code == 400 and code_point in response.text, look_alike
+    assert await office.store.get_account("asice@example.com") is None
+
+
+async def test_panel_finds_addresses_with_the_mail_servers_normalisation(admin: httpx.AsyncClient,
+                                                                        office: Postoffice) -> None:
+    """The panel looks addresses up through mail.address, like delivery and logins: any case,
+    a trailing dot, NFD for NFC (it used .strip().lower() before issue #12)."""
+    response = await post(admin, "/domains/example.com/email", {"address": "josé", "password": "long-password"})
+    assert response.status_code == 303
+    for spelling in ("jose\u0301@example.com", "JOSÉ@Example.com", "alice@EXAMPLE.com."):
+        page = await admin.get(f"/domains/example.com/email/{spelling}/edit")
+        assert page.status_code == 200, spelling
 
 
 async def test_edit_settings_and_advanced_switches(admin: httpx.AsyncClient, office: Postoffice) -> None:

@@ -1,14 +1,27 @@
 """Email address parsing and normalisation for routing (RFC 5321 / 5322 addr-spec, RFC 6531).
 
 THE normalisation policy (the one place it is defined; every lookup of accounts, aliases and
-domains must go through :func:`normalize_address` / :func:`normalize_domain`):
+domains, every login name and every address created by the CLI, the panel or the API goes
+through :func:`normalize_address` / :func:`normalize_domain`):
 
 * domain: IDNA 2008 with UTS #46 mapping -> lower-case A-labels (``bücher.example`` ->
   ``xn--bcher-kva.example``), trailing dot dropped; an address literal ``[1.2.3.4]`` is kept
   (lower-cased).
-* local part: Unicode NFC, then ``str.casefold()`` (so ``ß`` -> ``ss``, Kelvin sign -> ``k``,
-  ``İ`` -> ``i̇``), then NFC again.  Two spellings that fold together are *the same* mailbox,
-  which means two distinct accounts can never collide: the second one is a duplicate.
+* local part: PRECIS UsernameCaseMapped (RFC 8265 §3.3) without its width mapping: the
+  characters are checked first, then lower-cased (``str.lower``, Unicode toLowerCase) and put
+  in NFC. ASCII local parts are therefore case-insensitive (``Alice`` = ``alice``), and a
+  Unicode local part is compared in NFC after lower-casing (``JOSÉ`` = ``josé``; NFD input from
+  a Mac equals NFC input).  No character is *folded onto another*: ``ß`` stays ``ß``.
+* refused in a local part (:class:`InvalidAddress`, so such an address can be neither created
+  nor looked up, and never reaches another mailbox):
+  - controls, format and invisible characters, unassigned code points and any space but the
+    ASCII one inside a quoted local part (categories Cc, Cf, Cs, Co, Cn, Zs, Zl, Zp:
+    U+200B ZERO WIDTH SPACE, U+00AD SOFT HYPHEN, U+202E RIGHT-TO-LEFT OVERRIDE, U+0085 NEL);
+  - compatibility characters, those NFKC would replace (PRECIS "HasCompat", RFC 8264 §9.17):
+    ``ſ`` (long s), ``ﬃ``, the Kelvin sign, fullwidth ``ｕｓｅｒ``, circled and superscript
+    letters.  ``casefold()`` (this module's rule before issue #12) mapped ``uſer`` onto ``user``
+    and ``\u212aen`` onto ``ken``: mail for a look-alike landed in the real mailbox.
+  PRECIS maps fullwidth to ASCII instead; we refuse, which keeps look-alikes out entirely.
 * a quoted local part whose content is a valid dot-atom is unquoted (RFC 5321 4.1.2 treats
   them as equal); otherwise it stays quoted with minimal escaping.
 * plus-addressing: ``user+tag`` routes to ``user`` (:func:`base_local_part`); normalisation
@@ -27,6 +40,7 @@ __all__ = [
     "split_address",
     "normalize_domain",
     "normalize_local_part",
+    "local_part_problem",
     "normalize_address",
     "base_local_part",
     "split_plus",
@@ -35,7 +49,13 @@ __all__ = [
 
 
 class InvalidAddress(ValueError):
-    """Not a syntactically valid addr-spec."""
+    """Not a syntactically valid addr-spec, or one our policy refuses; ``reason`` says why
+    in words fit for a form field ("" when it is plain bad syntax)."""
+
+    def __init__(self, address: str, reason: str = "") -> None:
+        super().__init__(address)
+        self.address = address
+        self.reason = reason
 
 
 # atext (RFC 5322 3.2.3) plus UTF8-non-ascii (RFC 6532 3.2)
@@ -106,13 +126,55 @@ def normalize_domain(domain: str) -> str:
     return a
 
 
+#: Unicode general categories never allowed in a local part (see the module policy).
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+
+def local_part_problem(text: str, *, quoted: bool = False) -> str:
+    """Why ``text`` (a local part, unquoted) may not name a mailbox here, or "" if it may.
+
+    The ASCII space is allowed only inside a quoted local part (RFC 5321 qtextSMTP)."""
+    if text.isascii():
+        for ch in text:
+            if ord(ch) < 0x20 or ch == "\x7f" or (ch == " " and not quoted):
+                return f"it contains the control or space character U+{ord(ch):04X}"
+        return ""
+    for ch in text:
+        if ch == " " and quoted:
+            continue
+        category = unicodedata.category(ch)
+        if category in _REFUSED_CATEGORIES:
+            name = unicodedata.name(ch, "")
+            named = f" ({name})" if name else ""
+            return f"it contains the invisible, space or control character U+{ord(ch):04X}{named}"
+        if ch >= "\x80" and unicodedata.normalize("NFKC", ch) != ch:
+            name = unicodedata.name(ch, "?")
+            return (f"it contains U+{ord(ch):04X} ({name}), a compatibility form of "
+                    f"{unicodedata.normalize('NFKC', ch)!r}; use the plain character")
+    return ""
+
+
 def normalize_local_part(local: str) -> str:
-    """NFC + casefold + NFC; dot-atom content of a quoted local part is unquoted."""
+    """Checked, lower-cased, NFC (see the module policy); dot-atom content of a quoted local
+    part is unquoted. Raises :class:`InvalidAddress` for a refused character."""
     inner = _unquote(local)
-    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", inner if inner is not None else local).casefold())
-    if inner is None or _DOT_ATOM.fullmatch(folded):
-        return folded
-    return '"' + re.sub(r'(["\\])', r"\\\1", folded) + '"'
+    text = inner if inner is not None else local
+    problem = local_part_problem(text, quoted=inner is not None)
+    if problem:
+        raise InvalidAddress(local, problem)
+    if text.isascii():
+        mapped = text.lower()
+    else:
+        # RFC 8265 §3.3.2: case mapping, then NFC. Lower-casing an allowed character never
+        # yields a refused one or plain ASCII (U+0130 gives "i" + U+0307, still distinct);
+        # checked once more all the same (RFC 8264 §7: the rules apply after the mappings).
+        mapped = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).lower())
+        problem = local_part_problem(mapped, quoted=inner is not None)
+        if problem:
+            raise InvalidAddress(local, problem)
+    if inner is None or _DOT_ATOM.fullmatch(mapped):
+        return mapped
+    return '"' + re.sub(r'(["\\])', r"\\\1", mapped) + '"'
 
 
 def normalize_address(addr: str) -> str:

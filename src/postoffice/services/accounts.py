@@ -91,8 +91,9 @@ class AccountService:
     def clean_address(address: str, field: str = "address") -> str:
         try:
             return normalize_address(address)
-        except InvalidAddress:
-            raise UserError(f"{address!r} is not a valid email address", field) from None
+        except InvalidAddress as exc:
+            why = f": {exc.reason}" if exc.reason else ""
+            raise UserError(f"{address!r} is not a valid email address{why}", field) from None
 
     @staticmethod
     def check_password(password: str) -> None:

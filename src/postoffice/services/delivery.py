@@ -53,7 +53,9 @@ from email.header import decode_header, make_header
 from email.utils import format_datetime
 from datetime import datetime, timezone
 
-from ..mail.address import InvalidAddress, normalize_address, split_plus
+from ..mail.address import (
+    InvalidAddress, is_valid_address, normalize_address, normalize_domain, split_address, split_plus,
+)
 from ..mail.dsn import DSNRecipient, build_success_notice, is_bounce
 from ..mail.headers import find_header_end, split_fields, unfold
 from ..mail.imapfmt import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
@@ -245,7 +247,14 @@ class Delivery:
         try:
             norm = normalize_address(address)
         except InvalidAddress:
-            return Route(address, unknown=True)
+            # A local part our policy refuses (invisible or compatibility characters) names
+            # no mailbox here; at another domain it is that domain's business.
+            try:
+                foreign = is_valid_address(address) and await self.hosted_domain(
+                    normalize_domain(split_address(address)[1])) is None
+            except InvalidAddress:
+                foreign = False
+            return Route(address, foreign=True, remote=[address]) if foreign else Route(address, unknown=True)
         domain_name = norm.rpartition("@")[2]
         if await self.hosted_domain(domain_name) is None:
             return Route(address, foreign=True, remote=[address])

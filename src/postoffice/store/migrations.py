@@ -17,11 +17,72 @@ Schema notes:
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
+from ..mail.address import InvalidAddress, normalize_address
 from .db import Tx
 
-MIGRATIONS: list[list[str]] = [
+log = logging.getLogger(__name__)
+
+#: A step is an SQL statement or, for data that SQL cannot compute, a function of the
+#: transaction (it runs inside the same one).
+Step = str | Callable[[Tx], None]
+
+
+def _renormalise_addresses(tx: Tx) -> None:
+    """Issue #12: the address policy (mail.address) no longer case-folds local parts
+    (``casefold`` mapped ``ß`` to ``ss`` and ``ſ``/``ﬃ``/Kelvin onto ASCII); it lower-cases and
+    refuses look-alike characters. Stored keys were made by the old rule; each is put in the
+    new form where that differs, so what users type still finds them. A key the new rule
+    refuses, or whose new form is taken, is left as it was and logged for the administrator."""
+    taken = {row[0] for row in tx.all("SELECT address FROM accounts")}
+    taken |= {row[0] for row in tx.all("SELECT address FROM aliases")}
+
+    def new_form(address: str, what: str) -> str:
+        try:
+            new = normalize_address(address)
+        except InvalidAddress as exc:
+            log.warning("%s %s cannot be written under the address rules (%s); rename it",
+                        what, address, exc.reason or "invalid")
+            return address
+        return new
+
+    def rename(table: str, row_id: int, address: str, what: str) -> None:
+        new = new_form(address, what)
+        if new == address:
+            return
+        if new in taken:
+            log.warning("%s %s would become %s, which exists already; left as it was", what, address, new)
+            return
+        tx.execute(f"UPDATE {table} SET address = ? WHERE id = ?", (new, row_id))
+        taken.discard(address)
+        taken.add(new)
+        log.info("%s %s is now stored as %s", what, address, new)
+
+    def rewrite_list(text: str, sep: str, what: str) -> str:
+        return sep.join(new_form(t, what) for t in text.split(sep) if t)
+
+    for row_id, address in tx.all("SELECT id, address FROM accounts"):
+        rename("accounts", row_id, address, "address")
+    for row_id, address in tx.all("SELECT id, address FROM aliases"):
+        rename("aliases", row_id, address, "alias")
+    for row_id, targets in tx.all("SELECT id, targets FROM aliases"):
+        new = rewrite_list(targets, "\n", "alias target")
+        if new != targets:
+            tx.execute("UPDATE aliases SET targets = ? WHERE id = ?", (new, row_id))
+    for row_id, forward in tx.all("SELECT id, forward_to FROM accounts WHERE forward_to != ''"):
+        new = rewrite_list(forward, " ", "forwarding target")
+        if new != forward:
+            tx.execute("UPDATE accounts SET forward_to = ? WHERE id = ?", (new, row_id))
+    for row_id, catch_all in tx.all("SELECT id, catch_all FROM domains WHERE catch_all IS NOT NULL"):
+        new = new_form(catch_all, "catch-all")
+        if new != catch_all:
+            tx.execute("UPDATE domains SET catch_all = ? WHERE id = ?", (new, row_id))
+
+
+MIGRATIONS: list[list[Step]] = [
     # 1: the foundation schema
     [
         """CREATE TABLE settings (
@@ -243,6 +304,10 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (account_id, sender, handle)
         )""",
     ],
+    # 8 (issue #12): stored addresses re-keyed under the look-alike-safe address policy.
+    [
+        _renormalise_addresses,
+    ],
 ]
 
 
@@ -267,8 +332,11 @@ def migrate(tx: Tx) -> list[int]:
     for version, statements in enumerate(MIGRATIONS, start=1):
         if version <= have:
             continue
-        for sql in statements:
-            tx.execute(sql)
+        for step in statements:
+            if callable(step):
+                step(tx)
+            else:
+                tx.execute(step)
         tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time()))
         applied.append(version)
     return applied

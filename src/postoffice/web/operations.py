@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..mail.address import InvalidAddress, normalize_address, normalize_domain
 from ..mail.headers import decode_header_value, field_map, split_fields
 from ..services import clientconfig
 from ..services.access import AccessDecision, effective_protocols
@@ -19,6 +20,22 @@ from ..services.panel_users import Principal
 from ..services.queue import QueueEntry, QueueError, QueueService
 from ..services.sessions import OpenSession
 from ..store import Account, Alias, Domain
+
+
+def _address_key(address: str) -> str:
+    """An address from a URL or a form, in the one normalised form accounts and aliases are
+    stored under (mail.address: the same function the mail servers and logins use)."""
+    try:
+        return normalize_address(address.strip())
+    except InvalidAddress:
+        raise Missing(f"no such address: {address}") from None
+
+
+def _domain_key(name: str) -> str:
+    try:
+        return normalize_domain(name)
+    except InvalidAddress:
+        raise Missing(f"no such domain: {name}") from None
 
 
 class Missing(Exception):
@@ -138,7 +155,7 @@ class Operations:
 
     async def domain(self, name: str) -> Domain:
         """The domain named in a URL, if this principal may manage it."""
-        name = name.strip().lower()
+        name = _domain_key(name)
         if name in self._domains:
             return self._domains[name]
         self.who.require_domain(name)  # before looking: an owner learns nothing about others' domains
@@ -181,13 +198,14 @@ class Operations:
         return [await self._info(a, domain, aliases) for a in await self.store.list_accounts(domain.name)]
 
     async def _account(self, domain: Domain, address: str) -> Account:
-        account = await self.store.get_account(address.strip().lower())
+        account = await self.store.get_account(_address_key(address))
         if account is None or account.domain_id != domain.id:
             raise Missing(f"no such address in {domain.name}: {address}")
         return account
 
     async def address(self, domain_name: str, address: str) -> AddressInfo:
         if self.who.is_user:
+            address = _address_key(address)
             self.who.require_address(address)
             account = await self.store.get_account(address)
             if account is None:
@@ -290,7 +308,7 @@ class Operations:
 
     async def remove_alias(self, domain_name: str, address: str) -> None:
         domain = await self.domain(domain_name)
-        alias = await self.store.get_alias(address.strip().lower())
+        alias = await self.store.get_alias(_address_key(address))
         if alias is None or alias.domain_id != domain.id:
             raise Missing(f"no such alias in {domain.name}: {address}")
         await self.accounts.remove_alias(alias.address)
