@@ -1,7 +1,14 @@
 """The running server: composes the store, services, listeners and the web app on one loop.
 
-`Postoffice` is the composition root used by `postoffice serve` and by the end-to-end tests,
-which start it on port 0 listeners in-process.
+`Postoffice` is the composition root of one process: each worker of `postoffice serve`
+(supervisor.py) runs one, on the sockets the supervisor opened; the end-to-end tests start one
+in-process on port 0 listeners (no supervisor, no shared bus).
+
+The singletons (the outbound queue runner, the control panel / HTTP listener, hourly blob
+garbage collection) run in one process only: ``start(singletons=True)``, which the supervisor
+passes to worker 0 alone. Worker 0 is a full worker, so a crash there is handled like any other
+(restarted, with its sockets kept open by the supervisor); the supervisor itself stays small (no
+database, no protocol code) so that nothing but a signal can take it down.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from .config import Config, ConfigError, HostPort
 from .servers.listener import ConnectionLimiter, ListenerSpec, Listening, serve
 from .services.accounts import AccountService
 from .services.auth import Authenticator
-from .services.events import EventBus
+from .services.events import EventBus, LoginResult, QueueWork, SessionsWanted
 from .services.metrics import Metrics
 from .services.sessions import SessionRegistry
 from .store import AccountChanged, Store
@@ -67,18 +74,47 @@ class Postoffice:
     metrics: Metrics | None = None  # /metrics (services/metrics.py)
 
     @classmethod
-    def open(cls, config: Config) -> Postoffice:
-        """Open the store and build the services (no listeners yet). Call inside the loop."""
-        bus = EventBus(asyncio.get_running_loop())
+    def open(cls, config: Config, node: str | None = None) -> Postoffice:
+        """Open the store and build the services (no listeners yet). Call inside the loop.
+        ``node``: this process's name on the event bus (a worker's)."""
+        bus = EventBus(asyncio.get_running_loop(), node)
         store = Store.open(config.data_path, config.database_path, on_commit=bus.publish_threadsafe)
         auth = Authenticator(store, config.security)
-        sessions = SessionRegistry(store)
+        sessions = SessionRegistry(store, bus)
         bus.listeners.append(sessions.on_event)
         # -- metrics: counters fed by the bus, the authenticator and the listeners --
         metrics = Metrics(store, sessions)
         bus.listeners.append(metrics.on_event)
         auth.observe = metrics.auth_result
-        return cls(config, store, bus, auth, sessions, AccountService(store, auth), metrics=metrics)
+        office = cls(config, store, bus, auth, sessions, AccountService(store, auth), metrics=metrics)
+
+        def share_login(remote_ip: str, username: str, ok: bool) -> None:
+            if bus.shared:  # throttles count every worker's failures
+                bus.publish([LoginResult(bus.node, remote_ip, username, ok)])
+        auth.share = share_login
+        bus.listeners.append(office._on_event)
+        return office
+
+    def _on_event(self, event: Any) -> None:
+        """What this process takes from the other workers' events (the rest: each service's
+        own listener)."""
+        if isinstance(event, LoginResult) and event.node != self.bus.node:
+            self.auth.note_remote(event.remote_ip, event.username, event.ok)
+        elif isinstance(event, QueueWork) and self.worker is not None:
+            self.worker.wake()
+
+    def queue_changed(self) -> None:
+        """Something was queued for outbound delivery: wake the queue runner, in this process
+        or (a worker without it) in the one that has it."""
+        if self.worker is not None:
+            self.worker.wake()
+        elif self.bus.shared:
+            self.bus.publish([QueueWork(self.bus.node)])
+
+    async def join_bus(self, transport: Any) -> None:
+        """Share events, locks and the session registry with the other worker processes."""
+        await self.bus.attach(transport)
+        self.bus.publish([SessionsWanted(self.bus.node)])
 
     def protocol_server(self, name: str) -> Any:
         from .servers.imap import ImapServer
@@ -94,28 +130,45 @@ class Postoffice:
             self._protocol_servers[protocol] = ImapServer(self) if protocol == "imap" else Pop3Server(self)
         return self._protocol_servers[protocol]
 
-    async def start(self) -> None:
-        """Bind every configured listener. Raises ConfigError naming a port that is taken."""
+    async def start(self, sockets: dict[str, socket.socket] | None = None, singletons: bool = True) -> None:
+        """Bind every configured listener. Raises ConfigError naming a port that is taken.
+
+        ``sockets``: listen on these already bound sockets (name -> socket) instead, and only
+        on those (a worker; the supervisor hands the ``http`` one to worker 0 only).
+        ``singletons``: run the queue runner, the panel and garbage collection here."""
         domains = [d.name for d in await self.store.list_domains()]
         self.tls = server_context(self.config, domains)
-        self._start_outbound()  # issue #7
+        if singletons:
+            self._start_outbound()  # issue #7
+        else:
+            self._start_mail_hooks()
         limiter = ConnectionLimiter(self.config.limits.max_connections_per_ip, self.config.limits.max_connections)
         try:
             for name, addr in self.config.listen.addresses().items():
+                sock = None
+                if sockets is not None:
+                    sock = sockets.get(name)
+                    if sock is None:
+                        continue
                 if name == "http":
-                    await self._start_web(addr)
+                    if singletons:
+                        await self._start_web(addr, sock)
                     continue
                 implicit, refuse, shutdown = LISTENERS[name]
                 spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown)
                 listening = await serve(spec, self.protocol_server(name), self.tls, limiter,
-                                        on_accept=self.metrics.connection if self.metrics else None)
+                                        on_accept=self.metrics.connection if self.metrics else None, sock=sock)
                 self.servers[name] = listening
                 self.bound[name] = HostPort(addr.host, listening.port)
         except OSError as exc:
             await self.stop()
             raise ConfigError(f"cannot listen on {addr} for {name}: {exc.strerror or exc}") from None
-        self._tasks.append(asyncio.ensure_future(self._watch_other_processes()))
-        self._tasks.append(asyncio.ensure_future(self._collect_garbage()))
+        if not self.bus.shared:
+            # With a shared bus the CLI announces its changes there (cli.py); and every other
+            # worker's commit would change the data version anyway.
+            self._tasks.append(asyncio.ensure_future(self._watch_other_processes()))
+        if singletons:
+            self._tasks.append(asyncio.ensure_future(self._collect_garbage()))
 
     async def _watch_other_processes(self, interval: float = 2.0) -> None:
         """The CLI writes to the same database from another process; when it commits, re-check
@@ -142,7 +195,7 @@ class Postoffice:
             except Exception:  # noqa: BLE001 - retried next hour
                 log.exception("garbage collection failed")
 
-    async def _start_web(self, addr: HostPort) -> None:
+    async def _start_web(self, addr: HostPort, sock: socket.socket | None = None) -> None:
         import uvicorn
 
         from .web.app import create_app
@@ -151,11 +204,12 @@ class Postoffice:
             def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
                 return contextlib.nullcontext()  # the Postoffice process handles signals
 
-        family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((addr.host, addr.port))
-        sock.listen(1024)
+        if sock is None:
+            family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((addr.host, addr.port))
+            sock.listen(1024)
         sock.setblocking(False)
         self.bound["http"] = HostPort(addr.host, sock.getsockname()[1])
         app = create_app(self)
@@ -170,15 +224,20 @@ class Postoffice:
         if task.done():
             task.result()
 
-    def _start_outbound(self) -> None:
-        """Issue #7: the queue worker ([outbound] enabled) and the mail-authentication hooks."""
-        from .outbound.worker import QueueWorker
+    def _start_mail_hooks(self) -> None:
+        """Issue #7: the mail-authentication hooks (every worker receives and submits mail)."""
         from .services.mailauth import DkimSigner, InboundChecker
 
         if self.inbound_checker is None:
             self.inbound_checker = InboundChecker(self.config)
         if self.dkim_signer is None:
             self.dkim_signer = DkimSigner(self.store, self.config)
+
+    def _start_outbound(self) -> None:
+        """Issue #7: the queue worker ([outbound] enabled) and the mail-authentication hooks."""
+        from .outbound.worker import QueueWorker
+
+        self._start_mail_hooks()
         if self.config.outbound.enabled and self.worker is None:
             self.worker = QueueWorker(self.store, self.config)
             self.worker.start()
@@ -190,7 +249,7 @@ class Postoffice:
             self.worker = None
         for listening in self.servers.values():
             listening.server.close()  # stop accepting first
-        for session in self.sessions.all():
+        for session in self.sessions.local():
             if session.terminate is not None:
                 with contextlib.suppress(Exception):
                     result = session.terminate("the server is shutting down")

@@ -54,14 +54,23 @@ class Context:
     def run(self, work: Callable[[AccountService], Awaitable[T]]) -> T:
         """Run ``work`` against the store, turning user errors into one-line failures."""
         async def main() -> T:
+            committed: list[Any] = []
             try:
-                store = Store.open(self.config.data_path, self.config.database_path)
+                store = Store.open(self.config.data_path, self.config.database_path, on_commit=committed.extend)
             except Exception as exc:  # noqa: BLE001 - reported as one line
                 fail(f"cannot open the store in {self.config.data_path}: {exc}")
             try:
                 return await work(AccountService(store, Authenticator(store, self.config.security)))
             finally:
                 store.close()
+                if committed:
+                    # A running server's workers hear the change at once (an address whose
+                    # IMAP was switched off loses its open sessions on every worker).
+                    from .services.unixbus import announce
+                    try:
+                        await announce(self.config.data_path, committed, f"cli:{os.getpid()}")
+                    except Exception:  # noqa: BLE001 - the change is committed; the server is optional
+                        logging.getLogger(__name__).debug("announcing the change failed", exc_info=True)
         try:
             return asyncio.run(main())
         except UserError as exc:
@@ -92,56 +101,93 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command()
 @pass_ctx
 def serve(ctx: Context) -> None:
-    """Run every listener (SMTP, submission, IMAP, POP3, the panel) in one process."""
+    """Run every listener (SMTP, submission, IMAP, POP3, the panel): a supervisor and
+    [server] workers worker processes (0: one per CPU). Signal the supervisor (its pid is in
+    data_dir/postoffice.pid) to stop them all."""
     config = ctx.config
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _use_uvloop()
     try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, ctx.config_path))
     except ConfigError as exc:
         fail(str(exc), 2)
     except KeyboardInterrupt:
         pass
 
 
-async def _serve(config: Config) -> None:
-    from .app import Postoffice
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+
+
+async def _serve(config: Config, config_path: str | None) -> None:
+    from .supervisor import Supervisor
+
+    loop = asyncio.get_running_loop()
+    supervisor = Supervisor(config, config_path)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before any port opens: a stop is never lost
+        loop.add_signal_handler(sig, supervisor.request_stop)
+    await _prepare(config)
+    await supervisor.start()
+    _print_banner(config, supervisor.bound, supervisor.count)
+    await supervisor.run()
+    console.print("shut down")
+
+
+async def _prepare(config: Config) -> None:
+    """What must happen once, before any worker starts: the schema, the first panel login,
+    the self-signed certificate."""
+    from .tls import server_context
 
     try:
-        office = Postoffice.open(config)
+        store = Store.open(config.data_path, config.database_path)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot open the store in {config.data_path}: {exc}") from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before any port opens: a stop is never lost
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await _first_admin(office)
-        await office.start()
-        _print_banner(office)
-        await stop.wait()
-        console.print("shutting down")
-        await office.stop()
+        await _first_admin(store, Authenticator(store, config.security))
+        server_context(config, [d.name for d in await store.list_domains()])
     finally:
-        office.close()
+        store.close()
 
 
-async def _first_admin(office: Any) -> None:
+@main.command("worker", hidden=True)
+@click.option("--index", type=int, required=True)
+@click.option("--parent", type=int, required=True)
+@click.option("--bus", "bus_path", required=True)
+@click.option("--sockets", default="")
+@pass_ctx
+def worker(ctx: Context, index: int, parent: int, bus_path: str, sockets: str) -> None:
+    """Internal: one worker process of `serve` (started by the supervisor)."""
+    from .supervisor import parse_sockets, run_worker
+
+    config = ctx.config
+    logging.basicConfig(level=config.log_level.upper(),
+                        format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s")
+    _use_uvloop()
+    try:
+        asyncio.run(run_worker(config, index, parent, Path(bus_path), parse_sockets(sockets)))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except KeyboardInterrupt:
+        pass
+
+
+async def _first_admin(store: Store, auth: Authenticator) -> None:
     """On first start, create the panel's admin login and show its password once."""
-    if await office.store.count_admins():
+    if await store.count_admins():
         return
     password = secrets.token_urlsafe(12)
-    await office.store.add_admin("admin", await office.auth.hash_password(password))
+    await store.add_admin("admin", await auth.hash_password(password))
     console.print("[bold green]Created the control panel login[/]  user: [bold]admin[/]  "
                   f"password: [bold]{password}[/]  (shown only this once)")
 
 
-def _print_banner(office: Any) -> None:
-    table = Table(title=f"postoffice is running as {office.config.hostname}", show_header=True)
+def _print_banner(config: Config, bound: dict[str, Any], workers: int) -> None:
+    table = Table(title=f"postoffice is running as {config.hostname} ({workers} worker process"
+                  f"{'es' if workers != 1 else ''}, supervisor pid {os.getpid()})", show_header=True)
     table.add_column("service")
     table.add_column("address")
     table.add_column("security")
@@ -151,7 +197,7 @@ def _print_banner(office: Any) -> None:
         "imap": ("IMAP", "STARTTLS"), "imaps": ("IMAP", "SSL/TLS"),
         "pop3": ("POP3", "STLS"), "pop3s": ("POP3", "SSL/TLS"),
     }
-    for name, addr in office.bound.items():
+    for name, addr in bound.items():
         label, security = labels[name]
         table.add_row(label, f"http://{addr}/" if name == "http" else str(addr), security)
     console.print(table)
@@ -173,6 +219,8 @@ def check_config(ctx: Context) -> None:
         fail(str(exc), 2)
     for name, addr in config.listen.addresses().items():
         console.print(f"{name:12} {addr}")
+    count = config.server.worker_count()
+    console.print(f"{'workers':12} {count}" + (" (one per CPU)" if config.server.workers == 0 else ""))
     for name in config.ignored_env:
         console.print(f"[yellow]warning:[/] environment variable {name} names no setting and is ignored")
     console.print(f"[green]configuration {config.source} is valid[/]")

@@ -143,6 +143,22 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class Server:
+    """Processes (issue 10). ``postoffice serve`` runs a supervisor and ``workers`` worker
+    processes that all accept connections; 0 means one per CPU."""
+
+    workers: int = 0
+
+    def worker_count(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = "localhost"
     data_dir: str = "./data"
@@ -155,6 +171,7 @@ class Config:
     outbound: Outbound = field(default_factory=Outbound)
     inbound: Inbound = field(default_factory=Inbound)
     panel: Panel = field(default_factory=Panel)
+    server: Server = field(default_factory=Server)
     source: str = ""  # the file this came from, for messages
     ignored_env: tuple[str, ...] = ()  # POSTOFFICE_* variables that name no setting
 
@@ -282,5 +299,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: outbound.dmarc_reject_action must be reject or quarantine")
     if config.outbound.concurrency < 1 or config.outbound.retry_interval < 1:
         raise ConfigError(f"{config.source}: outbound.concurrency and outbound.retry_interval must be at least 1")
+    if config.server.workers < 0 or config.server.workers > 256:
+        raise ConfigError(f"{config.source}: server.workers must be between 0 (one per CPU) and 256")
     if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):
         raise ConfigError(f"{config.source}: outbound.smarthost_tls must be starttls, tls or none")

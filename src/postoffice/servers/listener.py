@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
@@ -157,8 +158,12 @@ class Listening:
 async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSLContext | None,
                 limiter: ConnectionLimiter,
                 on_connection: Callable[[Connection], Awaitable[None]] | None = None,
-                on_accept: Callable[[str, bool], None] | None = None) -> Listening:
+                on_accept: Callable[[str, bool], None] | None = None,
+                sock: socket.socket | None = None) -> Listening:
     """Start listening; raises OSError (e.g. address in use) for the caller to report.
+
+    ``sock``: accept on this already bound socket instead (a worker process, given the sockets
+    the supervisor opened: `postoffice.supervisor`).
 
     ``on_accept(listener name, admitted)`` is told of every accepted connection (metrics);
     ``admitted`` is False when the connection limits refused it."""
@@ -190,10 +195,13 @@ async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSL
             limiter.release(conn.remote_ip)
             await conn.close()
 
-    listening = await asyncio.start_server(
-        accept, spec.host, spec.port,
-        ssl=tls_context if spec.implicit_tls else None,
-        ssl_handshake_timeout=30 if spec.implicit_tls else None,
-        limit=READ_SIZE, reuse_address=True, backlog=1024,
-    )
+    tls_args: dict[str, Any] = {
+        "ssl": tls_context if spec.implicit_tls else None,
+        "ssl_handshake_timeout": 30 if spec.implicit_tls else None,
+    }
+    if sock is not None:
+        listening = await asyncio.start_server(accept, sock=sock, limit=READ_SIZE, backlog=1024, **tls_args)
+    else:
+        listening = await asyncio.start_server(
+            accept, spec.host, spec.port, limit=READ_SIZE, reuse_address=True, backlog=1024, **tls_args)
     return Listening(listening, active)

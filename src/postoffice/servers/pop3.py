@@ -126,6 +126,7 @@ class Pop3Server:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.maildrops = maildrop_service(app.store)
+        self.maildrops.bus = app.bus  # the lock holds across worker processes
 
     async def handle(self, conn: Connection) -> None:
         await Pop3Handler(self, conn).run()
@@ -489,7 +490,7 @@ class Pop3Handler:
         reason = self.terminated or ""
         # The registry unregisters sessions whose access it withdrew; one still registered is
         # being ended for another reason (the server shutting down): a temporary condition.
-        withdrawn = self.registered is None or all(s.id != self.registered.id for s in self.app.sessions.all())
+        withdrawn = not self.app.sessions.is_open(self.registered)
         code = ResponseCode.AUTH if withdrawn else ResponseCode.SYS_TEMP
         log.info("POP3 %s: session ended: %s (nothing deleted)", self.session.username, reason)
         self._emit(self.pconn.send(Err(reason, code)))

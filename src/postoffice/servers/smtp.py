@@ -611,8 +611,8 @@ class SmtpSession:
             return
         if self.server.submission and self.account is not None:
             self.server.send_rate.record(self.account.id, envelope.recipient_count)
-        if done.queued and getattr(self.app, "worker", None) is not None:
-            self.app.worker.wake()  # the queue runner picks the entry up at once
+        if done.queued and hasattr(self.app, "queue_changed"):
+            self.app.queue_changed()  # the queue runner (here or in worker 0) picks the entry up at once
         log.info("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
                   envelope.recipient_count, done.delivered, done.queued, len(data))
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))

@@ -140,6 +140,9 @@ class Authenticator:
         self._inflight: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
         # Told (protocol, status value) of every login result: services/metrics.py.
         self.observe: Callable[[str, str], None] | None = None
+        # Told (remote ip, username, ok) of every failure and of a success that cleared a
+        # failure count: the app shares them with the other worker processes (note_remote).
+        self.share: Callable[[str, str, bool], None] | None = None
 
     # -- passwords --------------------------------------------------------------------------
 
@@ -165,6 +168,22 @@ class Authenticator:
         return self.failures.count(f"ip:{remote_ip}", now) >= limit or (
             bool(username) and self.failures.count(f"user:{username}", now) >= limit)
 
+    def note_remote(self, remote_ip: str, username: str, ok: bool) -> None:
+        """A login result from another worker process (see ``share``)."""
+        if ok:
+            self.failures.clear(f"user:{username}")
+            return
+        now = time.monotonic()
+        self.failures.add(f"ip:{remote_ip}", now)
+        if username:
+            self.failures.add(f"user:{username}", now)
+
+    def clear_failures(self, remote_ip: str, username: str) -> None:
+        if self.failures.count(f"user:{username}", time.monotonic()):
+            self.failures.clear(f"user:{username}")
+            if self.share is not None:
+                self.share(remote_ip, username, True)
+
     def penalty(self, remote_ip: str, username: str = "") -> float:
         """Extra seconds for the next failure: doubling from ``throttle_delay_after`` recent
         failures (of this IP or this name) on, up to ``throttle_max_delay``."""
@@ -181,6 +200,8 @@ class Authenticator:
         self.failures.add(f"ip:{remote_ip}", now)
         if username:
             self.failures.add(f"user:{username}", now)
+        if self.share is not None:
+            self.share(remote_ip, username, False)
         await self._delay(remote_ip, username, now if started is None else started)
 
     async def _delay(self, remote_ip: str, username: str, started: float) -> None:
@@ -221,7 +242,7 @@ class Authenticator:
             log.info("failed login for %s from %s", address, remote_ip)
             await self.record_failure(remote_ip, address, started)
             return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password")
-        self.failures.clear(f"user:{address}")
+        self.clear_failures(remote_ip, address)
         domain = await self.store.get_domain_by_id(account.domain_id)
         return AuthResult(AuthStatus.OK, account, domain)
 

@@ -6,11 +6,13 @@ Lock
     `MaildropService.open` takes an exclusive lock on the account before it snapshots INBOX
     (RFC 1939 §8: "exclusive-access lock on the maildrop"); a second POP3 session of the same
     address, on 110 or 995, gets ``-ERR [IN-USE]`` (RFC 2449 §8.1.1) until the first one ends.
-    The lock lives in this process, keyed by account id, and is released by `release` whatever
-    way the session ends: QUIT, a dropped connection, an inactivity timeout, an administrator
-    switching POP3 off, or the server shutting down. A crashed process holds no stale lock.
-    (Several nodes sharing one PostgreSQL database would need the lock in the database instead;
-    a single node does not.) IMAP is never locked out: it works beside POP3 at any time.
+    The lock is keyed by account id and released by `release` whatever way the session ends:
+    QUIT, a dropped connection, an inactivity timeout, an administrator switching POP3 off, or
+    the server shutting down. With several worker processes it is also taken on the shared event
+    bus (``EventBus.try_lock``: the supervisor's hub holds it for the worker's connection), so a
+    session on another worker gets [IN-USE] too; a crashed worker holds no stale lock (the hub
+    drops its locks when its connection closes). IMAP is never locked out: it works beside POP3
+    at any time.
 
 Snapshot
     Taken once at login: (uid, size, blob id) of the INBOX messages POP3 may offer, in UID
@@ -52,7 +54,7 @@ import os
 import weakref
 from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ..store import Account, Mailbox, Store, StoreError
 
@@ -165,6 +167,7 @@ class MaildropService:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._locks: dict[int, object] = {}
+        self.bus: Any = None  # the EventBus: locks across worker processes when it is shared
         # Message file names, built without pathlib on the RETR path (a few µs per message),
         # as long as the blob store lays files out as <root>/<2 hex>/<rest> (checked here).
         root = str(store.blobs.root)
@@ -178,6 +181,10 @@ class MaildropService:
 
     # -- lock ----------------------------------------------------------------------------------
 
+    @property
+    def _shared(self) -> bool:
+        return self.bus is not None and self.bus.shared
+
     def holder(self, account_id: int) -> object | None:
         return self._locks.get(account_id)
 
@@ -185,6 +192,8 @@ class MaildropService:
         """Unlock (idempotent; only the owner's lock is released)."""
         if snapshot is not None and self._locks.get(snapshot.account_id) is snapshot.owner:
             del self._locks[snapshot.account_id]
+            if self._shared:
+                self.bus.unlock(f"pop3:{snapshot.account_id}")
         if snapshot is not None:
             snapshot._ahead.reset()
 
@@ -196,7 +205,12 @@ class MaildropService:
         if account.id in self._locks:
             raise MaildropBusy(account.address)
         self._locks[account.id] = owner  # taken before the first await: no race on one loop
+        shared = False
         try:
+            if self._shared:
+                if not await self.bus.try_lock(f"pop3:{account.id}"):
+                    raise MaildropBusy(account.address)  # a session on another worker has it
+                shared = True
             inbox = await self.store.get_mailbox(account.id, "INBOX")
             if inbox is None:
                 raise StoreError(f"{account.address} has no INBOX")
@@ -204,6 +218,8 @@ class MaildropService:
         except BaseException:
             if self._locks.get(account.id) is owner:
                 del self._locks[account.id]
+                if shared:
+                    self.bus.unlock(f"pop3:{account.id}")
             raise
         uids, sizes, blob_ids = zip(*rows) if rows else ((), (), ())
         uidls = list(map(f"{inbox.uidvalidity}.".__add__, map(str, uids)))

@@ -5,6 +5,13 @@ lists them; when an account's switches or its domain policy change (an `AccountC
 from the store), every open session of that account is re-checked with the protocol-access
 decision and the ones no longer allowed are told to close, with the reason (IMAP sends
 ``* BYE [ALERT] <reason>`` and POP3 ``-ERR [AUTH] <reason>``).
+
+Several worker processes: each registry holds its own process's sessions (``local``) and a
+mirror of the others' (``all`` lists both), kept by `SessionOpened` / `SessionClosed` events on
+the shared event bus. A process that (re)joins asks the others to announce theirs
+(`SessionsWanted`); one that leaves is forgotten (`NodeGone`, sent by the supervisor's hub).
+The `AccountChanged` event reaches every process, and each ends its own sessions, so switching
+a protocol off ends that address's sessions on every worker.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 
 from ..store import AccountChanged, Store
 from .access import protocol_access
+from .events import NodeGone, SessionClosed, SessionOpened, SessionsWanted
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -37,30 +45,79 @@ class OpenSession:
     id: int = field(default_factory=lambda: next(_ids))
     # Called with a reason to end the session; set by the server.
     terminate: Callable[[str], Awaitable[None] | None] | None = None
+    node: str = ""  # the worker process that holds it ("" = this one)
 
 
 class SessionRegistry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, bus: Any = None) -> None:
         self.store = store
+        self.bus = bus
         self._sessions: dict[int, OpenSession] = {}
+        self._remote: dict[tuple[str, int], OpenSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    # -- this process's sessions -----------------------------------------------------------
     def add(self, session: OpenSession) -> OpenSession:
         self._sessions[session.id] = session
+        self._announce(session)
         return session
 
+    def changed(self, session: OpenSession) -> None:
+        """A field of a registered session changed (the IMAP ID arrived after login)."""
+        if self._sessions.get(session.id) is session:
+            self._announce(session)
+
     def remove(self, session: OpenSession) -> None:
-        self._sessions.pop(session.id, None)
+        if self._sessions.pop(session.id, None) is not None and self._shared:
+            self.bus.publish([SessionClosed(self.bus.node, session.id)])
 
-    def for_account(self, account_id: int) -> list[OpenSession]:
-        return sorted((s for s in self._sessions.values() if s.account_id == account_id), key=lambda s: s.since)
+    def is_open(self, session: OpenSession | None) -> bool:
+        """True while ``session`` is registered here (not yet ended or withdrawn)."""
+        return session is not None and self._sessions.get(session.id) is session
 
-    def all(self) -> list[OpenSession]:
+    def local(self) -> list[OpenSession]:
         return sorted(self._sessions.values(), key=lambda s: s.since)
 
+    @property
+    def _shared(self) -> bool:
+        return self.bus is not None and self.bus.shared
+
+    def _announce(self, session: OpenSession) -> None:
+        if self._shared:
+            self.bus.publish([SessionOpened(
+                self.bus.node, session.id, session.protocol, session.account_id, session.address,
+                session.remote, session.tls, session.port, session.since, session.client_id)])
+
+    # -- every worker's sessions -----------------------------------------------------------
+    def for_account(self, account_id: int) -> list[OpenSession]:
+        return [s for s in self.all() if s.account_id == account_id]
+
+    def all(self) -> list[OpenSession]:
+        return sorted([*self._sessions.values(), *self._remote.values()], key=lambda s: s.since)
+
+    def _mirror(self, event: Any) -> None:
+        if event.node == getattr(self.bus, "node", None):
+            return  # our own announcement, heard back
+        if isinstance(event, SessionOpened):
+            self._remote[(event.node, event.id)] = OpenSession(
+                protocol=event.protocol, account_id=event.account_id, address=event.address,
+                remote=event.remote, tls=event.tls, port=event.port, since=event.since,
+                client_id=event.client_id, id=event.id, node=event.node)
+        elif isinstance(event, SessionClosed):
+            self._remote.pop((event.node, event.id), None)
+        elif isinstance(event, NodeGone):
+            for key in [k for k in self._remote if k[0] == event.node]:
+                del self._remote[key]
+        elif isinstance(event, SessionsWanted):
+            for session in self._sessions.values():
+                self._announce(session)
+
     def on_event(self, event: Any) -> None:
-        """Event-bus listener: re-check access after an account or domain change."""
-        if isinstance(event, AccountChanged):
+        """Event-bus listener: re-check access after an account or domain change; mirror the
+        other workers' sessions."""
+        if isinstance(event, (SessionOpened, SessionClosed, NodeGone, SessionsWanted)):
+            self._mirror(event)
+        elif isinstance(event, AccountChanged):
             affected = [s for s in self._sessions.values()
                         if event.account_id is None or s.account_id == event.account_id]
             if affected:

@@ -15,13 +15,14 @@ commit, never before, so a session is never told about a message that might stil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import concurrent.futures
 import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +59,16 @@ class Tx:
 
     def emit(self, event: Any) -> None:
         self.events.append(event)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """For a read job: its statements see one moment of the database (a read transaction),
+        even while other processes (worker processes, the CLI) commit in between."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
 
 class _Job:

@@ -44,6 +44,10 @@ class MessageStore(StoreBase):
         as compact arrays in UID order: the IMAP server's shared per-mailbox index (no
         per-message objects, so SELECT of a large mailbox stays cheap)."""
         def op(tx: Tx) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
+            with tx.snapshot():  # the row and the messages as of one moment, whoever writes
+                return snap(tx)
+
+        def snap(tx: Tx) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
             uids, bits, modseqs, keywords = array("I"), bytearray(), array("Q"), {}
             row = tx.one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row is None:
@@ -457,6 +461,22 @@ class MessageStore(StoreBase):
             return changed, vanished
         changed, vanished = await self.db.read(op)
         return [_message(r) for r in changed], vanished
+
+    async def index_delta(self, mailbox_id: int, modseq: int) -> tuple[int, list[MessageMeta], list[tuple[int, int]]]:
+        """(HIGHESTMODSEQ, messages changed or added after ``modseq``, (uid, modseq) of those
+        expunged after it), read as of one moment: how an in-memory mailbox index catches up
+        when it finds it missed a change (another worker's event not here yet)."""
+        def op(tx: Tx) -> tuple[int, list[Any], list[tuple[int, int]]]:
+            with tx.snapshot():
+                highest = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
+                changed = tx.all(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ? "
+                                 "ORDER BY uid", (mailbox_id, modseq))
+                vanished = [(r[0], r[1]) for r in tx.all(
+                    "SELECT uid, modseq FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq))]
+                return int(highest or 0), changed, vanished
+        highest, changed, vanished = await self.db.read(op)
+        return highest, [_message(r) for r in changed], vanished
 
     async def search_fields(self, mailbox_id: int) -> dict[int, dict[str, Any]]:
         """Header fields kept for SEARCH, per UID: subject, from, to, cc, bcc, sent_date..."""

@@ -12,6 +12,15 @@ only new messages cost a query). Applying events is idempotent (modseq compariso
 only grow), so the subscription is taken *before* the snapshot is read and an event that is
 already in the snapshot changes nothing.
 
+Several worker processes: every change to a mailbox takes the next MODSEQ of that mailbox, in
+the database transaction (store/messages.py), so a mailbox's changes are numbered 1, 2, 3...
+in commit order. Another worker's event may arrive after a later one made here; the index sees
+the hole (an event numbered above HIGHESTMODSEQ + 1) and reads what it missed from the
+database (``Store.index_delta``: rows and tombstones above its HIGHESTMODSEQ) before applying
+anything further, then tells this process's sessions about the flag changes and expunges it
+found (``EventBus.publish_local``). The late event, when it comes, changes nothing. So the index
+never shows a HIGHESTMODSEQ with an older change missing, and UIDs only ever join at the end.
+
 ``SelectedMailbox`` (per session): what this client has been told -- the sequence-number ->
 UID map (``uids``, an array, ascending) -- and its own subscription to the mailbox. ``sync``
 turns the changes other sessions (and deliveries) made into the untagged responses RFC 9051
@@ -59,11 +68,12 @@ _REBUILD_AT = 64
 class MailboxIndex:
     """The current flags of every message of one mailbox (shared; see module docstring)."""
 
-    __slots__ = ("store", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
+    __slots__ = ("store", "bus", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
                  "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
         self.store = store
+        self.bus = bus
         self.mailbox_id = mailbox_id
         self.sub = bus.subscribe(mailbox_id=mailbox_id)
         self.uids = array("I")
@@ -136,7 +146,61 @@ class MailboxIndex:
             while not self.sub.queue.empty():
                 await self._apply(self.sub.pending())
 
+    def _missed(self, events: list[Any]) -> bool:
+        """True when the events skip a MODSEQ: a change committed before them is not here yet."""
+        expected = self.highestmodseq
+        for event in events:
+            if isinstance(event, FlagsChanged):
+                modseq = max((c[3] for c in event.changes), default=0)
+            elif isinstance(event, (MessagesAdded, MessagesExpunged)):
+                modseq = event.modseq
+            else:
+                continue
+            if modseq > expected + 1:
+                return True
+            expected = max(expected, modseq)
+        return False
+
+    async def _catch_up(self, account_id: int) -> None:
+        """Read every change above our HIGHESTMODSEQ from the database (see module docstring)."""
+        highest, changed, vanished = await self.store.index_delta(self.mailbox_id, self.highestmodseq)
+        told: list[Any] = []
+        if vanished:
+            gone = [uid for uid, _ in vanished if self.position(uid) >= 0]
+            if gone:
+                self._remove(gone)
+                told.append(MessagesExpunged(account_id, self.mailbox_id, tuple(gone), max(m for _, m in vanished)))
+        flags = []
+        for meta in changed:
+            i = self.position(meta.uid)
+            if i >= 0:
+                if meta.modseq > self.modseqs[i]:
+                    self.bits[i] = meta.flags & 0xFF
+                    self.modseqs[i] = meta.modseq
+                    if meta.keywords:
+                        self.keywords[meta.uid] = meta.keywords
+                    else:
+                        self.keywords.pop(meta.uid, None)
+                    flags.append((meta.uid, meta.flags, meta.keywords, meta.modseq))
+            elif not self.uids or meta.uid > self.uids[-1]:
+                self.uids.append(meta.uid)
+                self.bits.append(meta.flags & 0xFF)
+                self.modseqs.append(meta.modseq)
+                if self.sizes is not None and self.dates is not None:
+                    self.sizes.append(meta.size)
+                    self.dates.append(meta.internal_date)
+                if meta.keywords:
+                    self.keywords[meta.uid] = meta.keywords
+                self.uidnext = max(self.uidnext, meta.uid + 1)
+        if flags:
+            told.append(FlagsChanged(account_id, self.mailbox_id, tuple(flags)))
+        self.highestmodseq = max(self.highestmodseq, highest)
+        if told:
+            self.bus.publish_local(told)
+
     async def _apply(self, events: list[Any]) -> None:
+        if self._missed(events):
+            await self._catch_up(events[0].account_id)
         last = self.uids[-1] if self.uids else 0
         new = [u for e in events if isinstance(e, MessagesAdded) for u in e.uids if u > last]
         loaded: dict[int, Any] = {}

@@ -346,7 +346,7 @@ class ImapHandler:
     def _say_terminated(self) -> None:
         reason = self.terminated or "Session ended"
         registered = self.session.registered
-        withdrawn = registered is None or all(s.id != registered.id for s in self.app.sessions.all())
+        withdrawn = not self.app.sessions.is_open(registered)
         log.info("IMAP %s: session ended: %s", self._who(), reason)
         self.send(r.bye(reason, Code.ALERT if withdrawn else Code.UNAVAILABLE))
         self.done = True

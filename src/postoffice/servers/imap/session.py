@@ -231,6 +231,7 @@ async def do_id(s: Session, tag: bytes, cmd: Id) -> bytes:
         s.client_id = f"{name} {version}".strip()
         if s.registered is not None:
             s.registered.client_id = s.client_id
+            s.app.sessions.changed(s.registered)
     s.send(r.id_response(SERVER_ID))
     return r.ok(tag, "ID completed")
 

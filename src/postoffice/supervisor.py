@@ -1,0 +1,297 @@
+"""`postoffice serve`: a supervisor process and ``[server] workers`` worker processes.
+
+The supervisor
+- prepares once what must not race: the schema migrations, the first panel login, the
+  self-signed certificate (so N workers never generate N of them);
+- takes ``<data_dir>/postoffice.pid`` (an exclusive lock: one server per data directory) and
+  writes its pid there: it is the process to signal;
+- opens every listening socket: for each mail listener one socket per worker, all bound to the
+  same address with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers
+  (a shared socket would let whichever worker wakes first take a burst of connections). The
+  supervisor keeps them open: a restarted worker gets the same sockets back, and connections
+  that arrived meanwhile wait in that socket's backlog instead of being refused. The panel's
+  HTTP socket goes to worker 0 only (see app.py for where the singletons run and why);
+- runs the event-bus hub (services/unixbus.py) that carries change events, the POP3 maildrop
+  locks, throttle counts and the session registry between the workers;
+- starts the workers (``postoffice worker``, an internal command, with the sockets inherited)
+  and restarts one that exits, after a back-off that grows while it keeps failing quickly
+  (0.1 s doubling up to 30 s; back to 0.1 s once a worker has run for a minute);
+- on SIGTERM or SIGINT passes SIGTERM to every worker, which stops accepting, tells its sessions
+  (421 / BYE / -ERR, as a single process did) and exits; then closes the sockets and exits.
+
+A worker stops itself when its supervisor disappears (the hub's connection closes; and the
+kernel sends it SIGTERM through PR_SET_PDEATHSIG), so killing the supervisor never leaves
+orphans holding the ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, HostPort
+from .services.unixbus import BusHub, UnixBusClient, socket_path
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 30.0
+#: A worker that ran this long before exiting is restarted without delay growth.
+HEALTHY_AFTER = 60.0
+START_TIMEOUT = 120.0
+DRAIN_TIMEOUT = 30.0
+
+
+@dataclass
+class Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    started: float = 0.0
+    failures: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+def bind_listener(name: str, addr: HostPort, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on ``addr`` with SO_REUSEPORT (one per worker)."""
+    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+    port = addr.port
+    if port:
+        # SO_REUSEPORT would let us join another server's sockets on this port (same user) and
+        # silently share its connections: check first that nobody listens there.
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((addr.host, port))
+        finally:
+            probe.close()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((addr.host, port))
+            port = sock.getsockname()[1]  # port 0: the others join the one the first got
+            sock.listen(1024)
+            sock.set_inheritable(True)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.count = config.server.worker_count()
+        self.sockets: dict[str, list[socket.socket]] = {}
+        self.bound: dict[str, HostPort] = {}
+        self.workers = [Worker(i) for i in range(self.count)]
+        self.hub = BusHub(socket_path(config.data_path))
+        self.hub.on_ready = self._on_ready
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._pidfile: Any = None
+
+    # -- start -----------------------------------------------------------------------------------
+    def lock_pidfile(self) -> None:
+        path = self.config.data_path / "postoffice.pid"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")  # noqa: SIM115 - held open (and locked) while the server runs
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            other = fh.read().strip()
+            fh.close()
+            raise ConfigError(f"another postoffice server (pid {other or '?'}) is running on "
+                              f"{self.config.data_path}") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._pidfile = fh
+
+    def bind(self) -> None:
+        for name, addr in self.config.listen.addresses().items():
+            try:
+                self.sockets[name] = bind_listener(name, addr, 1 if name == "http" else self.count)
+            except OSError as exc:
+                self.close_sockets()
+                raise ConfigError(f"cannot listen on {addr} for {name}: {exc.strerror or exc}") from None
+            self.bound[name] = HostPort(addr.host, self.sockets[name][0].getsockname()[1])
+
+    def close_sockets(self) -> None:
+        for socks in self.sockets.values():
+            for sock in socks:
+                sock.close()
+        self.sockets.clear()
+
+    def _worker_sockets(self, index: int) -> dict[str, int]:
+        fds = {}
+        for name, socks in self.sockets.items():
+            if name == "http":
+                if index == 0:
+                    fds[name] = socks[0].fileno()
+            else:
+                fds[name] = socks[index].fileno()
+        return fds
+
+    def _on_ready(self, node: str) -> None:
+        # node: "worker<index>:<pid>"
+        head, _, pid = node.partition(":")
+        if head.startswith("worker") and head[6:].isdigit():
+            index = int(head[6:])
+            if index < len(self.workers) and str(self.workers[index].pid) == pid:
+                self.workers[index].ready.set()
+
+    async def _spawn(self, worker: Worker) -> None:
+        fds = self._worker_sockets(worker.index)
+        args = [sys.executable, "-m", "postoffice"]
+        if self.config_path:
+            args += ["--config", self.config_path]
+        args += ["worker", "--index", str(worker.index), "--parent", str(os.getpid()),
+                 "--bus", str(self.hub.path),
+                 "--sockets", ",".join(f"{name}={fd}" for name, fd in fds.items())]
+        worker.ready = asyncio.Event()
+        worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=list(fds.values()))
+        worker.started = time.monotonic()
+
+    async def start(self) -> None:
+        """Everything up to all workers ready. Raises ConfigError when a worker cannot start."""
+        self.lock_pidfile()
+        self.bind()
+        await self.hub.start()
+        for worker in self.workers:
+            await self._spawn(worker)
+        for worker in self.workers:
+            assert worker.process is not None
+            ready = asyncio.ensure_future(worker.ready.wait())
+            exited = asyncio.ensure_future(worker.process.wait())
+            done, _ = await asyncio.wait({ready, exited}, timeout=START_TIMEOUT,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            exited.cancel()
+            if ready not in done:
+                code = worker.process.returncode
+                await self.stop()
+                raise ConfigError(f"worker {worker.index} did not start"
+                                  + (f" (exit status {code})" if code is not None else ""))
+
+    # -- run ---------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Keep the workers running until ``request_stop``; then drain them."""
+        keepers = [asyncio.ensure_future(self._keep(w)) for w in self.workers]
+        await self._stop.wait()
+        await self.stop()
+        for task in keepers:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _keep(self, worker: Worker) -> None:
+        while not self.stopping:
+            assert worker.process is not None
+            code = await worker.process.wait()
+            if self.stopping:
+                return
+            ran = time.monotonic() - worker.started
+            worker.failures = 0 if ran >= HEALTHY_AFTER else worker.failures + 1
+            delay = 0.0 if worker.failures == 0 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (worker.failures - 1))
+            how = f"signal {-code}" if code < 0 else f"status {code}"
+            log.error("worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
+                      worker.index, worker.pid, how, ran, delay)
+            await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            await self._spawn(worker)
+            worker.restarts += 1
+
+    async def stop(self) -> None:
+        """SIGTERM to every worker, wait for them (SIGKILL after DRAIN_TIMEOUT), close up."""
+        self.stopping = True
+        live = [w.process for w in self.workers if w.process is not None and w.process.returncode is None]
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        if live:
+            _, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in live], timeout=DRAIN_TIMEOUT)
+            if pending:
+                for proc in live:
+                    if proc.returncode is None:
+                        log.error("worker pid %d did not stop within %.0f s; killing it", proc.pid, DRAIN_TIMEOUT)
+                        with contextlib.suppress(ProcessLookupError):
+                            proc.kill()
+                await asyncio.wait(pending, timeout=5)
+        self.close_sockets()
+        await self.hub.close()
+        if self._pidfile is not None:
+            with contextlib.suppress(OSError):
+                (self.config.data_path / "postoffice.pid").unlink()
+            self._pidfile.close()
+            self._pidfile = None
+
+
+# -- the worker side ---------------------------------------------------------------------------
+
+def _die_with_parent(parent: int) -> None:
+    """PR_SET_PDEATHSIG: the kernel sends SIGTERM when the supervisor dies (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def parse_sockets(text: str) -> dict[str, socket.socket]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, fd = item.partition("=")
+        out[name] = socket.socket(fileno=int(fd))
+    return out
+
+
+async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets: dict[str, socket.socket]) -> None:
+    from .app import Postoffice
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _die_with_parent(parent)
+    office = Postoffice.open(config, node=f"worker{index}:{os.getpid()}")
+    transport = UnixBusClient(bus, on_lost=stop.set)
+    try:
+        await office.join_bus(transport)
+        await office.start(sockets=sockets, singletons=index == 0)
+        transport.ready()
+        await stop.wait()
+        await office.stop()
+    finally:
+        await office.bus.detach()
+        office.close()

@@ -1,0 +1,265 @@
+"""`postoffice serve` with several worker processes: one server to its users.
+
+Each test starts the real supervisor as a subprocess with ``[server] workers = 2``. Which worker
+holds a connection is read from the kernel, not from the server: the connection's socket inode
+in /proc/net/tcp, then which worker process has a descriptor on that inode. A client is put on a
+given worker by connecting until the kernel's SO_REUSEPORT hash lands it there.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import poplib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.foundation.test_cli import LISTENERS, free_ports, write_config
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+
+MESSAGE = b"From: bob@example.com\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+class Served:
+    def __init__(self, tmp_path: Path, workers: int = 2) -> None:
+        self.ports = dict(zip(LISTENERS, free_ports(len(LISTENERS))))
+        self.config = write_config(tmp_path, self.ports)
+        with self.config.open("a") as fh:
+            fh.write("allow_plaintext_auth_loopback = true\n[server]\n"
+                     f"workers = {workers}\n[outbound]\nenabled = false\n[inbound]\nverify = false\n")
+        self.cli("domain", "add", "example.com")
+        self.cli("account", "add", "alice@example.com", "--password", "password1")
+        self.log = (tmp_path / "serve.log").open("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "postoffice", "--config", str(self.config), "serve"],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "COLUMNS": "200"})
+        self.workers = workers
+        self.wait_ready()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([sys.executable, "-m", "postoffice", "--config", str(self.config), *args],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "postoffice is running" in self.output() and len(self.worker_pids()) == self.workers:
+                return
+            assert self.proc.poll() is None, self.output()
+            time.sleep(0.1)
+        raise AssertionError("the server did not start:\n" + self.output())
+
+    def worker_pids(self) -> list[int]:
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return []
+        return sorted(int(pid) for pid in children)
+
+    def owner(self, sock: socket.socket, timeout: float = 10) -> int:
+        """The pid of the worker that accepted ``sock`` (the server side of this connection)."""
+        client_port = sock.getsockname()[1]
+        server_port = sock.getpeername()[1]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            inode = None
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote = fields[1], fields[2]
+                if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                    inode = fields[9]
+            if inode and inode != "0":
+                for pid in self.worker_pids():
+                    try:
+                        fds = os.listdir(f"/proc/{pid}/fd")
+                    except OSError:
+                        continue
+                    for fd in fds:
+                        try:
+                            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                                return pid
+                        except OSError:
+                            continue
+            time.sleep(0.05)
+        raise AssertionError("no worker holds the connection")
+
+    def imap_on(self, pid: int) -> imaplib.IMAP4:
+        """A logged-in IMAP connection held by worker ``pid``."""
+        for _ in range(200):
+            imap = imaplib.IMAP4("127.0.0.1", self.ports["imap"], timeout=10)
+            if self.owner(imap.sock) == pid:
+                imap.login("alice@example.com", "password1")
+                return imap
+            imap.logout()
+        raise AssertionError(f"could not get a connection onto worker {pid}")
+
+    def pop3_on(self, pid: int) -> poplib.POP3:
+        for _ in range(200):
+            pop = poplib.POP3("127.0.0.1", self.ports["pop3"], timeout=10)
+            if self.owner(pop.sock) == pid:
+                return pop
+            pop.quit()
+        raise AssertionError(f"could not get a POP3 connection onto worker {pid}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    srv = Served(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def read_until(sock: socket.socket, needle: bytes, timeout: float) -> tuple[bytes, float]:
+    """Bytes read until ``needle`` appears (or the timeout), and the seconds it took."""
+    start = time.monotonic()
+    data = b""
+    while needle not in data:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data, time.monotonic() - start
+
+
+def idle(imap: imaplib.IMAP4) -> socket.socket:
+    imap.select("INBOX")
+    imap.send(b"i1 IDLE\r\n")
+    assert imap.readline().startswith(b"+")
+    return imap.sock
+
+
+def test_idle_on_one_worker_sees_changes_made_on_another_within_a_second(served: Served) -> None:
+    a_pid, b_pid = served.worker_pids()
+    watcher = served.imap_on(a_pid)
+    actor = served.imap_on(b_pid)
+    assert served.owner(watcher.sock) != served.owner(actor.sock)
+    actor.append("INBOX", None, None, MESSAGE)
+    sock = idle(watcher)
+
+    actor.select("INBOX")
+    actor.store("1", "+FLAGS", "(\\Flagged)")
+    data, took = read_until(sock, b"\\Flagged", 5)
+    assert b"* 1 FETCH" in data and b"\\Flagged" in data, data
+    assert took < 1.0, f"the flag change took {took:.2f} s to reach the other worker"
+
+    actor.append("INBOX", None, None, MESSAGE)  # a new message
+    data, took = read_until(sock, b"* 2 EXISTS", 5)
+    assert b"* 2 EXISTS" in data and took < 1.0, (data, took)
+
+    actor.store("1", "+FLAGS", "(\\Deleted)")
+    actor.expunge()
+    data, took = read_until(sock, b"EXPUNGE", 5)
+    assert b"* 1 EXPUNGE" in data and took < 1.0, (data, took)
+
+    sock.sendall(b"DONE\r\n")
+    data, _ = read_until(sock, b"i1 OK", 5)
+    assert b"i1 OK" in data
+    # The index on worker A agrees with the database: the surviving message, with its UID 2.
+    typ, got = watcher.uid("FETCH", "1:*", "(FLAGS)")
+    assert typ == "OK" and len([x for x in got if x]) == 1 and b"UID 2" in got[0], got
+    actor.logout()
+    watcher.logout()
+
+
+def test_switching_imap_off_ends_sessions_on_every_worker(served: Served) -> None:
+    sessions = [served.imap_on(pid) for pid in served.worker_pids()]
+    for imap in sessions:
+        imap.select("INBOX")
+    served.cli("account", "set", "alice@example.com", "--imap", "off")
+    for imap in sessions:
+        data, took = read_until(imap.sock, b"BYE", 5)
+        assert b"* BYE [ALERT]" in data and b"IMAP is disabled" in data, data
+        assert took < 3.0
+
+
+def test_pop3_maildrop_lock_holds_across_workers(served: Served) -> None:
+    a_pid, b_pid = served.worker_pids()
+    first = served.pop3_on(a_pid)
+    first.user("alice@example.com")
+    first.pass_("password1")
+    second = served.pop3_on(b_pid)
+    second.user("alice@example.com")
+    with pytest.raises(poplib.error_proto, match=r"IN-USE"):
+        second.pass_("password1")
+    first.quit()  # the lock goes with the session...
+    third = served.pop3_on(b_pid)
+    third.user("alice@example.com")
+    assert third.pass_("password1").startswith(b"+OK")  # ...and the other worker may take it
+    third.quit()
+
+
+def test_killed_worker_is_restarted_and_the_listener_keeps_answering(served: Served) -> None:
+    victim, survivor = served.worker_pids()
+    os.kill(victim, signal.SIGKILL)
+    # Every connection gets its greeting: the survivor's at once; those the kernel hashed to the
+    # victim's socket wait in its backlog (the supervisor keeps the socket) for the replacement.
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", served.ports["imap"]), 10) as sock:
+            data, _ = read_until(sock, b"\r\n", 15)
+            assert data.startswith(b"* OK"), data
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pids = served.worker_pids()
+        if len(pids) == 2 and victim not in pids and survivor in pids:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no replacement worker: {served.worker_pids()}\n{served.output()}")
+    replacement = next(p for p in served.worker_pids() if p != survivor)
+    imap = served.imap_on(replacement)
+    assert imap.select("INBOX")[0] == "OK"
+    imap.logout()
+    assert "restarting" in served.output()
+
+
+def test_sigterm_drains_every_worker(served: Served) -> None:
+    sessions = [served.imap_on(pid) for pid in served.worker_pids()]
+    pop = served.pop3_on(served.worker_pids()[0])
+    pids = served.worker_pids()
+    served.proc.send_signal(signal.SIGTERM)
+    for imap in sessions:
+        data, _ = read_until(imap.sock, b"BYE", 10)
+        assert b"* BYE [UNAVAILABLE]" in data, data
+    data, _ = read_until(pop.sock, b"-ERR", 10)
+    assert b"-ERR" in data and b"shutting down" in data, data
+    assert served.proc.wait(30) == 0, served.output()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not (served.config.parent / "data" / "postoffice.pid").exists()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", served.ports["imap"]), 2)
