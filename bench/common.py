@@ -257,6 +257,13 @@ class Postoffice:
         for port in (self.port, self.tls_port):
             if port:
                 wait_port(port, self.proc, "postoffice", self.log)
+        # The supervisor binds the ports before its workers are up; it prints the banner once
+        # every worker is ready to answer.
+        deadline = time.monotonic() + 120
+        while "postoffice is running" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postoffice did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
 
     @property
     def pid(self) -> int:

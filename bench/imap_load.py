@@ -1,8 +1,16 @@
 """IMAP load generator: N clients each repeating the cycle an IMAP stress tester runs, counting
-commands per second, against postoffice and Dovecot in the same run (or any server).
+commands per second, against postoffice (``[server] workers = 1`` and ``= 0``, one worker per
+CPU) and Dovecot in the same run (or any server).
 
     .venv/bin/python bench/imap_load.py [--clients 1,10,50] [--duration 10] [--users 10] [--no-dovecot]
     .venv/bin/python bench/imap_load.py --host H --port P [--tls] --user U --password PW   # any server
+
+The client is ``bench/imap_loadgen.c`` (built here with gcc -O2; one thread per client, blocking
+sockets), so the load generator takes as little CPU from the servers as possible; its CPU share
+is printed with each figure. ``--client python`` uses the asyncio client below instead, pinned
+with sched_setaffinity to the last CPU (its share of that CPU is printed: above 50% it is the
+bottleneck, and the figure says more about the client than the server). Every client count runs
+against every server in turn, ``--rounds`` times (default 3, interleaved), and the median counts.
 
 One cycle per client, each step one command (all counted):
 
@@ -27,10 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
+import shutil
 import ssl
+import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -143,6 +155,48 @@ async def run_load(host: str, port: int, tls: ssl.SSLContext | None, addresses: 
 
 
 SHOW_TIMELINE = False
+LOADGEN_SOURCE = Path(__file__).resolve().parent / "imap_loadgen.c"
+
+
+def build_loadgen(tmp: Path) -> Path | None:
+    """Compile imap_loadgen.c; None (with a note) when gcc is missing or fails."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        print("  note: no C compiler: falling back to the Python client")
+        return None
+    out = tmp / "imap_loadgen"
+    done = subprocess.run([gcc, "-O2", "-pthread", "-o", str(out), str(LOADGEN_SOURCE)], capture_output=True, text=True)
+    if done.returncode:
+        print(f"  note: building imap_loadgen failed ({done.stderr.strip()[:200]}): using the Python client")
+        return None
+    return out
+
+
+def run_loadgen(binary: Path, host: str, port: int, addresses: list[str], password: str, clients: int,
+                duration: float, warmup: float) -> dict[str, object]:
+    done = subprocess.run([str(binary), host, str(port), str(clients), str(warmup), str(duration), password,
+                           *addresses], capture_output=True, text=True, timeout=warmup + duration + 120)
+    if done.returncode:
+        raise RuntimeError(f"imap_loadgen failed: {done.stderr.strip()}")
+    r = json.loads(done.stdout)
+    timeline = r["timeline"] or [0]
+    q = max(1, len(timeline) // 4)
+    return {
+        "rate": r["commands"] / r["elapsed"], "commands": r["commands"], "errors": r["errors"],
+        "cycles": r["cycles"], "failures": r["failures"], "first": sum(timeline[:q]) / q,
+        "last": sum(timeline[-q:]) / q, "latency": {}, "last_error": r["last_error"], "timeline": timeline,
+        "client_cpu": r["cpu"] / r["elapsed"],
+    }
+
+
+def pin_to_last_cpu() -> int | None:
+    """Pin this process (the Python client) to the last CPU it may use; returns that CPU."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[-1]})
+        return cpus[-1]
+    except (AttributeError, OSError):
+        return None
 
 
 def report(name: str, counts: list[int], results: dict[int, dict[str, object]]) -> None:
@@ -153,13 +207,14 @@ def report(name: str, counts: list[int], results: dict[int, dict[str, object]]) 
         note = f"  last error: {r['last_error']}" if r["errors"] or r["failures"] else ""
         print(f"  {name:22} {clients:>4} clients  {r['rate']:>8,.0f} commands/s  "
               f"(first/last quarter {r['first']:,.0f}/{r['last']:,.0f}/s, {r['cycles']:,} cycles, "
-              f"{r['errors']} NO/BAD, {r['failures']} aborted, load client {r['client_cpu']:.0%} CPU){note}")
+              f"{r['errors']} NO/BAD, {r['failures']} aborted, load client {r['client_cpu']:.0%} of a CPU; "
+              f"runs {'/'.join(f'{x:,.0f}' for x in r.get('rates', []))}){note}")
         if SHOW_TIMELINE:
             print("      per second: " + " ".join(str(v) for v in r["timeline"]))
 
 
 def latency_table(all_results: dict[str, dict[int, dict[str, object]]], clients: int) -> None:
-    names = [n for n in all_results if clients in all_results[n]]
+    names = [n for n in all_results if clients in all_results[n] and all_results[n][clients]["latency"]]
     if not names:
         return
     print(f"\n  mean latency per command with {clients} clients (ms):")
@@ -184,7 +239,10 @@ def main() -> None:
     parser.add_argument("--tls", action="store_true", help="implicit TLS (certificate not verified)")
     parser.add_argument("--user", action="append", help="account (repeat for several)")
     parser.add_argument("--password", default=common.PASSWORD)
-    parser.add_argument("--rounds", type=int, default=1, help="runs per client count and server; the best counts")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per client count and server; the median counts")
+    parser.add_argument("--client", choices=("c", "python"), default="c",
+                        help="load generator: imap_loadgen.c (default) or the asyncio client pinned to one CPU")
+    parser.add_argument("--workers", default="1,0", help="postoffice [server] workers settings to run (0: one per CPU)")
     parser.add_argument("--timeline", action="store_true", help="print commands completed each second")
     args = parser.parse_args()
     global SHOW_TIMELINE
@@ -194,25 +252,41 @@ def main() -> None:
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
     tls = common.client_tls() if args.tls else None
     print(f"IMAP load: cycle LOGIN LIST STATUS SELECT FETCH STORE STORE EXPUNGE APPEND LOGOUT; "
-          f"{args.duration:g} s per client count after {args.warmup:g} s warm-up")
+          f"{args.duration:g} s per client count after {args.warmup:g} s warm-up, median of {args.rounds}")
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    build_dir = common.tmpdir("imaploadgen-")
+    loadgen = build_loadgen(build_dir) if args.client == "c" else None
+    if loadgen is not None:
+        print(f"  client: imap_loadgen (C, {LOADGEN_SOURCE.name}), not pinned; {ncpu} CPUs on this machine: "
+              "whatever CPU the client uses is not available to the server")
+    else:
+        cpu = pin_to_last_cpu()
+        print(f"  client: Python asyncio, pinned to CPU {cpu}; {ncpu} CPUs on this machine: the server's workers "
+              "share that CPU with it")
 
     all_results: dict[str, dict[int, dict[str, object]]] = {}
     load = os.getloadavg()[0]
     if load > 1.0:
         print(f"  note: load average {load:.1f} before starting: other work on this machine skews the figures")
 
+    def one_run(host: str, port: int, addresses: list[str], password: str, clients: int) -> dict[str, object]:
+        if loadgen is not None and tls is None:
+            return run_loadgen(loadgen, host, port, addresses, password, clients, args.duration, args.warmup)
+        return asyncio.run(run_load(host, port, tls, addresses, password, clients, args.duration, args.warmup))
+
     def run_all(targets: dict[str, tuple[str, int, list[str], str]]) -> None:
-        """Each client count against every server in turn (interleaved, so background noise on
-        the machine hits all servers alike); the best of ``--rounds``."""
+        """Each client count against every server in turn, ``--rounds`` times (interleaved, so
+        background noise on the machine hits all servers alike); the median run counts."""
         for clients in counts:
-            for name, (host, port, addresses, password) in targets.items():
-                best = None
-                for _ in range(args.rounds):
-                    r = asyncio.run(run_load(host, port, tls, addresses, password, clients,
-                                             args.duration, args.warmup))
-                    if best is None or r["rate"] > best["rate"]:
-                        best = r
-                all_results.setdefault(name, {})[clients] = best
+            runs: dict[str, list[dict[str, object]]] = {name: [] for name in targets}
+            for _ in range(args.rounds):
+                for name, (host, port, addresses, password) in targets.items():
+                    runs[name].append(one_run(host, port, addresses, password, clients))
+            for name, results in runs.items():
+                median = statistics.median_low([r["rate"] for r in results])
+                chosen = next(r for r in results if r["rate"] == median)
+                chosen["rates"] = [r["rate"] for r in results]
+                all_results.setdefault(name, {})[clients] = chosen
                 report(name, [clients], all_results[name])
 
     if args.host or args.port:
@@ -222,17 +296,20 @@ def main() -> None:
                  (args.host or "127.0.0.1", args.port or 143, args.user, args.password)})
     else:
         tmp = common.tmpdir("imapload-")
-        po = dc = None
+        dc = None
+        servers: list[common.Postoffice] = []
         targets: dict[str, tuple[str, int, list[str], str]] = {}
         try:
-            if not args.no_postoffice:
-                po = common.Postoffice(tmp / "postoffice")
+            for workers in ([] if args.no_postoffice else [int(w) for w in args.workers.split(",") if w.strip()]):
+                po = common.Postoffice(tmp / f"postoffice-w{workers}", extra_config=f"[server]\nworkers = {workers}\n")
                 addresses = po.add_accounts(args.users)
                 for n, address in enumerate(addresses):
                     po.fill(address, common.make_messages(args.prefill, seed=n, to=address),
                             common.seen_pattern(args.prefill), durable=False)
                 po.start()
-                targets["postoffice"] = ("127.0.0.1", po.port, addresses, common.PASSWORD)
+                servers.append(po)
+                label = f"postoffice w={workers}" + (f" ({ncpu})" if workers == 0 else "")
+                targets[label] = ("127.0.0.1", po.port, addresses, common.PASSWORD)
             version = None if args.no_dovecot else common.dovecot_version()
             if not args.no_dovecot and version is None:
                 print("  Dovecot is not installed (apt-get install dovecot-imapd): skipped")
@@ -248,15 +325,17 @@ def main() -> None:
                 except RuntimeError as e:
                     print(f"  dovecot failed: {e}")
             run_all(targets)
-            if po is not None:
-                pss, rss = common.memory_kb([po.pid])
-                print(f"  postoffice process after the load: PSS {pss / 1024:.0f} MiB, RSS {rss / 1024:.0f} MiB")
+            for po, label in zip(servers, [t for t in targets if t.startswith("postoffice")]):
+                pss, rss = common.memory_kb([po.pid, *po.pids()])
+                print(f"  {label} after the load (supervisor + workers): PSS {pss / 1024:.0f} MiB, "
+                      f"RSS {rss / 1024:.0f} MiB")
         finally:
-            if po is not None:
+            for po in servers:
                 po.stop()
             if dc is not None:
                 dc.stop()
             common.rmtree(tmp)
+            common.rmtree(build_dir)
 
     names = list(all_results)
     print("\ncommands/s")
@@ -267,15 +346,17 @@ def main() -> None:
             for n in names))
     for clients in counts:
         latency_table(all_results, clients)
-    po_res = all_results.get("postoffice")
     dc_name = next((n for n in names if n.startswith("dovecot")), None)
-    if po_res and dc_name:
+    if dc_name:
         print()
-        for clients in counts:
-            if clients in po_res and clients in all_results[dc_name]:
-                a, b = po_res[clients]["rate"], all_results[dc_name][clients]["rate"]
-                target = " (target: at least Dovecot's rate: " + common.verdict(a >= b) + ")" if clients == 10 else ""
-                print(f"  {clients} clients: postoffice / dovecot = x{a / b:.2f}{target}")
+        for po_name in [n for n in names if n.startswith("postoffice")]:
+            po_res = all_results[po_name]
+            for clients in counts:
+                if clients in po_res and clients in all_results[dc_name]:
+                    a, b = po_res[clients]["rate"], all_results[dc_name][clients]["rate"]
+                    target = (" (target at 10 and 50 clients: at least Dovecot's rate: " + common.verdict(a >= b) + ")"
+                              if clients in (10, 50) else "")
+                    print(f"  {clients:>3} clients: {po_name} / dovecot = x{a / b:.2f}{target}")
 
 
 if __name__ == "__main__":
