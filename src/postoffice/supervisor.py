@@ -67,7 +67,7 @@ class Worker:
 
 
 def bind_listener(name: str, addr: HostPort, count: int) -> list[socket.socket]:
-    """``count`` sockets listening on ``addr`` with SO_REUSEPORT (one per worker)."""
+    """``count`` sockets bound to ``addr`` with SO_REUSEPORT (one per worker)."""
     family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
     port = addr.port
     if port:
@@ -88,7 +88,9 @@ def bind_listener(name: str, addr: HostPort, count: int) -> list[socket.socket]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((addr.host, port))
             port = sock.getsockname()[1]  # port 0: the others join the one the first got
-            sock.listen(1024)
+            # No listen() here: the worker's listen() (when it starts serving) opens the port,
+            # so a client never waits on a port whose worker is still starting. Once listening,
+            # the socket stays so while the supervisor holds it, across worker restarts.
             sock.set_inheritable(True)
     except OSError:
         for sock in socks:
