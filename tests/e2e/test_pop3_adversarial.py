@@ -7,11 +7,9 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +144,21 @@ def login(client: Client, address: str) -> bytes:
 def inbox_uids(srv: RunningServer, account_id: int) -> list[int]:
     inbox = srv.call(srv.store.get_mailbox(account_id, "INBOX"))
     return [m.uid for m in srv.call(srv.store.list_messages(inbox.id))]
+
+
+ESTABLISHED = "01"  # TCP_ESTABLISHED in the kernel's table
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The state of the TCP socket 127.0.0.1:local_port -> 127.0.0.1:remote_port (None if there is
+    none), read from the kernel's table /proc/net/tcp, so no tool such as `ss` is needed."""
+    ends = [f"0100007F:{local_port:04X}", f"0100007F:{remote_port:04X}"]
+    with open("/proc/net/tcp") as table:
+        for line in table:
+            fields = line.split()
+            if fields[1:3] == ends:
+                return fields[3]
+    return None
 
 
 def wait_for(predicate, timeout: float = 8.0) -> None:  # type: ignore[no-untyped-def]
@@ -450,14 +463,9 @@ def test_client_that_stops_reading_is_cut_off_and_unlocked(srv: RunningServer, p
     assert other.cmd(b"STAT") == b"+OK 2 %d" % (len(BIG) + len(mid))
     other.close()
     # ... and the server side of the stalled connection is gone too (no leaked socket)
-    local = c.sock.getsockname()
-    def gone() -> bool:
-        if shutil.which("ss") is None:
-            return True
-        out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{local[1]} )"],
-                             capture_output=True, text=True).stdout
-        return not out.strip()
-    wait_for(gone, 10)
+    client_port, server_port = c.sock.getsockname()[1], srv.port(port)
+    assert tcp_state(client_port, server_port) is not None  # the client's end, still open, is listed
+    wait_for(lambda: tcp_state(server_port, client_port) != ESTABLISHED, 10)
     c.close()
     assert inbox_uids(srv, account_id) == before
 
