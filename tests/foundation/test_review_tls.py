@@ -4,6 +4,7 @@ a half-replaced pair (crash during regeneration) must not keep the server from s
 from __future__ import annotations
 
 import datetime
+import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -43,4 +44,48 @@ def test_a_key_that_does_not_match_the_certificate_is_regenerated(tmp_path: Path
     other = ec.generate_private_key(ec.SECP256R1())
     key_path.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()))
-    tls.server_context(config, [])  # must not raise ConfigError: the pair is ours to remake
+    ctx = tls.server_context(config, [])  # must not raise ConfigError: the pair is ours to remake
+    # Afterwards the pair on disk matches, still names this host, and the context serves it.
+    assert public_key(key_path) == public_key(cert_path)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(tls.certificate_names(config.hostname, [])) <= set(san.get_values_for_type(x509.DNSName))
+    assert handshake(ctx, cert_path, "localhost") == cert.public_bytes(serialization.Encoding.DER)
+    # ... and it is kept from now on (no new pair at every start)
+    pair = (cert_path.read_bytes(), key_path.read_bytes())
+    tls.server_context(config, [])
+    assert (cert_path.read_bytes(), key_path.read_bytes()) == pair
+
+
+def public_key(path: Path) -> bytes:
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        key = serialization.load_pem_private_key(data, None).public_key()
+    else:
+        key = x509.load_pem_x509_certificate(data).public_key()
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def handshake(server_ctx: ssl.SSLContext, trusted: Path, hostname: str) -> bytes:
+    """A TLS handshake in memory between `server_ctx` and a client that trusts only `trusted` and
+    checks `hostname`; returns the certificate the server presented (DER)."""
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    server = server_ctx.wrap_bio(server_in, server_out, server_side=True)
+    client = tls.client_context_trusting(trusted).wrap_bio(client_in, client_out, server_hostname=hostname)
+    done = {"server": False, "client": False}
+    for _ in range(10):
+        for name, side in (("client", client), ("server", server)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if all(done.values()):
+            break
+    assert all(done.values()), done
+    presented = client.getpeercert(binary_form=True)
+    assert presented is not None
+    return presented
