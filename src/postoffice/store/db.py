@@ -87,7 +87,8 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a COMMIT that returned is on disk, even after power loss (see DESIGN.md, Storage).
+    # FULL: a COMMIT that returned is on disk, even after power loss; WAL with NORMAL may lose the
+    # last commits, and they acknowledge mail (docs/operations.md, "Install and start").
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=10000")  # the CLI may write while the server runs

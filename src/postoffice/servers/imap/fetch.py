@@ -19,7 +19,7 @@ per chunk (about 256 KiB per chunk, or one large literal), so the caller can sim
   bytes are valid either way (non-ASCII strings are literals), so this only matters for
   future string items; it is accepted for the contract.
 
-Data sources (DESIGN.md, Storage: parse once at delivery):
+Data sources (MIME is parsed once, at delivery: mail/analysis.py; docs/develop.md):
 
 - FLAGS, INTERNALDATE, RFC822.SIZE, UID, MODSEQ come from ``MessageMeta`` alone: no
   database query and no blob read (``FETCH 1:* (UID FLAGS)`` is a tight loop).

@@ -6,7 +6,8 @@ checks that each command of ``protocols.imap.commands`` has one). A handler take
 ``(session, tag, command)``, sends untagged data with ``session.send``, and returns the
 tagged line; refusals are raised (`errors.Refused` -> NO, `errors.BadRequest` -> BAD, store
 errors through `errors.tagged_for`). Anything else is a bug: it is logged with its
-traceback and answered ``NO [SERVERBUG]``, and the session carries on (DESIGN.md, Errors).
+traceback and answered ``NO [SERVERBUG]``, and the session carries on (docs/imap.md,
+"Limits and bad input").
 
 After each command, while a mailbox is selected, ``SelectedMailbox.sync`` adds the pending
 untagged updates (EXISTS, FETCH FLAGS, EXPUNGE/VANISHED) before the tagged response; EXPUNGE
