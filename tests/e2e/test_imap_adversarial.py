@@ -455,6 +455,35 @@ def test_inbox_and_rename_rules(srv: RunningServer) -> None:
     assert wire.cmd(b'g SELECT "&Jjo"')[-1].startswith(b"g NO")
 
 
+def test_mailbox_names_differing_only_in_normalisation_are_one_mailbox(srv: RunningServer) -> None:
+    """RFC 9051 §5.1: names are normalised to NFC, so "café" from a Mac (NFD) and from a phone
+    (NFC) name one mailbox in CREATE, SELECT, RENAME, STATUS, APPEND, COPY, SUBSCRIBE and LIST."""
+    from postoffice.protocols.imap import utf7_encode
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    q = lambda name: b'"' + utf7_encode(name) + b'"'  # noqa: E731 - modified UTF-7, as clients send
+    wire = logged_in(srv, select=False)
+    assert wire.cmd(b"a CREATE " + q(nfc))[-1].startswith(b"a OK")
+    assert wire.cmd(b"b CREATE " + q(nfd))[-1].startswith(b"b NO [ALREADYEXISTS]")
+    assert wire.cmd(b"c APPEND " + q(nfd) + b" {10+}\r\nSubject: x")[-1].startswith(b"c OK")
+    status = wire.cmd(b"d STATUS " + q(nfd) + b" (MESSAGES)")
+    assert b"(MESSAGES 1)" in status[0] and status[-1].startswith(b"d OK")
+    assert wire.cmd(b"e SELECT INBOX")[-1].startswith(b"e OK")
+    assert wire.cmd(b"f COPY 1 " + q(nfd))[-1].startswith(b"f OK")
+    select = wire.cmd(b"g SELECT " + q(nfd))
+    assert b"* 2 EXISTS" in select and select[-1].startswith(b"g OK")
+    assert wire.cmd(b"h SUBSCRIBE " + q(nfd))[-1].startswith(b"h OK")
+    assert wire.cmd(b"i UNSELECT")[-1].startswith(b"i OK")
+    assert wire.cmd(b"j RENAME " + q(nfd) + b" " + q("the\u0301"))[-1].startswith(b"j OK")
+    listed = wire.cmd(b'k LIST "" *')
+    names = [line.rsplit(b" ", 1)[1] for line in listed[:-1]]
+    assert utf7_encode("th\u00e9") in b" ".join(names) and utf7_encode("the\u0301") not in b" ".join(names)
+    assert utf7_encode(nfc) not in b" ".join(names)
+    assert len(wire.cmd(b"l LIST \"\" " + q("the\u0301"))) == 2  # the NFD pattern finds the NFC name
+    lsub = wire.cmd(b'm LSUB "" *')
+    assert any(utf7_encode("th\u00e9") in line for line in lsub[:-1]), lsub  # RENAME moved it
+    still_alive(wire)
+
+
 # -- connections -----------------------------------------------------------------------------------
 
 def test_disconnect_mid_fetch_and_mid_literal(srv: RunningServer) -> None:

@@ -85,3 +85,30 @@ def test_addresses_made_by_casefold_are_rekeyed(tmp_path: Path, caplog: pytest.L
     assert catch_all == "ꭰꭱ@example.com"
     assert forward == "ꭰꭱ@example.com bob@example.org"
     assert any("ǆemal@example.com" in r.getMessage() and "U+01C6" in r.getMessage() for r in caplog.records)
+
+
+def test_mailbox_names_are_put_in_nfc_without_merging(tmp_path: Path) -> None:
+    """Issue #12: names are looked up in NFC now; a stored NFD name is renamed to NFC, and
+    when its NFC twin exists too it becomes "<name> (2)" so both stay reachable."""
+    data = tmp_path / "data"
+    data.mkdir()
+    before = next(i for i, steps in enumerate(migrations.MIGRATIONS) if migrations._nfc_mailbox_names in steps)
+    _database_at(data / "postoffice.db", before)
+    conn = connect(data / "postoffice.db")
+    now = time.time()
+    conn.execute("INSERT INTO domains (id, name, created_at) VALUES (1, 'example.com', ?)", (now,))
+    conn.execute("INSERT INTO accounts (id, domain_id, address, password_hash, password_changed_at, created_at) "
+                 "VALUES (1, 1, 'a@example.com', 'x', ?, ?)", (now, now))
+    for name in ("caf\u00e9", "cafe\u0301", "the\u0301", "the\u0301/sub"):
+        conn.execute("INSERT INTO mailboxes (account_id, name, uidvalidity, created_at) VALUES (1, ?, 1, ?)",
+                     (name, now))
+    conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (1, ?)", ("the\u0301",))
+    conn.close()
+    store = Store.open(data)
+    try:
+        names = store.db.read_sync(lambda tx: [r[0] for r in tx.all("SELECT name FROM mailboxes ORDER BY id")])
+        subs = store.db.read_sync(lambda tx: [r[0] for r in tx.all("SELECT name FROM subscriptions")])
+    finally:
+        store.close()
+    assert names == ["caf\u00e9", "caf\u00e9 (2)", "th\u00e9", "th\u00e9/sub"]
+    assert subs == ["th\u00e9"]

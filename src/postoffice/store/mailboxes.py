@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 
 from .db import Tx
 from .records import (
@@ -20,10 +21,14 @@ from .rows import _MAILBOX_COLUMNS, StoreBase, _mailbox, _like_prefix
 
 
 def validate_mailbox_name(name: str) -> str:
-    """Mailbox names are '/'-separated paths of non-empty parts; INBOX is canonical upper case.
+    """Mailbox names are '/'-separated paths of non-empty parts; INBOX is canonical upper case;
+    Unicode in NFC, so "café" typed on a Mac (NFD) and on a phone (NFC) is one mailbox
+    (RFC 9051 §5.1: servers SHOULD normalise names to NFC; RFC 5198).
 
     Names live only in the database, so they cannot reach the file system, but we still refuse
     what no client can mean: empty parts, control characters, and '.'/'..' parts."""
+    if not name.isascii():
+        name = unicodedata.normalize("NFC", name)
     if not name or len(name) > 1000:
         raise InvalidName("mailbox name is empty or too long")
     parts = name.split("/")
@@ -59,6 +64,8 @@ class MailboxStore(StoreBase):
         return [_mailbox(r) for r in rows]
 
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        if not name.isascii():
+            name = unicodedata.normalize("NFC", name)  # stored names are NFC (validate_mailbox_name)
         row = await self.db.read(lambda tx: tx.one(
             f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)))
         return _mailbox(row) if row else None

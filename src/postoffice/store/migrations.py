@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Callable
 
 from ..mail.address import InvalidAddress, normalize_address
@@ -80,6 +81,34 @@ def _renormalise_addresses(tx: Tx) -> None:
         new = new_form(catch_all, "catch-all")
         if new != catch_all:
             tx.execute("UPDATE domains SET catch_all = ? WHERE id = ?", (new, row_id))
+
+
+def _nfc_mailbox_names(tx: Tx) -> None:
+    """Issue #12: mailbox names are stored in NFC (RFC 9051 §5.1; store.validate_mailbox_name)
+    and every name a client sends is normalised before the lookup, so a name stored in another
+    form would be unreachable: it is renamed to NFC. Were the NFC name taken already (two
+    look-alike mailboxes made before), it becomes "<name> (2)" (or the next free number):
+    both stay reachable and nothing is merged."""
+    rows = tx.all("SELECT id, account_id, name FROM mailboxes ORDER BY id")
+    taken = {(account_id, name) for _, account_id, name in rows}
+    for mailbox_id, account_id, name in rows:
+        nfc = unicodedata.normalize("NFC", name)
+        if nfc == name:
+            continue
+        new, n = nfc, 1
+        while (account_id, new) in taken:
+            n += 1
+            new = f"{nfc} ({n})"
+        tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new, mailbox_id))
+        taken.discard((account_id, name))
+        taken.add((account_id, new))
+        log.info("mailbox %r of account %d is now named %r (NFC)", name, account_id, new)
+    for account_id, name in tx.all("SELECT account_id, name FROM subscriptions"):
+        nfc = unicodedata.normalize("NFC", name)
+        if nfc != name:
+            tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
+            tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                       (account_id, nfc))
 
 
 MIGRATIONS: list[list[Step]] = [
@@ -307,6 +336,10 @@ MIGRATIONS: list[list[Step]] = [
     # 8 (issue #12): stored addresses re-keyed under the look-alike-safe address policy.
     [
         _renormalise_addresses,
+    ],
+    # 9 (issue #12): mailbox names in NFC.
+    [
+        _nfc_mailbox_names,
     ],
 ]
 

@@ -10,6 +10,7 @@ control characters and wildcards, so a name can never reach outside the account.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING
 
 from ...protocols.imap import Examine, decode_mailbox_name, encode_mailbox_name
@@ -227,6 +228,8 @@ def _matcher(s: Session, reference: bytes, patterns: tuple[bytes, ...]) -> list[
             text = decode_mailbox_name(full, s.utf8) if full else ""
         except ValueError:
             continue  # a pattern no name can match
+        if not text.isascii():
+            text = unicodedata.normalize("NFC", text)  # names are stored in NFC (RFC 9051 §5.1)
         if text[:5].upper() == "INBOX" and (len(text) == 5 or text[5] in "/*%"):
             text = "INBOX" + text[5:]
         regexes.append(_Pattern(text))
