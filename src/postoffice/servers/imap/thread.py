@@ -63,9 +63,7 @@ def orderedsubject(messages: Iterable[ThreadMessage]) -> list[Node]:
     current: Node | None = None
     for m in ordered:
         if current is not None and current.msg is not None and current.msg.subject == m.subject:
-            child = Node(m)
-            child.parent = current
-            current.children.append(child)
+            current.children.append(Node(m))  # no parent link: nothing walks upwards here
         else:
             current = Node(m)
             threads.append(current)
@@ -245,6 +243,10 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
         if len(n.children) > 1:
             n.children.sort(key=_date_key)
     top.sort(key=_date_key)
+    # Parent links are not needed any more; dropping them leaves a plain tree that reference
+    # counting frees at once (otherwise 100,000 parent/child cycles wait for the cyclic GC).
+    for n in nodes:
+        n.parent = None
     return top
 
 
