@@ -81,3 +81,15 @@ def test_responses() -> None:
     assert r.ordered_set([23765, 23764, 23763, 23761]) == b"23765,23764,23763,23761"
     assert r.ordered_set([4, 1, 2, 3, 10, 11]) == b"4,1:3,10:11"
     assert r.esearch(b"E01", uid=True, all=[3, 1, 2], ordered=True) == b'* ESEARCH (TAG "E01") UID ALL 3,1:2\r\n'
+
+
+def test_compress_command() -> None:
+    """RFC 4978 section 4: compress = "COMPRESS" SP algorithm; valid after login only."""
+    from postoffice.protocols.imap import Compress, State, command_allowed
+
+    c = cmd(b"a COMPRESS deflate")
+    assert c == Compress("DEFLATE")
+    assert command_allowed(State.AUTHENTICATED, c) and command_allowed(State.SELECTED, c)
+    assert not command_allowed(State.NOT_AUTHENTICATED, c)
+    assert isinstance(parse_command(b"a COMPRESS"), InvalidCommand)
+    assert r.no(b"a", "x", r.Code.COMPRESSIONACTIVE) == b"a NO [COMPRESSIONACTIVE] x\r\n"

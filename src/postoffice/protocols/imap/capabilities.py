@@ -42,6 +42,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "THREAD=ORDEREDSUBJECT",  # RFC 5256
     "THREAD=REFERENCES",      # RFC 5256
     "ESORT",            # RFC 5267 section 3
+    "COMPRESS=DEFLATE",  # RFC 4978
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

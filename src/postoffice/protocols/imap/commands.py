@@ -27,7 +27,7 @@ __all__ = [
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
-    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Command", "STATE_COMMANDS",
+    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
@@ -257,6 +257,14 @@ class Idle:
 
 
 @dataclass(frozen=True, slots=True)
+class Compress:
+    """COMPRESS algorithm (RFC 4978 section 3); the algorithm name upper-cased. After the
+    tagged OK both directions are raw DEFLATE (RFC 1951)."""
+
+    algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
 class GetQuota:
     """GETQUOTA quota-root (RFC 9208)."""
 
@@ -395,13 +403,13 @@ Command = Union[
     Capability, Noop, Logout, Id, Enable, StartTls, Authenticate, Login, Select, Examine,
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
-    Search, Fetch, Store, Copy, Move, Sort, Thread,
+    Search, Fetch, Store, Copy, Move, Sort, Thread, Compress,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
 _AUTH = (
     Enable, Select, Examine, Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub,
-    Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota,
+    Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota, Compress,
 )
 _SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread)
 

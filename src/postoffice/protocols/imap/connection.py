@@ -149,6 +149,15 @@ class ImapConnection:
         self._discarding = False
         return clean
 
+    def start_compression(self) -> bytes:
+        """Call after writing the tagged OK to COMPRESS (RFC 4978 section 3): from here on the
+        client's bytes are compressed. Returns (and drops from the buffer) whatever arrived
+        after the command; the caller inflates it and feeds it back with ``receive_data``."""
+        rest = bytes(self._buf[self._pos:])
+        self._buf = bytearray()
+        self._pos = self._scan = 0
+        return rest
+
     def send(self, response: bytes | bytearray) -> bytes:
         """h11-style symmetry: responses are already bytes (see responses.py)."""
         return bytes(response)

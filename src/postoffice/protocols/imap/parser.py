@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from .commands import (
     LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATUS_ITEMS,
-    Append, AppendMessage, Authenticate, Capability, Check, Close, Command, Copy, Create,
+    Append, AppendMessage, Authenticate, Capability, Check, Close, Command, Compress, Copy, Create,
     Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
     Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select, SetQuota,
     Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
@@ -387,6 +387,12 @@ def _append(r: Reader) -> Command:
     return Append(mailbox, tuple(messages))
 
 
+def _compress(r: Reader) -> Command:
+    # compress = "COMPRESS" SP algorithm ; algorithm = "DEFLATE" (RFC 4978 section 4)
+    r.sp()
+    return Compress(r.upper_atom("a compression algorithm"))
+
+
 def _getquota(r: Reader) -> Command:
     r.sp()
     return GetQuota(r.astring("a quota root"))
@@ -603,6 +609,7 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"MOVE": _copy_or_move(Move),
     b"SORT": _sort,
     b"THREAD": _thread,
+    b"COMPRESS": _compress,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {

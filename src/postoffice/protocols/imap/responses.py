@@ -76,6 +76,7 @@ class Code:
     UNAVAILABLE = b"UNAVAILABLE"
     UNKNOWN_CTE = b"UNKNOWN-CTE"
     NOTSAVED = b"NOTSAVED"
+    COMPRESSIONACTIVE = b"COMPRESSIONACTIVE"  # RFC 4978 section 3
 
     @staticmethod
     def appenduid(uidvalidity: int, uids: Iterable[int]) -> bytes:
@@ -328,18 +329,7 @@ def esearch(
 def ordered_set(numbers: Iterable[int]) -> bytes:
     """A sequence-set listing ``numbers`` in the given order (ESORT ALL, RFC 5267 section
     3.2): only ascending runs become ranges ("10:12", never "12:10"), e.g. 5,3,1:2."""
-    out: list[bytes] = []
-    start = prev = None
-    for n in numbers:
-        if prev is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            out.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
-        start = prev = n
-    if start is not None:
-        out.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
-    return b",".join(out)
+    return _ordered_set(list(numbers))
 
 
 def sort(numbers: Iterable[int]) -> bytes:

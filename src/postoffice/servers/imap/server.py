@@ -22,6 +22,9 @@ Implementation notes (invariants):
 * IDLE (RFC 2177) waits for the client's DONE and for the selected mailbox's change events at
   the same time; a change is sent at once (flags set on the phone show on the laptop). Per
   connection that is two small tasks and no buffer beyond what asyncio already holds.
+* COMPRESS=DEFLATE (RFC 4978): after the tagged OK every byte both ways is raw DEFLATE; output
+  is sync-flushed at each write, input is inflated at most ``INFLATE_CHUNK`` at a time, so
+  the usual line and literal limits bound what a compressed burst can expand to.
 * Ending from outside (``terminate``): the session registry calls it when IMAP is switched
   off for the address or its domain is forced to POP3 only (``* BYE [ALERT] <reason>``), and
   at shutdown (``* BYE [UNAVAILABLE]``). A waiting session is told at once; a busy one right
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from typing import Any
 
 from ...protocols.imap import (
@@ -53,6 +57,10 @@ PREAUTH_TIMEOUT = 60.0
 # (slowloris: one byte every 59 s would otherwise hold a connection slot forever).
 PREAUTH_TOTAL_FACTOR = 3
 FLUSH_AT = 256 * 1024
+#: COMPRESS=DEFLATE: at most this much inflated input is handed to the parser at a time, so a
+#: small compressed burst cannot expand into an unbounded buffer (the line and literal limits
+#: then apply as usual).
+INFLATE_CHUNK = 64 * 1024
 #: Accounts whose mailbox lists `MailboxCache` keeps (the oldest entry goes first).
 MAILBOX_CACHE_ACCOUNTS = 4096
 
@@ -137,7 +145,7 @@ class ImapHandler:
     """One IMAP connection: the I/O half; `Session` holds the protocol state."""
 
     __slots__ = ("server", "app", "conn", "pconn", "session", "out", "out_size", "done", "waiting",
-                 "terminated", "idle_timeout", "login_deadline")
+                 "terminated", "idle_timeout", "login_deadline", "deflate", "inflate")
 
     def __init__(self, server: ImapServer, conn: Connection) -> None:
         self.server = server
@@ -153,6 +161,8 @@ class ImapHandler:
         self.idle_timeout = float(limits.idle_timeout)
         self.login_deadline = (asyncio.get_running_loop().time()
                                + PREAUTH_TOTAL_FACTOR * min(PREAUTH_TIMEOUT, self.idle_timeout))
+        self.deflate: Any = None  # zlib compress/decompress objects once COMPRESS is active
+        self.inflate: Any = None
         self.session = Session(self)
 
     # -- policy ----------------------------------------------------------------------------------
@@ -170,11 +180,39 @@ class ImapHandler:
             self.out.append(data)
             self.out_size += len(data)
 
+    def _write(self, data: bytes) -> None:
+        if self.deflate is not None:
+            # RFC 4978 section 4: each batch of responses ends with a sync flush, so the client
+            # can decode everything sent so far without waiting for more.
+            data = self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.conn.write(data)
+
+    async def _read(self) -> bytes:
+        """Bytes from the client (inflated once COMPRESS is active); b"" at EOF."""
+        inflate = self.inflate
+        if inflate is None:
+            return await self.conn.read()
+        while True:
+            data = inflate.unconsumed_tail
+            if not data:
+                data = await self.conn.read()
+                if not data:
+                    return b""
+            try:
+                out = inflate.decompress(data, INFLATE_CHUNK)
+            except zlib.error:
+                log.info("IMAP %s from %s: invalid compressed data, closing", self._who(), self.conn.remote_ip)
+                return b""
+            if out:
+                return out
+            if inflate.eof:  # the client ended its DEFLATE stream: nothing more can follow
+                return b""
+
     async def flush(self) -> None:
         if self.out:
             out = self.out
             self.out, self.out_size = [], 0
-            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(out[0] if len(out) == 1 else b"".join(out))
         await self.conn.drain()
         if self.conn.closed:
             self.done = True
@@ -204,7 +242,7 @@ class ImapHandler:
                 # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError).
                 # asyncio.timeout, not wait_for: no extra task per read.
                 async with asyncio.timeout(self._timeout()):
-                    data = await self.conn.read()
+                    data = await self._read()
             except (TimeoutError, asyncio.TimeoutError):
                 self._autologout()
                 return ConnectionClosed()
@@ -278,6 +316,22 @@ class ImapHandler:
         if self.app.tls is None or not await self.conn.start_tls(self.app.tls):
             self.done = True
 
+    # -- COMPRESS=DEFLATE (RFC 4978) ------------------------------------------------------------------
+    async def start_compress(self, ok_line: bytes) -> None:
+        """Send the tagged OK uncompressed, then switch both directions to raw DEFLATE
+        (RFC 1951, no zlib header: wbits -15; RFC 4978 section 4). Over TLS the compression
+        sits inside the TLS layer, as the RFC requires (section 7)."""
+        self.send(ok_line)
+        await self.flush()
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+        pending = self.pconn.start_compression()
+        if pending:  # compressed bytes that came in with the COMPRESS command
+            try:
+                self.pconn.receive_data(self.inflate.decompress(pending, INFLATE_CHUNK))
+            except zlib.error:
+                self.done = True
+
     # -- IDLE ----------------------------------------------------------------------------------------
     async def idle(self, session: Session, tag: bytes) -> bytes:
         """RFC 2177: ``+ idling``, push changes as they happen, until DONE."""
@@ -296,7 +350,7 @@ class ImapHandler:
                     if self.done or self.terminated:
                         return b""
                     if read_task is None:
-                        read_task = asyncio.ensure_future(self.conn.read())
+                        read_task = asyncio.ensure_future(self._read())
                     wait_task = asyncio.ensure_future(view.wait()) if view is not None else None
                     waiters: set[asyncio.Future[Any]] = {read_task}
                     if wait_task is not None:
@@ -338,7 +392,7 @@ class ImapHandler:
         self.terminated = reason
         if self.waiting:
             self._say_terminated()
-            self.conn.write(b"".join(self.out))
+            self._write(b"".join(self.out))
             self.out, self.out_size = [], 0
             self.conn.closed = True
             self.conn.writer.close()

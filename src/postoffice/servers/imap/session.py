@@ -52,6 +52,7 @@ BASE_CAPABILITIES = (
     "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CHILDREN", "QUOTA",
     "QUOTA=RES-STORAGE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "WITHIN",
     "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
+    "COMPRESS=DEFLATE",
 )
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 SASL_MECHANISMS = ("PLAIN", "LOGIN")
@@ -309,6 +310,16 @@ async def do_authenticate(s: Session, tag: bytes, cmd: Authenticate) -> bytes:
     return await s.login(tag, step.username, step.password)
 
 
+async def do_compress(s: Session, tag: bytes, cmd: c.Compress) -> bytes:
+    """COMPRESS DEFLATE (RFC 4978 section 3): OK, then everything both ways is compressed."""
+    if s.io.deflate is not None:
+        return r.no(tag, "Compression is already active", Code.COMPRESSIONACTIVE)
+    if cmd.algorithm != "DEFLATE":
+        return r.no(tag, f"Unsupported compression algorithm {cmd.algorithm}", Code.CANNOT)
+    await s.io.start_compress(r.ok(tag, "DEFLATE active"))
+    return b""  # already answered before compression started
+
+
 async def do_idle(s: Session, tag: bytes, cmd: c.Idle) -> bytes:
     return await s.io.idle(s, tag)
 
@@ -337,6 +348,7 @@ HANDLERS: dict[type, Handler] = {
     c.GetQuotaRoot: mailboxes.do_getquotaroot,
     c.SetQuota: mailboxes.do_setquota,
     c.Idle: do_idle,
+    c.Compress: do_compress,
     c.Append: messages.do_append,
     c.Check: messages.do_check,
     c.Close: messages.do_close,
