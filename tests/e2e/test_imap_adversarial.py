@@ -342,9 +342,17 @@ def test_empty_mailbox(srv: RunningServer) -> None:
 
 
 def test_store_edge_cases(srv: RunningServer) -> None:
-    wire = logged_in(srv)
+    address = account(srv)
+    wire = Wire.tls(srv)
+    wire.login(address, PASSWORD)
+    assert wire.cmd(b"s SELECT INBOX")[-1].startswith(b"s OK")
     lines = wire.cmd(b"a STORE 1 +FLAGS (\\Recent)")
-    assert lines[-1].startswith(b"a OK") and b"\\Recent" not in b"".join(lines)
+    assert lines[-1].startswith(b"a OK")
+    other = Wire.tls(srv)  # \\Recent was not stored: the next session does not see it
+    other.login(address, PASSWORD)
+    assert other.cmd(b"o SELECT INBOX")[-1].startswith(b"o OK")
+    assert b"\\Recent" not in b"".join(other.cmd(b"p FETCH 1 FLAGS"))
+    other.close()
     for line in (b"b STORE 1 +FLAGS (fo{o)", b"b STORE 1 +FLAGS (foo\xff)", b"b STORE 1 +FLAGS (\\*)",
                  b"b STORE 1 BOGUS (x)", b"b STORE 1 (UNCHANGEDSINCE 99999999999999999999999) +FLAGS (x)"):
         assert wire.cmd(line)[-1].startswith(b"b BAD"), line

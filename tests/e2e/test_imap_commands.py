@@ -200,7 +200,8 @@ def test_list_extended_and_status(srv: RunningServer) -> None:
     assert any(b"\\Subscribed" in l and l.endswith(b'"Archive"') for l in lines)
     assert wire.cmd(b'f LIST (RECURSIVEMATCH) "" "*"')[-1].startswith(b"f BAD")
     status = wire.cmd(b"g STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE HIGHESTMODSEQ)")
-    assert status[0].startswith(b"* STATUS INBOX (MESSAGES 2 RECENT 0 UIDNEXT 3 UIDVALIDITY ")
+    # RFC 3501 6.3.10: both messages are recent, no session has selected INBOX yet
+    assert status[0].startswith(b"* STATUS INBOX (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY ")
     assert wire.cmd(b"h STATUS Nope (MESSAGES)")[-1].startswith(b"h NO [NONEXISTENT]")
     wire.close()
 
@@ -337,12 +338,13 @@ def test_fetch_of_missing_sequence_numbers_is_bad(srv: RunningServer) -> None:
 def test_store_flags_silent_and_keywords(srv: RunningServer) -> None:
     address, _ = new_account(srv, 3)
     c = client(srv, address)
-    c.select_folder("INBOX")
+    c.select_folder("INBOX")  # the first session: the messages are \\Recent here (RFC 3501 2.3.2)
     assert c.add_flags([1, 2], [b"\\Flagged", b"$Important"]) == {
-        1: (b"\\Flagged", b"$Important"), 2: (b"\\Flagged", b"$Important")}
-    assert c.remove_flags([1], [b"$Important"]) == {1: (b"\\Flagged",)}
+        1: (b"\\Recent", b"\\Flagged", b"$Important"), 2: (b"\\Recent", b"\\Flagged", b"$Important")}
+    assert c.remove_flags([1], [b"$Important"]) == {1: (b"\\Recent", b"\\Flagged")}
     assert c.set_flags([3], [b"\\Answered"], silent=True) is None
-    assert c.get_flags([1, 2, 3]) == {1: (b"\\Flagged",), 2: (b"\\Flagged", b"$Important"), 3: (b"\\Answered",)}
+    assert c.get_flags([1, 2, 3]) == {1: (b"\\Recent", b"\\Flagged"), 2: (b"\\Recent", b"\\Flagged", b"$Important"),
+                                      3: (b"\\Recent", b"\\Answered")}
     c.select_folder("INBOX", readonly=True)
     with pytest.raises(imapclient.exceptions.IMAPClientError, match="read-only"):
         c.add_flags([1], [b"\\Seen"])
@@ -357,7 +359,7 @@ def test_append_multiappend_and_literal_forms(srv: RunningServer) -> None:
     assert b"APPENDUID" in resp
     c.select_folder("Drafts")
     data = c.fetch("1", ["FLAGS", "INTERNALDATE"])[1]
-    assert set(data[b"FLAGS"]) == {b"\\Draft", b"\\Seen", b"$Label"}
+    assert set(data[b"FLAGS"]) == {b"\\Draft", b"\\Seen", b"$Label", b"\\Recent"}
     assert data[b"INTERNALDATE"].astimezone(timezone.utc) == when
     c.logout()
     wire = Wire.tls(srv)
@@ -433,12 +435,12 @@ def test_condstore_store_unchangedsince_and_changedsince(srv: RunningServer) -> 
     lines = wire.cmd(b"a SELECT INBOX (CONDSTORE)")
     modseq = int(next(l for l in lines if b"HIGHESTMODSEQ" in l).split()[3].rstrip(b"]"))
     lines = wire.cmd(b"b STORE 1 +FLAGS (\\Flagged)")
-    assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Flagged) MODSEQ (")
+    assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Recent \\Flagged) MODSEQ (")
     new = int(lines[0].split(b"MODSEQ (")[1].split(b")")[0])
     assert new > modseq
     lines = wire.cmd(b"c STORE 1,2 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % modseq)
     assert lines[-1].startswith(b"c OK [MODIFIED 1]")
-    assert wire.cmd(b"d FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % new)[0].startswith(b"* 2 FETCH (FLAGS (\\Seen) MODSEQ")
+    assert wire.cmd(b"d FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % new)[0].startswith(b"* 2 FETCH (FLAGS (\\Recent \\Seen) MODSEQ")
     assert wire.cmd(b"e FETCH 1 MODSEQ")[0].startswith(b"* 1 FETCH (MODSEQ (")
     wire.close()
 

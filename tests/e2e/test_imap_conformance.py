@@ -50,7 +50,7 @@ def test_select_rev1_response_set(wire: Wire) -> None:
     lines = wire.cmd(b"a1 SELECT INBOX")
     assert lines[-1].startswith(b"a1 OK [READ-WRITE]")
     body = b"\n".join(lines)
-    for needed in (rb"^\* FLAGS \(", rb"^\* 3 EXISTS$", rb"^\* 0 RECENT$", rb"^\* OK \[UNSEEN 1\]",
+    for needed in (rb"^\* FLAGS \(", rb"^\* 3 EXISTS$", rb"^\* 3 RECENT$", rb"^\* OK \[UNSEEN 1\]",
                    rb"^\* OK \[PERMANENTFLAGS \(.*\\\*\)\]", rb"^\* OK \[UIDVALIDITY \d+\]",
                    rb"^\* OK \[UIDNEXT 4\]"):
         assert re.search(needed, body, re.M), (needed, lines)
@@ -91,7 +91,7 @@ def test_implicit_seen_reports_uid_and_modseq_with_qresync(wire: Wire) -> None:
     ok(wire.cmd(b"a2 SELECT INBOX"), b"a2")
     lines = ok(wire.cmd(b"a3 FETCH 2 (BODY[TEXT])"), b"a3")
     assert len(lines) == 1
-    assert re.fullmatch(rb"\* 2 FETCH \(UID 2 BODY\[TEXT\] \{8\}\r\nbody 2\r\n FLAGS \(\\Seen\) MODSEQ \(\d+\)\)",
+    assert re.fullmatch(rb"\* 2 FETCH \(UID 2 BODY\[TEXT\] \{8\}\r\nbody 2\r\n FLAGS \(\\Recent \\Seen\) MODSEQ \(\d+\)\)",
                         lines[0]), lines
 
 
@@ -99,7 +99,7 @@ def test_implicit_seen_reports_modseq_with_condstore(wire: Wire) -> None:
     ok(wire.cmd(b"a1 ENABLE CONDSTORE"), b"a1")
     ok(wire.cmd(b"a2 SELECT INBOX"), b"a2")
     lines = ok(wire.cmd(b"a3 FETCH 1 (RFC822.TEXT)"), b"a3")
-    assert re.search(rb"FLAGS \(\\Seen\) MODSEQ \(\d+\)\)$", lines[0]), lines
+    assert re.search(rb"FLAGS \(\\Recent \\Seen\) MODSEQ \(\d+\)\)$", lines[0]), lines
     assert b"UID" not in lines[0]
     # no flag change, no CONDSTORE extras
     lines = ok(wire.cmd(b"a4 FETCH 1 (RFC822.TEXT)"), b"a4")

@@ -178,3 +178,75 @@ def test_sent_date_keys_use_the_date_headers_own_day(srv: RunningServer) -> None
     assert m.search(None, "SENTBEFORE", "2-Feb-2024") == ("OK", [b"1"])
     assert m.search(None, "SENTSINCE", "2-Feb-2024") == ("OK", [b"2"])
     m.logout()
+
+
+# -- 1: \Recent (RFC 3501 2.3.2, 6.3.1, 7.3.2) --------------------------------------------------
+
+def flags_of(lines: list[bytes]) -> dict[int, bytes]:
+    out = {}
+    for line in lines:
+        m = re.match(rb"\* (\d+) FETCH \(.*FLAGS (\([^)]*\))", line)
+        if m:
+            out[int(m.group(1))] = m.group(2)
+    return out
+
+
+def test_recent_belongs_to_exactly_one_session(srv: RunningServer) -> None:
+    address, account_id = new_account(srv, plain(1), plain(2))
+    a, b = wire(srv, address), wire(srv, address)
+    assert b"* 2 RECENT" in ok(a.cmd(b"a1 SELECT INBOX"), b"a1")
+    assert b"* 0 RECENT" in ok(b.cmd(b"b1 SELECT INBOX"), b"b1")  # a was notified first
+    assert flags_of(ok(a.cmd(b"a2 FETCH 1:* FLAGS"), b"a2")) == {1: b"(\\Recent)", 2: b"(\\Recent)"}
+    assert flags_of(ok(b.cmd(b"b2 FETCH 1:* FLAGS"), b"b2")) == {1: b"()", 2: b"()"}
+    assert ok(a.cmd(b"a3 SEARCH RECENT"), b"a3") == [b"* SEARCH 1 2"]
+    assert ok(b.cmd(b"b3 SEARCH RECENT"), b"b3") == [b"* SEARCH"]
+    assert ok(b.cmd(b"b4 SEARCH OLD"), b"b4") == [b"* SEARCH 1 2"]
+    ok(a.cmd(b"a4 STORE 1 +FLAGS.SILENT (\\Seen)"), b"a4")
+    assert ok(a.cmd(b"a5 SEARCH NEW"), b"a5") == [b"* SEARCH 2"]  # NEW = RECENT UNSEEN
+    assert ok(a.cmd(b"a6 SEARCH OLD"), b"a6") == [b"* SEARCH"]
+    # new mail: the first session to learn of it gets it as recent, and says so with RECENT
+    srv.call(srv.store.deliver([(account_id, "INBOX")], plain(3)))
+    assert ok(b.cmd(b"b5 NOOP"), b"b5") == [b"* 3 EXISTS", b"* 1 RECENT", b"* 1 FETCH (UID 1 FLAGS (\\Seen))"]
+    assert ok(a.cmd(b"a7 NOOP"), b"a7") == [b"* 3 EXISTS", b"* 2 RECENT"]
+    assert flags_of(ok(b.cmd(b"b6 FETCH 3 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"), b"b6")) == {3: b"(\\Recent)"}
+    assert flags_of(ok(a.cmd(b"a8 UID FETCH 3 FLAGS"), b"a8")) == {3: b"()"}
+    # \Recent lasts for the session: a new session sees none of them
+    c = wire(srv, address)
+    assert b"* 0 RECENT" in ok(c.cmd(b"c1 SELECT INBOX"), b"c1")
+    for w in (a, b, c):
+        w.close()
+
+
+def test_examine_and_status_do_not_claim_recent(srv: RunningServer) -> None:
+    address, _ = new_account(srv, plain(1), plain(2))
+    m = imaps(srv, address)
+    assert m.status("INBOX", "(RECENT)")[1] == [b"INBOX (RECENT 2)"]
+    m.select("INBOX", readonly=True)
+    assert m.response("RECENT") == ("RECENT", [b"2"])
+    assert m.search(None, "RECENT") == ("OK", [b"1 2"])
+    assert b"\\Recent" in m.fetch("1", "(FLAGS)")[1][0]
+    m.close()
+    assert m.status("INBOX", "(RECENT)")[1] == [b"INBOX (RECENT 2)"]  # EXAMINE claimed nothing
+    m.select("INBOX")
+    assert m.response("RECENT") == ("RECENT", [b"2"])
+    m.close()
+    assert m.status("INBOX", "(RECENT)")[1] == [b"INBOX (RECENT 0)"]
+    m.select("INBOX")
+    assert m.response("RECENT") == ("RECENT", [b"0"])
+    m.logout()
+
+
+def test_imap4rev2_sessions_get_no_recent(srv: RunningServer) -> None:
+    address, account_id = new_account(srv, plain(1))
+    w = wire(srv, address)
+    ok(w.cmd(b"a1 ENABLE IMAP4rev2"), b"a1")
+    lines = ok(w.cmd(b"a2 SELECT INBOX"), b"a2")
+    assert not any(b"RECENT" in line for line in lines), lines
+    srv.call(srv.store.deliver([(account_id, "INBOX")], plain(2)))
+    assert ok(w.cmd(b"a3 NOOP"), b"a3") == [b"* 2 EXISTS"]
+    assert flags_of(ok(w.cmd(b"a4 FETCH 1:* FLAGS"), b"a4")) == {1: b"()", 2: b"()"}
+    # and it claimed nothing: an IMAP4rev1 session is still the first to see both
+    c = client(srv, address)
+    assert c.select_folder("INBOX")[b"RECENT"] == 2
+    c.logout()
+    w.close()

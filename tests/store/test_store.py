@@ -236,3 +236,24 @@ async def test_garbage_collection_removes_files_of_refused_deliveries(store: Sto
     assert await store.collect_garbage(grace=3600) == 0  # too young: maybe a delivery in flight
     assert await store.collect_garbage(grace=-1) == 1
     assert list(store.blobs.all_ids()) == []
+
+
+async def test_recent_claims_never_overlap(store: Store) -> None:
+    """RFC 3501 2.3.2: exactly one session gets a message as \\Recent. Claims made at once
+    (as by sessions in several processes) hand out disjoint UID ranges that cover each
+    message once; a claim below the watermark gets nothing."""
+    import asyncio
+
+    await store.add_domain("example.com")
+    account = await store.add_account("recent@example.com", "x")
+    box = await store.get_mailbox(account.id, "INBOX")
+    for i in range(6):
+        await store.deliver([(account.id, "INBOX")], b"Subject: %d\r\n\r\nx\r\n" % i)
+    assert (await store.mailbox_status(box.id)).recent == 6
+    uptos = [3, 7, 5, 7, 2, 4]
+    firsts = await asyncio.gather(*(store.claim_recent(box.id, u) for u in uptos))
+    claimed = [uid for first, upto in zip(firsts, uptos) for uid in range(first, upto)]
+    assert sorted(claimed) == [1, 2, 3, 4, 5, 6]
+    assert await store.first_unclaimed_uid(box.id) == 7
+    assert (await store.mailbox_status(box.id)).recent == 0
+    assert await store.claim_recent(box.id, 5) == 7  # nothing left below 5

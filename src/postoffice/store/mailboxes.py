@@ -163,12 +163,40 @@ class MailboxStore(StoreBase):
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         def op(tx: Tx) -> MailboxStatus:
-            box = tx.one("SELECT uidnext, uidvalidity, highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
+            box = tx.one("SELECT uidnext, uidvalidity, highestmodseq, recent_uid FROM mailboxes WHERE id = ?",
+                         (mailbox_id,))
             if not box:
                 raise NotFound("mailbox is gone")
             row = tx.one(
                 "SELECT count(*), coalesce(sum(flags & ? = 0), 0), coalesce(sum(flags & ? != 0), 0), "
-                "coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ?", (SEEN, DELETED, mailbox_id))
-            return MailboxStatus(row[0], row[1], row[2], row[3], box[0], box[1], box[2])
+                "coalesce(sum(size), 0), coalesce(sum(uid >= ?), 0) FROM messages WHERE mailbox_id = ?",
+                (SEEN, DELETED, box[3], mailbox_id))
+            return MailboxStatus(row[0], row[1], row[2], row[3], box[0], box[1], box[2], row[4])
         return await self.db.read(op)
+
+    # -- \Recent (RFC 3501 2.3.2) ---------------------------------------------------------------
+
+    async def claim_recent(self, mailbox_id: int, upto: int) -> int:
+        """Claim every message below UID ``upto`` not claimed yet as \\Recent for the calling
+        session; returns the mailbox's previous ``recent_uid``, so the caller's messages are
+        the UIDs in [returned value, upto). The read and the update are one transaction on the
+        single writer, so two sessions (in this process or another) never claim the same
+        message. (On PostgreSQL the SELECT must be ``... FOR UPDATE``.)"""
+        def op(tx: Tx) -> int:
+            first = tx.scalar("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if first is None:
+                raise NotFound("mailbox is gone")
+            if upto > first:
+                tx.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (upto, mailbox_id))
+            return int(first)
+        # not durable: a claim lost in a crash only makes a message recent once more
+        return await self.db.write(op, durable=False)
+
+    async def first_unclaimed_uid(self, mailbox_id: int) -> int:
+        """The mailbox's ``recent_uid`` (what a read-only session shows as \\Recent)."""
+        first = await self.db.read(lambda tx: tx.scalar("SELECT recent_uid FROM mailboxes WHERE id = ?",
+                                                       (mailbox_id,)))
+        if first is None:
+            raise NotFound("mailbox is gone")
+        return int(first)
 

@@ -164,6 +164,7 @@ class MailboxStatus:
     uidnext: int
     uidvalidity: int
     highestmodseq: int
+    recent: int = 0  # messages no session has claimed as \Recent yet (RFC 3501 6.3.10)
 
 
 @dataclass(frozen=True)

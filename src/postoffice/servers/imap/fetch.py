@@ -15,6 +15,8 @@ per chunk (about 256 KiB per chunk, or one large literal), so the caller can sim
   RFC 9051 6.4.8). It is written first.
 - ``include_modseq``: add ``MODSEQ (n)`` (CONDSTORE enabled with CHANGEDSINCE, RFC 7162
   3.1.4.1). Items the client asked for are not repeated.
+- ``recent``: ``uid -> bool``, the messages this session sees as ``\\Recent`` (IMAP4rev1
+  only, RFC 3501 2.3.2), listed first in FLAGS; None: no message is.
 - ``utf8``: UTF8=ACCEPT / IMAP4rev2 is in force. The precomputed ENVELOPE/BODYSTRUCTURE
   bytes are valid either way (non-ASCII strings are literals), so this only matters for
   future string items; it is accepted for the contract.
@@ -119,15 +121,17 @@ def internal_date(ts: float) -> bytes:
     return b'%s%02d:%02d:%02d +0000"' % (prefix, hours, rest // 60, rest % 60)
 
 
-def _flags_getter() -> Callable[[MessageMeta], bytes]:
-    """``meta -> b"(\\Seen $Work)"``, cached per distinct (bits, keywords)."""
-    cache: dict[tuple[int, str], bytes] = {}
+def _flags_getter(recent: Callable[[int], bool] | None = None) -> Callable[[MessageMeta], bytes]:
+    """``meta -> b"(\\Seen $Work)"``, cached per distinct (bits, keywords, recent); ``recent``
+    says which UIDs the session sees as \\Recent (RFC 3501 2.3.2; None: none)."""
+    cache: dict[tuple[int, str, bool], bytes] = {}
 
     def flags(m: MessageMeta) -> bytes:
-        key = (m.flags, m.keywords)
+        key = (m.flags, m.keywords, recent is not None and recent(m.uid))
         out = cache.get(key)
         if out is None:
-            out = cache[key] = flag_list(bits_to_flags(m.flags, m.keywords))
+            names = bits_to_flags(m.flags, m.keywords)
+            out = cache[key] = flag_list(["\\Recent", *names] if key[2] else names)
         return out
     return flags
 
@@ -147,7 +151,9 @@ _Encoder = Callable[[MessageMeta, Any, Any, Any], bytes]
 class _Plan:
     """What a FETCH needs, decided once per command."""
 
-    def __init__(self, atts: Sequence[FetchAtt], include_uid: bool, include_modseq: bool) -> None:
+    def __init__(self, atts: Sequence[FetchAtt], include_uid: bool, include_modseq: bool,
+                 recent: Callable[[int], bool] | None = None) -> None:
+        self.recent = recent
         seen: set[bytes] = set()
         ordered: list[FetchAtt] = []
         names = {a.name for a in atts}
@@ -176,7 +182,7 @@ class _Plan:
         if name == "UID":
             return lambda m, i, r, t: b"UID %d" % m.uid
         if name == "FLAGS":
-            get = _flags_getter()
+            get = _flags_getter(self.recent)
             return lambda m, i, r, t: b"FLAGS " + get(m)
         if name == "INTERNALDATE":
             return lambda m, i, r, t: b"INTERNALDATE " + internal_date(m.internal_date)
@@ -248,7 +254,7 @@ class _Plan:
                 getters.append(lambda m: internal_date(m.internal_date))
             elif a.name == "FLAGS":
                 fmts.append(b"FLAGS %s")
-                getters.append(_flags_getter())
+                getters.append(_flags_getter(self.recent))
             else:  # pragma: no cover - meta_only guarantees the above
                 raise AssertionError(a.name)
         fmt = b"* %d FETCH (" + b" ".join(fmts) + b")\r\n"
@@ -288,12 +294,13 @@ async def fetch_responses(
     include_uid: bool,
     include_modseq: bool,
     utf8: bool = False,
+    recent: Callable[[int], bool] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the untagged FETCH responses for ``items`` (see the module docstring).
 
     Raises :class:`FetchError` after yielding everything else when some message could not be
     answered (unknown transfer encoding for BINARY, unreadable blob)."""
-    plan = _Plan(atts, include_uid, include_modseq)
+    plan = _Plan(atts, include_uid, include_modseq, recent)
     encoders = plan.encoders
     error: FetchError | None = None
 

@@ -78,7 +78,8 @@ async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
         attrs = [_children_attr(box.name, names)] + ([box.special_use] if box.special_use else [])
         s.send(r.list_response(attrs, SEPARATOR, wire_name(s, box.name)))
     else:
-        s.send(r.recent(0))
+        await view.start_recent()  # RFC 3501 2.3.2: EXAMINE claims nothing
+        s.send(r.recent(view.recent_count()))
         first_unseen = bytes(index.bits).translate(_SEEN_TABLE).find(b"\x00")
         if first_unseen >= 0:
             s.send(r.untagged_ok(f"Message {first_unseen + 1} is the first unseen", Code.unseen(first_unseen + 1)))
@@ -322,8 +323,8 @@ async def do_namespace(s: Session, tag: bytes, cmd: c.Namespace) -> bytes:
 # == STATUS =======================================================================================
 
 # STATUS items the shared index answers (SIZE needs the sizes: the query)
-_INDEX_STATUS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "RECENT",
-                           "HIGHESTMODSEQ", "APPENDLIMIT"})
+_INDEX_STATUS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED",
+                           "HIGHESTMODSEQ", "APPENDLIMIT"})  # RECENT: the store knows the claims
 _DELETED_TABLE = bytes(1 if b & DELETED else 0 for b in range(256))
 
 
@@ -347,7 +348,7 @@ async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> byte
     st = await _index_status(s, box, items) or await s.app.store.mailbox_status(box.id)
     values = {
         "MESSAGES": st.messages, "UIDNEXT": st.uidnext, "UIDVALIDITY": st.uidvalidity,
-        "UNSEEN": st.unseen, "DELETED": st.deleted, "SIZE": st.size, "RECENT": 0,
+        "UNSEEN": st.unseen, "DELETED": st.deleted, "SIZE": st.size, "RECENT": st.recent,
         "HIGHESTMODSEQ": st.highestmodseq, "APPENDLIMIT": s.app.config.limits.imap_max_literal,
     }
     return r.status_response(wire_name(s, box.name), {k: values[k] for k in items if k in values})

@@ -186,7 +186,8 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
                 items = [(seq, metas[uid]) for seq, uid, _ in batch if uid in metas]
                 missing = missing or len(items) < len(batch)
                 async for chunk in fetch_responses(s.app.store, items, atts, include_uid=include_uid,
-                                                   include_modseq=include_modseq, utf8=s.utf8):
+                                                   include_modseq=include_modseq, utf8=s.utf8,
+                                                   recent=view.recent_predicate()):
                     s.send(chunk)
                     await s.io.maybe_flush()
         except FetchError as exc:
@@ -213,6 +214,7 @@ async def _fetch_from_index(s: Session, view: SelectedMailbox, targets: list[tup
     fmt = b"* %d FETCH (" + b" ".join(_INDEX_FORMATS[n] for n in order) + b")\r\n"
     by_bits: dict[int, bytes] = {}
     by_flags: dict[tuple[int, str], bytes] = {}
+    recent = view.recent_predicate()
 
     def flags_column(bits: bytes, uids: list[int]) -> list[bytes]:
         col = []
@@ -231,6 +233,10 @@ async def _fetch_from_index(s: Session, view: SelectedMailbox, targets: list[tup
                     if fl is None:
                         fl = by_flags[key] = r.flag_list(bits_to_flags(*key))
                     col[k] = fl
+        if recent is not None:  # RFC 3501 2.3.2: this session's \Recent messages
+            for k, u in enumerate(uids):
+                if recent(u):
+                    col[k] = b"(\\Recent" + (b" " if col[k] != b"()" else b"") + col[k][1:]
         return col
 
     step = _INDEX_SLICE
@@ -369,7 +375,8 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
     saved = list(s.saved) if s.saved is not None else None
     wants_save = cmd.return_options is not None and "SAVE" in cmd.return_options
     try:
-        seqs = await run_search(s.app.store, view.mailbox_id, messages, cmd.key, saved=saved, now=datetime.now(timezone.utc))
+        seqs = await run_search(s.app.store, view.mailbox_id, messages, cmd.key, saved=saved,
+                                now=datetime.now(timezone.utc), recent=view.recent_predicate())
     except Exception:
         if wants_save:
             s.saved = []  # RFC 5182 2.1: a failed SEARCH SAVE empties the saved result

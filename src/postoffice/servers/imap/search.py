@@ -41,8 +41,8 @@ tree per message in a worker thread, so the event loop stays responsive.
 
 Decisions:
 
-- \\Recent does not exist in our model (IMAP4rev2 dropped it): RECENT and NEW match
-  nothing, OLD matches every message; KEYWORD \\Recent matches nothing.
+- RECENT, NEW (RECENT UNSEEN) and OLD (NOT RECENT) use the session's \\Recent messages
+  (``recent``, RFC 3501 2.3.2; an IMAP4rev2 session has none: RECENT matches nothing).
 - BEFORE/ON/SINCE compare the internal date's calendar day in UTC (the server's timezone).
 - SENTBEFORE/SENTON/SENTSINCE compare the Date: header's own calendar date, whatever its
   zone (RFC 3501 6.4.4; delivery keeps it as written, ``sent_local``; rows stored before that
@@ -347,9 +347,10 @@ class _Or(_Node):
 
 class _Compiler:
     def __init__(self, messages: Columns, saved: Sequence[int] | None,
-                 now: datetime | None) -> None:
+                 now: datetime | None, recent: Callable[[int], bool] | None = None) -> None:
         self.msgs = messages
         self.saved = saved
+        self.recent = recent
         if now is None:
             now = datetime.now(timezone.utc)
         elif now.tzinfo is None:
@@ -369,10 +370,10 @@ class _Compiler:
             return _Const(True)
         if isinstance(key, SearchFlag):
             return self._flag(key.flag, key.present)
-        if isinstance(key, SearchNew):
-            return _Const(False)  # NEW = RECENT UNSEEN; nothing is \Recent
-        if isinstance(key, SearchOld):
-            return _Const(True)
+        if isinstance(key, SearchNew):  # RFC 3501 6.4.4: NEW is (RECENT UNSEEN)
+            return _And([self._flag("\\Recent", True), self._flag("\\Seen", False)])
+        if isinstance(key, SearchOld):  # OLD is NOT RECENT
+            return self._flag("\\Recent", False)
         if isinstance(key, SearchSize):
             n = key.size
             sizes = msgs.sizes
@@ -420,9 +421,14 @@ class _Compiler:
 
     def _flag(self, flag: str, present: bool) -> _Node:
         msgs = self.msgs
+        if flag.lower() == "\\recent":  # this session's \Recent messages (RFC 3501 2.3.2)
+            recent, uids = self.recent, msgs.uids
+            if recent is None:
+                return _Const(not present)
+            return _Pred(lambda i: recent(uids[i]) == present)
         if flag.startswith("\\"):
             bit = FLAG_BITS.get(flag.lower())
-            if bit is None:  # \Recent, or an unknown system flag: never set
+            if bit is None:  # an unknown system flag: never set
                 return _Const(not present)
             return _FlagBit(msgs.flags, bit, present)
         # Keywords match case-insensitively (RFC 9051 2.3.2); cache per distinct keyword string.
@@ -525,12 +531,14 @@ class _Compiler:
 # -- the entry point -----------------------------------------------------------------------------
 
 async def search(store: Store, mailbox_id: int, messages: Sequence[MessageMeta] | Columns, key: SearchKey, *,
-                 saved: Sequence[int] | None = None, now: datetime | None = None) -> list[int]:
-    """Sequence numbers (ascending) of the messages matching ``key``; see the module docstring."""
+                 saved: Sequence[int] | None = None, now: datetime | None = None,
+                 recent: Callable[[int], bool] | None = None) -> list[int]:
+    """Sequence numbers (ascending) of the messages matching ``key``; see the module docstring.
+    ``recent`` (``uid -> bool``) tells the session's \\Recent messages (None: none)."""
     if not len(messages):
         return []
     cols = messages if isinstance(messages, Columns) else Columns.from_metas(messages)
-    comp = _Compiler(cols, saved, now)
+    comp = _Compiler(cols, saved, now, recent)
     node = comp.compile(key)
     if comp.needs_fields:
         comp.fields.update(await store.search_fields(mailbox_id))

@@ -69,7 +69,8 @@ class MailboxIndex:
     """The current flags of every message of one mailbox (shared; see module docstring)."""
 
     __slots__ = ("store", "bus", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
-                 "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata")
+                 "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata",
+                 "recent_claimed")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
         self.store = store
@@ -91,6 +92,9 @@ class MailboxIndex:
         self.gone = False  # the mailbox was deleted
         self.removals = 0  # bumped whenever messages leave the arrays (positions shift)
         self.sortdata: Any = None  # sort.SortData, loaded by the first SORT/THREAD
+        # every UID below this is known to be claimed as \Recent by some session already (a
+        # lower bound of the mailbox's ``recent_uid``): new mail below it needs no claim query
+        self.recent_claimed = 0
 
     async def load(self) -> None:
         box, uids, bits, modseqs, keywords = await self.store.flag_index(self.mailbox_id)
@@ -362,7 +366,7 @@ class SelectedMailbox:
     """One session's view of its selected mailbox (see module docstring)."""
 
     __slots__ = ("mailbox", "name", "readonly", "index", "sub", "uids", "pending_expunge",
-                 "pending_flags", "held")
+                 "pending_flags", "held", "recent", "rev1")
 
     def __init__(self, mailbox: Mailbox, name: str, readonly: bool, index: MailboxIndex, sub: Any) -> None:
         self.mailbox = mailbox
@@ -374,6 +378,12 @@ class SelectedMailbox:
         self.pending_expunge: set[int] = set()
         self.pending_flags: set[int] = set()
         self.held: list[Any] = []  # events taken off the queue while waiting in IDLE
+        # \Recent (RFC 3501 2.3.2), for IMAP4rev1 sessions only (``rev1``; RFC 9051 dropped
+        # it): the half-open UID ranges this session sees as recent. A read-write session
+        # claims them in the store (`claim_recent`), so no other session gets them; a
+        # read-only one claims nothing and shows everything not claimed yet.
+        self.recent: list[tuple[int, int]] = []
+        self.rev1 = False
 
     @classmethod
     async def open(cls, registry: IndexRegistry, bus: Any, mailbox: Mailbox, name: str,
@@ -443,6 +453,50 @@ class SelectedMailbox:
             out.extend(range(lo - 1, hi))
         return out
 
+    # -- \Recent ------------------------------------------------------------------------------
+    async def start_recent(self) -> None:
+        """At SELECT/EXAMINE of an IMAP4rev1 session: claim (read-write) or look at (read-only)
+        the messages not claimed as recent yet."""
+        self.rev1 = True
+        store, index = self.index.store, self.index
+        if self.readonly:
+            first = await store.first_unclaimed_uid(self.mailbox_id)
+            self.recent = [(first, 1 << 32)]  # later arrivals too: nobody claims for this view
+        elif self.uids:
+            await self._claim(self.uids[-1] + 1)
+
+    async def _claim(self, upto: int) -> None:
+        index = self.index
+        if upto <= index.recent_claimed:
+            return  # another session of this process claimed them already
+        first = await index.store.claim_recent(self.mailbox_id, upto)
+        index.recent_claimed = max(index.recent_claimed, upto, first)
+        if upto > first:
+            if self.recent and self.recent[-1][1] == first:
+                self.recent[-1] = (self.recent[-1][0], upto)
+            else:
+                self.recent.append((first, upto))
+
+    def stop_recent(self) -> None:
+        """ENABLE IMAP4rev2 while selected: no \\Recent from now on (RFC 9051)."""
+        self.rev1 = False
+        self.recent = []
+
+    def is_recent(self, uid: int) -> bool:
+        for lo, hi in self.recent:
+            if lo <= uid < hi:
+                return True
+        return False
+
+    def recent_predicate(self) -> Any:
+        """``uid -> bool`` for FETCH FLAGS and SEARCH RECENT, or None when nothing is recent."""
+        return self.is_recent if self.recent else None
+
+    def recent_count(self) -> int:
+        """How many messages of the view are recent (``* n RECENT``)."""
+        uids = self.uids
+        return sum(bisect_left(uids, hi) - bisect_left(uids, lo) for lo, hi in self.recent)
+
     # -- change delivery -----------------------------------------------------------------------
     async def wait(self) -> None:
         """Wait until a change event for this mailbox arrives (IDLE)."""
@@ -484,6 +538,12 @@ class SelectedMailbox:
         if start < len(index.uids):
             uids.extend(index.uids[start:])
             out.append(r.exists(len(uids)))
+            if self.rev1:
+                # RFC 3501 7.3.2: RECENT follows a change of the mailbox's size; the new mail
+                # is this session's if no other session claimed it first (2.3.2)
+                if not self.readonly:
+                    await self._claim(uids[-1] + 1)
+                out.append(r.recent(self.recent_count()))
         if self.pending_flags:
             for uid in sorted(self.pending_flags):
                 if uid in self.pending_expunge:
@@ -519,7 +579,10 @@ class SelectedMailbox:
         items = []
         if uid:
             items.append(b"UID %d" % u)
-        items.append(b"FLAGS " + r.flag_list(bits_to_flags(index.bits[i], index.keywords.get(u, ""))))
+        flags = bits_to_flags(index.bits[i], index.keywords.get(u, ""))
+        if self.recent and self.is_recent(u):
+            flags.insert(0, "\\Recent")
+        items.append(b"FLAGS " + r.flag_list(flags))
         if modseq:
             items.append(b"MODSEQ (%d)" % index.modseqs[i])
         return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))

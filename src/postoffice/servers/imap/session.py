@@ -250,6 +250,8 @@ async def do_enable(s: Session, tag: bytes, cmd: Enable) -> bytes:
         s.enabled.add(name)
         if name == "CONDSTORE":
             s.enable_condstore()
+        if name == "IMAP4REV2" and s.selected is not None:
+            s.selected.stop_recent()  # RFC 9051 has no \Recent
         newly.append("IMAP4rev2" if name == "IMAP4REV2" else name)
     s.send(r.enabled(newly))
     return r.ok(tag, "ENABLE completed")
