@@ -175,7 +175,7 @@ async def _matches(s: Session, view: SelectedMailbox, cmd: c.Sort | c.Thread) ->
     columns, present = await _search_columns(view, needs_details(cmd.key))
     saved = list(s.saved) if s.saved is not None else None
     seqs = await run_search(s.app.store, view.mailbox_id, columns, cmd.key, saved=saved,
-                            now=datetime.now(timezone.utc))
+                            now=datetime.now(timezone.utc), recent=view.recent_predicate())
     if present is not None:  # leave out what was expunged meanwhile (still in the view)
         seqs = [n for n in seqs if n - 1 in present]
     return seqs, columns
