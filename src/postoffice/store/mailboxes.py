@@ -180,8 +180,9 @@ class MailboxStore(StoreBase):
         """Claim every message below UID ``upto`` not claimed yet as \\Recent for the calling
         session; returns the mailbox's previous ``recent_uid``, so the caller's messages are
         the UIDs in [returned value, upto). The read and the update are one transaction on the
-        single writer, so two sessions (in this process or another) never claim the same
-        message. (On PostgreSQL the SELECT must be ``... FOR UPDATE``.)"""
+        single writer and a write transaction starts with BEGIN IMMEDIATE (store.db), so two
+        sessions, in this worker process or another, never claim the same message. (On
+        PostgreSQL the SELECT must be ``... FOR UPDATE``.)"""
         def op(tx: Tx) -> int:
             first = tx.scalar("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
             if first is None:
