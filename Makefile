@@ -22,7 +22,7 @@ run: $(STAMP)
 # swaks needs Net::SSLeay and IO::Socket::SSL for STARTTLS and port 465; mbsync (isync) needs
 # the Cyrus SASL modules for AUTHENTICATE PLAIN. (The others build TLS and SASL in.)
 DEBIAN_TEST_PACKAGES := chromium fetchmail swaks libnet-ssleay-perl libio-socket-ssl-perl \
-	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp
+	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect
 test-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

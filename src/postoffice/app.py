@@ -39,6 +39,8 @@ _IMAP_BUSY = b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
 _IMAP_STOP = b"* BYE [UNAVAILABLE] Server shutting down\r\n"
 _POP3_BUSY = b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
 _POP3_STOP = b"-ERR [SYS/TEMP] Server shutting down\r\n"
+_SIEVE_BUSY = b'BYE "Too many connections from your address"\r\n'
+_SIEVE_STOP = b'BYE "Server shutting down"\r\n'
 
 # listener name: (implicit TLS, answer when a client IP has too many connections, shutdown notice)
 LISTENERS: dict[str, tuple[bool, bytes, bytes]] = {
@@ -49,6 +51,7 @@ LISTENERS: dict[str, tuple[bool, bytes, bytes]] = {
     "imaps": (True, _IMAP_BUSY, _IMAP_STOP),
     "pop3": (False, _POP3_BUSY, _POP3_STOP),
     "pop3s": (True, _POP3_BUSY, _POP3_STOP),
+    "managesieve": (False, _SIEVE_BUSY, _SIEVE_STOP),
 }
 
 
@@ -123,6 +126,9 @@ class Postoffice:
 
         if name in ("smtp", "submission", "submissions"):
             return SmtpServer(self, name)
+        if name == "managesieve":
+            from .servers.managesieve import ManageSieveServer
+            return ManageSieveServer(self)
         # One IMAP server and one POP3 server behind both of their ports: the shared mailbox
         # indexes and the POP3 maildrop locks must be the same for 143 and 993, 110 and 995.
         protocol = "imap" if name in ("imap", "imaps") else "pop3"

@@ -196,6 +196,7 @@ def _print_banner(config: Config, bound: dict[str, Any], workers: int) -> None:
         "submission": ("SMTP submission", "STARTTLS"), "submissions": ("SMTP submission", "SSL/TLS"),
         "imap": ("IMAP", "STARTTLS"), "imaps": ("IMAP", "SSL/TLS"),
         "pop3": ("POP3", "STLS"), "pop3s": ("POP3", "SSL/TLS"),
+        "managesieve": ("ManageSieve (filters)", "STARTTLS"),
     }
     for name, addr in bound.items():
         label, security = labels[name]

@@ -52,6 +52,9 @@ class Listen:
     pop3: str = "127.0.0.1:1110"
     pop3s: str = "127.0.0.1:1995"
     http: str = "127.0.0.1:8080"
+    #: ManageSieve (RFC 5804; 4190 in production). Off unless configured (postoffice.toml
+    #: and docs/production.toml set it).
+    managesieve: str = ""
 
     def addresses(self, source: str = "") -> dict[str, HostPort]:
         prefix = f"{source}: " if source else ""

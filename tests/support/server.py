@@ -25,7 +25,8 @@ from postoffice.config import Config
 T = TypeVar("T")
 
 LISTEN_ALL_EPHEMERAL = {name: "127.0.0.1:0" for name in
-                        ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")}
+                        ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http",
+                         "managesieve")}
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:

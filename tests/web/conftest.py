@@ -21,7 +21,7 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def test_config(data_dir: Path, **listen: str) -> Config:
     ports = {name: "127.0.0.1:0" for name in ("smtp", "submission", "submissions", "imap", "imaps",
-                                              "pop3", "pop3s", "http")}
+                                              "pop3", "pop3s", "http", "managesieve")}
     ports.update(listen)
     return Config(
         hostname="mail.test.example", data_dir=str(data_dir), listen=Listen(**ports),

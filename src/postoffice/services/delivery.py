@@ -60,6 +60,7 @@ from ..mail.dsn import DSNRecipient, build_success_notice, is_bounce
 from ..mail.headers import find_header_end, split_fields, unfold
 from ..mail.imapfmt import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
 from ..store import Account, AccountChanged, Domain, Store
+from ..store.sieve import SieveScriptChanged
 from .sieve import Plan, SieveFilter
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,10 @@ class Delivery:
         """Event-bus listener: forget cached lookups when an account or a domain changes."""
         if isinstance(event, AccountChanged):
             self.forget_domains()
+            if event.account_id is None:
+                self.sieve.forget()  # (another process committed: scripts may have changed too)
+        elif isinstance(event, SieveScriptChanged):
+            self.sieve.forget(event.account_id)
 
     # -- lookups ------------------------------------------------------------------------
 

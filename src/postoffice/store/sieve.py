@@ -11,6 +11,13 @@ from .rows import StoreBase
 
 
 @dataclass(frozen=True)
+class SieveScriptChanged:
+    """An address's scripts changed (delivery's script cache forgets it)."""
+
+    account_id: int
+
+
+@dataclass(frozen=True)
 class SieveScript:
     name: str
     content: str
@@ -48,12 +55,14 @@ class SieveStore(StoreBase):
             cur = tx.execute("UPDATE sieve_scripts SET content = ?, updated_at = ? WHERE account_id = ? AND name = ?",
                              (content, now, account_id, name))
             if cur.rowcount:
+                tx.emit(SieveScriptChanged(account_id))
                 return
             if max_scripts and int(tx.scalar("SELECT count(*) FROM sieve_scripts WHERE account_id = ?",
                                              (account_id,)) or 0) >= max_scripts:
                 raise StoreError(f"at most {max_scripts} scripts")
             tx.execute("INSERT INTO sieve_scripts (account_id, name, content, active, updated_at) VALUES (?, ?, ?, 0, ?)",
                        (account_id, name, content, now))
+            tx.emit(SieveScriptChanged(account_id))
         await self.db.write(op)
 
     async def delete_sieve_script(self, account_id: int, name: str) -> None:
@@ -64,6 +73,7 @@ class SieveStore(StoreBase):
             if row[0]:
                 raise ScriptActive(name)
             tx.execute("DELETE FROM sieve_scripts WHERE account_id = ? AND name = ?", (account_id, name))
+            tx.emit(SieveScriptChanged(account_id))
         await self.db.write(op)
 
     async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
@@ -85,6 +95,7 @@ class SieveStore(StoreBase):
             tx.execute("UPDATE sieve_scripts SET active = 0 WHERE account_id = ? AND active = 1", (account_id,))
             if name is not None:
                 tx.execute("UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?", (account_id, name))
+            tx.emit(SieveScriptChanged(account_id))
         await self.db.write(op)
 
     async def vacation_reply_due(self, account_id: int, sender: str, handle: str, days: int,
@@ -111,4 +122,4 @@ class SieveStore(StoreBase):
         return await self.db.write(op)
 
 
-__all__ = ["ScriptActive", "SieveScript", "SieveStore"]
+__all__ = ["ScriptActive", "SieveScript", "SieveScriptChanged", "SieveStore"]
