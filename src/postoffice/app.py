@@ -21,6 +21,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import cpu
 from .config import Config, ConfigError, HostPort
 from .servers.listener import ConnectionLimiter, ListenerSpec, Listening, serve
 from .services.accounts import AccountService
@@ -175,6 +176,9 @@ class Postoffice:
             self._tasks.append(asyncio.ensure_future(self._watch_other_processes()))
         if singletons:
             self._tasks.append(asyncio.ensure_future(self._collect_garbage()))
+        # The message parser's worker processes start now, in a thread, not on first use on
+        # the event loop (postoffice/cpu.py).
+        self._tasks.append(asyncio.ensure_future(asyncio.to_thread(cpu.warm)))
 
     async def _watch_other_processes(self, interval: float = 2.0) -> None:
         """The CLI writes to the same database from another process; when it commits, re-check

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import config as config_module
+from . import cpu
 from .config import Config, ConfigError
 from .services.accounts import AccountService, UserError
 from .services.auth import Authenticator

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import cpu
 from .config import Config, ConfigError, HostPort
 from .services.unixbus import BusHub, UnixBusClient, socket_path
 
@@ -286,6 +287,8 @@ async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     _die_with_parent(parent)
+    # The message parser's processes and the hashing threads: this worker's share of the CPUs.
+    cpu.configure(config.server.worker_count())
     office = Postoffice.open(config, node=f"worker{index}:{os.getpid()}")
     transport = UnixBusClient(bus, on_lost=stop.set)
     try:
@@ -297,3 +300,4 @@ async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets
     finally:
         await office.bus.detach()
         office.close()
+        cpu.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -110,3 +111,22 @@ async def test_failures_wait_for_the_default_delay(store, config) -> None:
     assert 2.0 <= t_wrong < 3.0 and 2.0 <= t_unknown < 3.0, (t_wrong, t_unknown)
     ok, t_ok = await timed("alice@example.com", "correct horse", "192.0.2.10")
     assert ok is AuthStatus.OK and t_ok < 1.0, t_ok
+
+
+async def test_an_outdated_hash_is_upgraded_after_a_login(store, config) -> None:
+    old, _ = await setup(store, config, argon2_time_cost=1, argon2_memory_kib=1024)
+    before = await store.get_account("alice@example.com")
+    assert "m=1024,t=1" in before.password_hash
+    auth = Authenticator(store, dataclasses.replace(config.security, argon2_time_cost=2, argon2_memory_kib=2048))
+    assert (await auth.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
+    for _ in range(100):
+        after = await store.get_account("alice@example.com")
+        if after.password_hash != before.password_hash:
+            break
+        await asyncio.sleep(0.02)
+    assert "m=2048,t=2" in after.password_hash
+    assert after.password_changed_at == before.password_changed_at  # not a password change
+    fresh = Authenticator(store, auth.security)  # no cached credentials: argon2 on the new hash
+    assert (await fresh.authenticate("alice@example.com", "correct horse", "192.0.2.1", "imap")).ok
+    assert (await fresh.authenticate("alice@example.com", "wrong", "192.0.2.1", "imap")).status \
+        is AuthStatus.BAD_CREDENTIALS

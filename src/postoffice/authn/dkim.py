@@ -14,18 +14,23 @@ import base64
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import dkim as _dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from postoffice import cpu
 from postoffice.dns import NoData, NXDomain, Resolver, TempDNSError
+from postoffice.mail.headers import split_fields, unfold
+from postoffice.store.spool import MessageSource, needs_process
 
 __all__ = [
     "DKIMResult",
     "DKIMSignatureResult",
     "DKIMKeyPair",
     "verify",
+    "verify_signatures",
     "sign",
     "generate_dkim_keys",
     "MAX_SIGNATURES",
@@ -72,24 +77,82 @@ def _tag(sig: dict[bytes, bytes], name: bytes) -> str:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
 
 
-async def verify(resolver: Resolver, message: bytes) -> list[DKIMSignatureResult]:
+async def verify(resolver: Resolver, message: bytes | MessageSource) -> list[DKIMSignatureResult]:
     """Verify every DKIM-Signature header (up to :data:`MAX_SIGNATURES`), top-down.
 
     An empty list means the message carries no signature (dkim=none).
+
+    The signature fields are found in the header block here (no dkimpy parse at all for an
+    unsigned message), their keys looked up through ``resolver``, and then one verifier parses
+    the message once and checks every signature (:func:`verify_signatures`), in a worker
+    process for a large message: dkimpy's parsing is Python and its header parsing is
+    quadratic in a field's folded lines, so it must never run on an event loop.
     """
+    source = MessageSource.of(message)
+    header = source.header_block()
+    if b"dkim-signature" not in header.lower():
+        return []
+    values = [unfold(header[vs:fe]) for name, _fs, vs, fe in split_fields(header, 0, len(header))
+              if name == b"dkim-signature"]
+    if not values:
+        return []
+    results: list[DKIMSignatureResult | None] = []
+    keys: dict[str, str | None] = {}
+    lookups: dict[str, DKIMSignatureResult | str] = {}
+    for value in values[:MAX_SIGNATURES]:
+        try:
+            sig = _dkim.util.parse_tag_value(value)
+        except Exception:  # noqa: BLE001 - the verifier reports the syntax error
+            sig = {}
+        domain, selector, algo = _tag(sig, b"d"), _tag(sig, b"s"), _tag(sig, b"a")
+        if not domain or not selector:
+            results.append(None)
+            continue
+        name = f"{selector}._domainkey.{domain}"
+        key = name.lower().rstrip(".")
+        if key not in lookups:
+            try:
+                records = await resolver.txt(name)
+                lookups[key] = records[0] if records else ""
+            except (NXDomain, NoData):
+                lookups[key] = DKIMSignatureResult(DKIMResult.PERMERROR, domain, selector, algo, f"no key at {name}")
+            except TempDNSError as exc:
+                lookups[key] = DKIMSignatureResult(DKIMResult.TEMPERROR, domain, selector, algo, str(exc))
+        found = lookups[key]
+        if isinstance(found, DKIMSignatureResult):
+            b_short = "".join(_tag(sig, b"b").split())[:8]
+            results.append(DKIMSignatureResult(found.result, domain, selector, algo, found.reason, b_short))
+        else:
+            keys[key] = found or None
+            results.append(None)
+    pending = [idx for idx, result in enumerate(results) if result is None]
+    if pending:
+        verified = await cpu.offload(needs_process(source), verify_signatures, source, pending, keys)
+        for idx, result in zip(pending, verified):
+            results[idx] = result
+    return [r for r in results if r is not None]
+
+
+def verify_signatures(message: bytes | MessageSource, indices: list[int],
+                      keys: dict[str, str | None]) -> list[DKIMSignatureResult]:
+    """Check the signatures at ``indices`` with one dkimpy verifier (one parse of the message).
+
+    ``keys`` maps ``selector._domainkey.domain`` (lower case) to the TXT record already looked
+    up. Blocking and CPU-bound: runs in a thread or a worker process (see :func:`verify`)."""
+    raw = message.read() if isinstance(message, MessageSource) else message
     try:
-        d = _dkim.DKIM(message, logger=_quiet)
-    except Exception as exc:  # unparseable message
-        return [DKIMSignatureResult(DKIMResult.PERMERROR, "", "", reason=f"bad message: {exc}")]
-    count = sum(1 for name, _ in d.headers if name.lower() == b"dkim-signature")
-    results: list[DKIMSignatureResult] = []
-    for idx in range(min(count, MAX_SIGNATURES)):
-        results.append(await _verify_one(resolver, message, idx))
-    return results
+        d = _dkim.DKIM(raw, logger=_quiet)
+    except Exception as exc:  # noqa: BLE001 - unparseable message
+        return [DKIMSignatureResult(DKIMResult.PERMERROR, "", "", reason=f"bad message: {exc}") for _ in indices]
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        record = keys.get(name.decode("ascii", "replace").lower().rstrip("."))
+        return record.encode("latin-1", "replace") if record else None
+
+    return [_verify_one(d, idx, dnsfunc) for idx in indices]
 
 
-async def _verify_one(resolver: Resolver, message: bytes, idx: int) -> DKIMSignatureResult:
-    d = _dkim.DKIM(message, logger=_quiet)
+def _verify_one(d: _dkim.DKIM, idx: int, dnsfunc: Any) -> DKIMSignatureResult:
     try:
         prep = d.verify_headerprep(idx)
     except _dkim.DKIMException as exc:
@@ -98,25 +161,19 @@ async def _verify_one(resolver: Resolver, message: bytes, idx: int) -> DKIMSigna
         return DKIMSignatureResult(
             DKIMResult.PERMERROR, _tag(sig, b"d"), _tag(sig, b"s"), _tag(sig, b"a"), str(exc)
         )
-    sig = prep[0]
+    except Exception as exc:  # noqa: BLE001 - dkimpy can raise plain errors on hostile input
+        return DKIMSignatureResult(DKIMResult.PERMERROR, "", "", reason=str(exc))
+    if not prep:
+        return DKIMSignatureResult(DKIMResult.PERMERROR, "", "", reason="signature not found")
+    sig, include_headers, sigheaders = prep
     domain, selector, algo = _tag(sig, b"d"), _tag(sig, b"s"), _tag(sig, b"a")
     b_short = "".join(_tag(sig, b"b").split())[:8]
-    name = f"{selector}._domainkey.{domain}"
-    try:
-        records = await resolver.txt(name)
-    except (NXDomain, NoData):
+    if dnsfunc(f"{selector}._domainkey.{domain}".encode()) is None:
         return DKIMSignatureResult(
-            DKIMResult.PERMERROR, domain, selector, algo, f"no key at {name}", b_short
+            DKIMResult.PERMERROR, domain, selector, algo, f"no key at {selector}._domainkey.{domain}", b_short
         )
-    except TempDNSError as exc:
-        return DKIMSignatureResult(DKIMResult.TEMPERROR, domain, selector, algo, str(exc), b_short)
-    key = records[0].encode("latin-1") if records else None
-
-    def dnsfunc(_name: bytes, timeout: float = 5) -> bytes | None:
-        return key
-
     try:
-        ok = d.verify(idx, dnsfunc=dnsfunc)
+        ok = d.verify_sig(sig, include_headers, sigheaders[idx], dnsfunc)
     except _dkim.ValidationError as exc:  # e.g. body hash mismatch: RFC 6376 PERMFAIL -> fail
         return DKIMSignatureResult(DKIMResult.FAIL, domain, selector, algo, str(exc), b_short)
     except _dkim.DKIMException as exc:

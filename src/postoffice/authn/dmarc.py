@@ -135,7 +135,8 @@ async def discover_policy(resolver: Resolver, from_domain: str) -> tuple[DMARCRe
 
 def from_domains(message: bytes) -> list[str]:
     """Domains of the RFC5322.From addresses (header section only, bounded)."""
-    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][: 256 * 1024]
+    head = message[: 1024 * 1024 + 4]  # the SMTP server refuses larger header blocks (552)
+    head = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     lines = head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
     fields: list[str] = []
     i = 0

@@ -12,6 +12,7 @@ from postoffice.authn.dmarc import DMARCCheck, DMARCPolicy, DMARCResult, check_d
 from postoffice.authn.results import authentication_results
 from postoffice.authn.spf import SPFCheck, SPFResult, check_spf
 from postoffice.dns import Resolver
+from postoffice.store.spool import MessageSource
 
 __all__ = ["InboundVerdict", "authenticate_inbound"]
 
@@ -39,7 +40,7 @@ async def authenticate_inbound(
     client_ip: str,
     helo: str,
     mail_from: str,
-    message: bytes,
+    message: bytes | MessageSource,
     *,
     reject_spf_fail: bool = False,
     rng: random.Random | None = None,
@@ -55,7 +56,9 @@ async def authenticate_inbound(
     spf_subject = mail_from if identity == "mailfrom" else helo
     spf_domain = spf_subject.rpartition("@")[2] if identity == "mailfrom" else helo
     sigs = await dkim_mod.verify(resolver, message)
-    dmarc = await check_dmarc(resolver, message, spf, spf_domain, sigs, rng=rng)
+    # DMARC reads only the From field: the header block is enough (never the whole body).
+    header = MessageSource.of(message).header_block()
+    dmarc = await check_dmarc(resolver, header, spf, spf_domain, sigs, rng=rng)
     action: Action = "accept"
     if dmarc.result == DMARCResult.FAIL:
         if dmarc.disposition == DMARCPolicy.REJECT:

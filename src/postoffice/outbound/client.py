@@ -150,7 +150,9 @@ def _no_verify_context() -> ssl.SSLContext:
 
 
 def _has_8bit(message: bytes) -> bool:
-    return any(b > 127 for b in message)
+    # bytes.isascii is one C pass (a 50 MB message: ~5 ms); the generator it replaces walked
+    # every octet in Python on the event loop (seconds), at each delivery attempt.
+    return not message.isascii()
 
 
 async def deliver_to_host(

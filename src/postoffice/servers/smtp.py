@@ -65,21 +65,22 @@ from ..protocols.smtp import (
 )
 from ..protocols.smtp import replies as r
 from ..services.auth import AuthStatus, authzid_permitted, password_login_allowed
+from .. import cpu
 from ..services.delivery import (
+    HEADER_INLINE_LIMIT,
+    MAX_HEADER_BLOCK,
     MAX_HOPS,
     Delivery,
     Envelope,
     SendRateLimiter,
     Trace,
-    add_missing_headers,
-    addresses_shown,
-    from_addresses,
-    hop_count,
+    inspect_header,
     new_queue_id,
     protocol_name,
 )
 from ..services.sessions import OpenSession
 from ..store import NotFound, QuotaExceeded
+from ..store.spool import MessageSource
 from .listener import Connection
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ R421_BAD_RCPTS = Reply(421, "4.7.0", "Too many unknown recipients, closing conne
 R535_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
 R454_THROTTLED = Reply(454, "4.7.0", "Too many failed logins; try again later")
 R550_NUL = Reply(550, "5.6.0", "NUL characters not allowed in message text")
+R552_HEADER_TOO_BIG = Reply(552, "5.3.4", "Message header too large")
 R421_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentication attempts, closing connection")
 
 
@@ -528,57 +530,69 @@ class SmtpSession:
                 return R452_MAILBOX_FULL
         return None
 
-    async def message(self, data: bytes) -> None:
+    async def message(self, data: bytes | MessageSource) -> None:
         envelope, self.envelope = self.envelope, None
         if envelope is None or not envelope.routes:  # pragma: no cover - the connection prevents it
             self.reply(r.R554_TRANSACTION_FAILED)
             return
         via_data, self.via_data = self.via_data, False
-        if not via_data and _bare_line_ending(data):
-            # BDAT text is taken as is by the connection; the same smuggling rule as DATA
-            # applies (BINARYMIME is not offered), so a relay can never pass it on.
-            self.reply(r.R550_BARE_LINE_ENDING)
+        source = MessageSource.of(data)
+        block = source.header_block()
+        if len(block) > MAX_HEADER_BLOCK:
+            self.reply(R552_HEADER_TOO_BIG)
             return
-        if b"\x00" in data:
-            # NUL is not allowed in 7bit/8bitmime text (RFC 6152 §2); some receivers drop it,
-            # which makes "CRLF NUL . CRLF" an end of data for them (smuggling via our queue).
-            self.reply(R550_NUL)
-            return
-        if hop_count(data) >= MAX_HOPS:
+        if isinstance(data, bytes):
+            if not via_data and _bare_line_ending(data):
+                # BDAT text is taken as is by the connection; the same smuggling rule as DATA
+                # applies (BINARYMIME is not offered), so a relay can never pass it on.
+                self.reply(r.R550_BARE_LINE_ENDING)
+                return
+            if b"\x00" in data:
+                # NUL is not allowed in 7bit/8bitmime text (RFC 6152 §2); some receivers drop it,
+                # which makes "CRLF NUL . CRLF" an end of data for them (smuggling via our queue).
+                self.reply(R550_NUL)
+                return
+        # The header checks are linear in the block but Python: a large block goes elsewhere.
+        if len(block) > HEADER_INLINE_LIMIT:
+            facts = await cpu.in_process(functools.partial(inspect_header, submission=self.server.submission,
+                                                           hostname=self.server.hostname), block)
+        else:
+            facts = inspect_header(block, submission=self.server.submission, hostname=self.server.hostname)
+        if facts.hops >= MAX_HOPS:
             self.reply(R554_HOPS)
             return
         mailbox = "INBOX"
         extra = b""
-        sign: Callable[[bytes], Awaitable[bytes]] | None = None
+        sign: Callable[[MessageSource], Awaitable[MessageSource]] | None = None
         if self.server.submission:
-            senders = from_addresses(data)
+            senders = facts.senders
             if not senders:
                 self.reply(R553_FROM)
                 return
             # Every From and Sender address, and anything that reads as an address in their
             # display names, comments or encoded words ("alice@example.com" <mallory@...>).
-            claimed = dict.fromkeys(_norm(a) for a in
-                                    [*senders, *(from_addresses(data, b"sender") or ()), *addresses_shown(data)])
-            if len(claimed) > MAX_FROM_ADDRESSES:
+            if len(facts.claimed) > MAX_FROM_ADDRESSES:
                 self.reply(R553_FROM)
                 return
-            for sender in claimed:
+            for sender in facts.claimed:
                 if not await self.server.delivery.may_send_as(self.account, sender):
                     self.reply(R553_FROM)
                     return
             # RFC 6409 §8.2, §8.3: the MSA supplies a missing Date / Message-ID (before signing).
-            data = add_missing_headers(data, self.server.hostname)
+            if facts.completed is not None:
+                source = source.replace_header(facts.completed)
             signer = getattr(self.app, "dkim_signer", None)
             if signer is not None:
                 sign = functools.partial(_dkim_sign, signer, _domain_of(senders[0]))
         elif self.inbound_checker() is not None:
-            verdict = await self.check_inbound(envelope, data)
+            verdict = await self.check_inbound(envelope, source)
             if isinstance(verdict, Reply):
                 self.reply(verdict)
                 return
             if verdict is not None:
-                if isinstance(getattr(verdict, "message", None), bytes):
-                    data = verdict.message  # services.mailauth: cleaned, with its header on top
+                message = getattr(verdict, "message", None)
+                if isinstance(message, (bytes, MessageSource)):
+                    source = MessageSource.of(message)  # services.mailauth: cleaned, with its header on top
                 else:
                     extra = verdict.header or b""
                     if extra and not extra.endswith(b"\r\n"):
@@ -591,10 +605,10 @@ class SmtpSession:
                                    authenticated=self.account is not None, utf8=self.smtputf8),
         )
         try:
-            done = await self.server.delivery.commit(envelope, data, trace, extra_headers=extra, mailbox=mailbox,
+            done = await self.server.delivery.commit(envelope, source, trace, extra_headers=extra, mailbox=mailbox,
                                                      sign=sign)
         except QuotaExceeded:
-            too_big = any(q and len(data) > q for route in envelope.routes for q in route.quota.values())
+            too_big = any(q and source.size > q for route in envelope.routes for q in route.quota.values())
             self.reply(R552_MAILBOX_FULL if too_big else R452_MAILBOX_FULL)
             return
         except OSError as exc:
@@ -614,7 +628,7 @@ class SmtpSession:
         if done.queued and hasattr(self.app, "queue_changed"):
             self.app.queue_changed()  # the queue runner (here or in worker 0) picks the entry up at once
         log.info("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
-                  envelope.recipient_count, done.delivered, done.queued, len(data))
+                  envelope.recipient_count, done.delivered, done.queued, source.size)
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
 
     def inbound_checker(self) -> InboundChecker | None:
@@ -623,11 +637,15 @@ class SmtpSession:
             return None
         return self.server.inbound_checker or getattr(self.app, "inbound_checker", None)
 
-    async def check_inbound(self, envelope: Envelope, data: bytes) -> InboundVerdictLike | Reply | None:
+    async def check_inbound(self, envelope: Envelope, data: MessageSource) -> InboundVerdictLike | Reply | None:
         checker = self.inbound_checker()
         assert checker is not None
+        # services.mailauth takes the (possibly spooled) source; any other hook gets bytes.
+        message: Any = data
+        if not getattr(checker, "accepts_source", False):
+            message = data.read() if data.in_memory else await asyncio.to_thread(data.read)
         try:
-            verdict = await checker(self.conn.remote_ip, self.helo, envelope.mail_from, data)
+            verdict = await checker(self.conn.remote_ip, self.helo, envelope.mail_from, message)
         except Exception:  # noqa: BLE001 - a broken check must not lose mail
             log.exception("inbound check failed for mail from %s", self.conn.remote_ip)
             return None
@@ -643,9 +661,9 @@ class SmtpSession:
         return verdict
 
 
-async def _dkim_sign(signer: Any, domain: str, message: bytes) -> bytes:
+async def _dkim_sign(signer: Any, domain: str, message: MessageSource) -> MessageSource:
     try:
-        return await signer.sign(message, domain)  # type: ignore[no-any-return]
+        return MessageSource.of(await signer.sign(message, domain))
     except Exception:  # noqa: BLE001 - unsigned mail is better than lost mail
         log.exception("DKIM signing for %s failed", domain)
         return message

@@ -4,10 +4,11 @@
 may use a protocol. It
 
 1. refuses at once (temporary failure) a client IP or an account with too many recent failures,
-2. verifies the argon2id hash off the event loop (a dummy hash for unknown users, so timing
-   does not reveal which addresses exist), with a short-lived cache of verified credentials
-   (an HMAC under a per-process key, never the password) so busy clients do not pay argon2 on
-   every login, invalidated when the password changes,
+2. verifies the argon2id hash off the event loop, in parallel on every core (``cpu.hashing``;
+   a dummy hash for unknown users, so timing does not reveal which addresses exist), with a
+   short-lived cache of verified credentials (an HMAC under a per-process key, never the
+   password) so busy clients do not pay argon2 on every login, invalidated when the password
+   changes; a hash made with older parameters is upgraded after a successful login,
 3. answers every failure ``security.auth_failure_delay`` seconds (Dovecot: 2 s) after the
    request arrived, plus a penalty growing with recent failures from that IP or for that
    name, the same text and the same time for an unknown user and a wrong password (the wait is
@@ -33,12 +34,15 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .. import cpu
 from ..config import Security
 from ..mail.address import InvalidAddress, normalize_address
 from ..store import Account, Domain, Store
 from .access import protocol_access
 
 log = logging.getLogger(__name__)
+#: Accounts whose outdated password hash may wait for an upgrade at the same time.
+REHASH_QUEUE = 10000
 
 
 class AuthStatus(enum.Enum):
@@ -143,19 +147,50 @@ class Authenticator:
         # Told (remote ip, username, ok) of every failure and of a success that cleared a
         # failure count: the app shares them with the other worker processes (note_remote).
         self.share: Callable[[str, str, bool], None] | None = None
+        self._rehashing: set[int] = set()
+        self._rehash_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- passwords --------------------------------------------------------------------------
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        return await cpu.hashing(self.hasher.hash, password)
 
     async def verify_hash(self, password_hash: str | None, password: str) -> bool:
+        """argon2 verification in the hashing threads (``postoffice.cpu``): argon2-cffi releases
+        the GIL, so concurrent logins use every core the process has."""
         def verify() -> bool:
             try:
                 return self.hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
-        return await asyncio.to_thread(verify)
+        return await cpu.hashing(verify)
+
+    def _maybe_rehash(self, account: Account, password: str) -> None:
+        """A hash made with other parameters (an older default) is replaced, after this login,
+        by one with the current parameters: one at a time, in the background."""
+        try:
+            if not self.hasher.check_needs_rehash(account.password_hash):
+                return
+        except (InvalidHashError, ValueError):
+            return
+        if account.id in self._rehashing or len(self._rehashing) >= REHASH_QUEUE:
+            return
+        self._rehashing.add(account.id)
+
+        async def rehash() -> None:
+            try:
+                async with self._rehash_lock:
+                    new_hash = await cpu.hashing(self.hasher.hash, password)
+                    if await self.store.rehash_password(account.id, account.password_hash, new_hash):
+                        log.info("password hash of %s upgraded to the current argon2 parameters", account.address)
+            except Exception:  # noqa: BLE001 - the old hash keeps working
+                log.exception("cannot upgrade the password hash of %s", account.address)
+            finally:
+                self._rehashing.discard(account.id)
+        task = asyncio.ensure_future(rehash())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _mac(self, address: str, password: str) -> bytes:
         return hmac.new(self._cache_key, f"{address}\0{password}".encode(), hashlib.sha256).digest()
@@ -259,6 +294,7 @@ class Authenticator:
         if ok and account is not None:
             self._cache[address] = (key[1], account.password_changed_at,
                                     time.monotonic() + self.security.auth_cache_seconds)
+            self._maybe_rehash(account, password)
         return ok
 
     def _cached_ok(self, account: Account, password: str) -> bool:

@@ -26,7 +26,9 @@ from ..authn.inbound import InboundVerdict, authenticate_inbound
 from ..authn.results import strip_authentication_results
 from ..config import Config
 from ..dns import Resolver
+from .. import cpu
 from ..mail.mime import canonicalize_crlf
+from ..store.spool import MessageSource, needs_process
 
 __all__ = [
     "InboundChecker",
@@ -45,6 +47,8 @@ Action = Literal["accept", "quarantine", "reject"]
 # wait long on a slow DNS server, and a test that forgot to pin one fails fast.
 SYSTEM_RESOLVER_TIMEOUT = 3.0
 INBOUND_CHECK_TIMEOUT = 30.0
+#: Header blocks larger than this are rewritten in a worker process, not on the event loop.
+HEADER_INLINE_LIMIT = 64 * 1024
 
 
 def make_resolver(config: Config, *, timeout: float | None = None) -> Resolver:
@@ -68,15 +72,17 @@ class InboundResult:
 
     action: Action
     header: bytes  # our Authentication-Results field, CRLF-terminated ("" when checks are off)
-    message: bytes
+    message: Any  # bytes, or a MessageSource when the checker was given one
     reject_code: int = 550
     reject_reply: str = ""  # "5.7.1 ..." (without the code)
     verdict: InboundVerdict | None = None
 
     @property
-    def stripped(self) -> bytes:
+    def stripped(self) -> Any:
         """The received message without forged Authentication-Results and without ``header``
         (for a server that prepends ``header`` itself)."""
+        if isinstance(self.message, MessageSource):
+            return MessageSource(self.message.header[len(self.header):], self.message.body)
         return self.message[len(self.header):]
 
     @property
@@ -91,6 +97,8 @@ class InboundChecker:
     ``mail_from`` is the reverse-path without angle brackets ("" for the null path).
     """
 
+    accepts_source = True  # the SMTP server may pass a spooled MessageSource
+
     def __init__(self, config: Config, resolver: Resolver | None = None) -> None:
         self.config = config
         self.enabled = config.inbound.verify
@@ -103,11 +111,20 @@ class InboundChecker:
             self._resolver = make_resolver(self.config)
         return self._resolver
 
-    async def __call__(self, client_ip: str, helo: str, mail_from: str, raw: bytes) -> InboundResult:
+    async def __call__(self, client_ip: str, helo: str, mail_from: str, raw: bytes | MessageSource) -> InboundResult:
+        """``raw`` as bytes gives ``message`` as bytes; a `MessageSource` gives a MessageSource
+        (the body is never copied: only the header block is rewritten)."""
         mail_from = mail_from.strip()
         if mail_from.startswith("<") and mail_from.endswith(">"):
             mail_from = mail_from[1:-1]
-        clean = strip_authentication_results(raw, self.hostname)
+        source = MessageSource.of(raw)
+        block = source.header_block()
+        if len(block) > HEADER_INLINE_LIMIT:  # a large header block is Python work: elsewhere
+            stripped = await cpu.in_process(strip_authentication_results, block, self.hostname)
+        else:
+            stripped = strip_authentication_results(block, self.hostname)
+        clean_source = source.replace_header(stripped) if stripped != block else source
+        clean: Any = clean_source if isinstance(raw, MessageSource) else clean_source.read()
         if not self.enabled:
             return InboundResult("accept", b"", clean)
         try:
@@ -122,7 +139,7 @@ class InboundChecker:
             log.exception("authentication checks failed for mail from %r via %s", mail_from, client_ip)
             header = (f"Authentication-Results: {self.hostname}; none "
                       f"(checks failed: {exc.__class__.__name__})\r\n").encode("ascii", "replace")
-            return InboundResult("accept", header, header + clean)
+            return InboundResult("accept", header, _prepend(header, clean))
         action: Action = verdict.action
         if action == "reject" and self.config.outbound.dmarc_reject_action == "quarantine":
             action = "quarantine"
@@ -130,9 +147,13 @@ class InboundChecker:
                  verdict.dmarc.from_domain or "-", mail_from, client_ip, helo, verdict.spf.result,
                  ",".join(s.result.value for s in verdict.dkim) or "none", verdict.dmarc.result, action)
         return InboundResult(
-            action, verdict.header, verdict.header + clean,
+            action, verdict.header, _prepend(verdict.header, clean),
             reject_reply=verdict.reject_reply if action == "reject" else "", verdict=verdict,
         )
+
+
+def _prepend(header: bytes, message: Any) -> Any:
+    return message.prepend(header) if isinstance(message, MessageSource) else header + message
 
 
 # -- DKIM keys and signing -----------------------------------------------------------------------
@@ -201,25 +222,39 @@ class DkimSigner:
             self._cache[domain] = (time.monotonic(), keys)
             return keys
 
-    async def sign(self, raw: bytes, from_domain: str) -> bytes:
-        message = canonicalize_crlf(raw)
+    async def sign(self, raw: bytes | MessageSource, from_domain: str) -> bytes | MessageSource:
+        """Bytes in, the signed message as bytes out; a `MessageSource` in, the same source with
+        the DKIM-Signature fields in front (the store writes it in canonical form, which is
+        what was signed). A large message is signed in a worker process."""
         domain = from_domain.strip().rstrip(".").lower()
         if not self.enabled or not domain:
-            return message
+            return raw if isinstance(raw, MessageSource) else canonicalize_crlf(raw)
         if await self.store.get_domain(domain) is None:
             log.debug("not DKIM-signing for %s: not a hosted domain", domain)
-            return message
+            return raw if isinstance(raw, MessageSource) else canonicalize_crlf(raw)
         keys = await self._keys(domain)
         # RSA first in the list, so its header ends up on top; both sign the same message.
         keys = sorted(keys, key=lambda k: 0 if k["algorithm"].startswith("rsa") else 1)
+        wanted = [(k["selector"], k["private_key"], k["algorithm"]) for k in keys]
+        headers, errors = await cpu.offload(needs_process(raw), sign_message, raw, domain, wanted)
+        for selector, error in errors:
+            log.warning("DKIM signing for %s with %s failed: %s", domain, selector, error)
+        if isinstance(raw, MessageSource):
+            return raw.prepend(headers)
+        return headers + canonicalize_crlf(raw)
 
-        def work() -> bytes:
-            headers: list[bytes] = []
-            for k in keys:
-                try:
-                    headers.append(dkim_mod.sign(
-                        message, domain, k["selector"], k["private_key"].encode("ascii"), k["algorithm"]))
-                except Exception as exc:  # noqa: BLE001 - send unsigned rather than not at all
-                    log.warning("DKIM signing for %s with %s failed: %s", domain, k["selector"], exc)
-            return b"".join(headers) + message
-        return await asyncio.to_thread(work)
+
+def sign_message(raw: bytes | MessageSource, domain: str,
+                 keys: list[tuple[str, str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+    """The DKIM-Signature fields for ``raw`` in canonical CRLF form, one per (selector, private
+    key PEM, algorithm), and the (selector, error) pairs of those that failed. Blocking and
+    CPU-bound: a thread or a worker process (``DkimSigner.sign``)."""
+    message = canonicalize_crlf(raw.read() if isinstance(raw, MessageSource) else raw)
+    headers: list[bytes] = []
+    errors: list[tuple[str, str]] = []
+    for selector, pem, algorithm in keys:
+        try:
+            headers.append(dkim_mod.sign(message, domain, selector, pem.encode("ascii"), algorithm))
+        except Exception as exc:  # noqa: BLE001 - send unsigned rather than not at all
+            errors.append((selector, str(exc)))
+    return b"".join(headers), errors

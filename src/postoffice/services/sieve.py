@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timezone
 
 from ..mail.dsn import DSNRecipient, build_report, is_bounce
@@ -40,13 +41,14 @@ from ..sieve import (
 )
 from ..sieve.replies import error_notice, vacation_reply
 from ..store import Store, flags_to_bits
+from ..store.spool import MessageSource
 
 log = logging.getLogger(__name__)
 
 #: How long an address's active script is reused before the store is asked again (changes
 #: through ManageSieve or the panel in this process clear it at once).
 SCRIPT_CACHE_SECONDS = 2.0
-Send = Callable[[str, list[str], bytes], Awaitable[None]]
+Send = Callable[[str, list[str], Any], Awaitable[None]]  # raw: bytes or a MessageSource
 _ATOM_SPECIALS = re.compile(r'[\x00-\x20\x7f(){%*"\\\]]')
 
 
@@ -115,12 +117,14 @@ class SieveFilter:
         return hit
 
     async def plan(self, account_id: int, *, envelope_from: str, envelope_to: str,
-                   message: bytes, default_mailbox: str = "INBOX") -> Plan:
+                   message: bytes | MessageSource, default_mailbox: str = "INBOX") -> Plan:
         plan = Plan(account_id, envelope_to)
         active = await self._active(account_id)
         if active is None:
             plan.targets.append((default_mailbox, 0, ""))
             return plan
+        if isinstance(message, MessageSource):  # a script may test the body: the whole message
+            message = message.read() if message.in_memory else await asyncio.to_thread(message.read)
         account = await self.store.get_account_by_id(account_id)
         plan.account_address = account.address if account is not None else envelope_to
         facts = MessageFacts.from_bytes(message, envelope_from=envelope_from, envelope_to=envelope_to,
@@ -159,7 +163,8 @@ class SieveFilter:
                 pass
         return plan
 
-    async def follow_up(self, plan: Plan, *, envelope_from: str, message: bytes, send: Send) -> None:
+    async def follow_up(self, plan: Plan, *, envelope_from: str, message: bytes | MessageSource,
+                        send: Send) -> None:
         """What goes out after the copies are stored, through ``send(mail_from, recipients,
         raw)`` (local recipients are delivered, others queued). Best effort: a failure is
         logged; except that a redirected message that cannot be sent is kept in INBOX."""
@@ -187,7 +192,8 @@ class SieveFilter:
                     recipients=[DSNRecipient(plan.address, "failed", "5.7.1",
                                              diagnostic=f"smtp; 550 5.7.1 {plan.reject.reason}"[:900],
                                              last_attempt=now)],
-                    original_message=message, arrival_date=now, now=now)
+                    original_message=message.header_block() if isinstance(message, MessageSource) else message,
+                    arrival_date=now, now=now)
                 await send("", [envelope_from], report)
         except Exception:  # noqa: BLE001
             log.exception("sieve follow-up for account %s failed", plan.account_id)

@@ -82,6 +82,37 @@ class BlobStore:
         _fsync_dir(directory)
         return blob_id
 
+    def adopt(self, tmp: str, blob_id: str) -> None:
+        """Move a complete, fsynced file written elsewhere (a worker process, see
+        store/prepare.py) into place as ``blob_id``; if that body is already stored, refresh
+        its mtime (as `put` does) and drop the copy. Raises OSError, removing ``tmp``."""
+        shard = blob_id[:2]
+        directory = self._dirs.get(shard) or self._dir(shard)
+        final = f"{directory}/{blob_id[2:]}"
+        try:
+            try:
+                with self._reuse:
+                    os.utime(final)
+                os.unlink(tmp)
+                return
+            except FileNotFoundError:
+                pass
+            try:
+                os.rename(tmp, final)
+            except FileNotFoundError:
+                if not os.path.exists(tmp):
+                    raise
+                self._dirs.pop(shard, None)
+                directory = self._dir(shard)
+                os.rename(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        _fsync_dir(directory)
+
     def _dir(self, shard: str) -> str:
         path = self.root / shard
         if not path.is_dir():

@@ -146,6 +146,14 @@ class DirectoryStore(StoreBase):
             return _account(tx.one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (row[0],)))
         return await self.db.write(op)
 
+    async def rehash_password(self, account_id: int, old_hash: str, new_hash: str) -> bool:
+        """Replace a password hash by one of the same password with other parameters, if it is
+        still ``old_hash`` (no password change raced with it). Not a password change: no event,
+        ``password_changed_at`` stays (sessions and caches bound to the password remain valid)."""
+        return await self.db.write(lambda tx: tx.execute(
+            "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash = ?",
+            (new_hash, account_id, old_hash)).rowcount == 1)
+
     async def remove_account(self, address: str) -> None:
         def op(tx: Tx) -> None:
             row = tx.one("SELECT id, domain_id FROM accounts WHERE address = ?", (address,))

@@ -10,10 +10,11 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from ..mail import analyze
-from ..mail.sortkeys import load_stored, sort_keys
+from .. import cpu
+from ..mail.sortkeys import load_stored
 from ..mail.mime import canonicalize_crlf
 from .db import Tx
+from .prepare import blob_row, prepare_file
 from .records import (
     DELETED,
     SEEN,
@@ -28,6 +29,7 @@ from .records import (
     QuotaExceeded,
 )
 from .rows import _MAILBOX_COLUMNS, _MESSAGE_COLUMNS, StoreBase, _mailbox, _message
+from .spool import MessageSource, discard, needs_process
 
 
 class MessageStore(StoreBase):
@@ -146,29 +148,37 @@ class MessageStore(StoreBase):
     async def read_blob(self, blob_id: str) -> bytes:
         return await asyncio.to_thread(self.blobs.get, blob_id)
 
-    @staticmethod
-    def _blob_row(blob_id: str, raw: bytes) -> tuple[Any, ...]:
-        """Parse the message once (mail.analyze) and keep what FETCH and SEARCH reuse."""
-        info = analyze(raw)
-        return (
-            blob_id, len(raw), info.tree.body_start, info.envelope, info.bodystructure, info.body,
-            info.tree.to_json(), info.subject, info.from_, info.to, info.cc, info.bcc, info.message_id,
-            info.in_reply_to, info.date.timestamp() if info.date else None, time.time(),
-            info.date.isoformat() if info.date else None,
-            sort_keys(raw).to_json(),
-        )
-
     def _write_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
-        """Write the body file durably (in canonical CRLF form) and parse it (a worker thread).
-
-        Returns (blob id, blobs row, stored size)."""
+        """Write the body file durably (in canonical CRLF form) and parse it (a writer thread,
+        for small messages: see :meth:`_put_blob`). Returns (blob id, blobs row, stored size)."""
         data = canonicalize_crlf(raw)
         blob_id = self.blobs.put(data)
-        return blob_id, self._blob_row(blob_id, data), len(data)
+        return blob_id, blob_row(blob_id, data), len(data)
 
-    async def _put_blob(self, raw: bytes) -> tuple[str, tuple[Any, ...], int]:
-        """:meth:`_write_blob` off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._writers, self._write_blob, raw)
+    async def _put_blob(self, raw: bytes | MessageSource) -> tuple[str, tuple[Any, ...], int]:
+        """The body written and parsed off the event loop: a small message in a writer thread,
+        a large one (or a spooled one) in a worker process, whose Python parsing would otherwise
+        hold this process's GIL for as long as it takes (``postoffice.cpu``)."""
+        if not needs_process(raw):
+            data = raw.read() if isinstance(raw, MessageSource) else raw
+            return await asyncio.get_running_loop().run_in_executor(self._writers, self._write_blob, data)
+        return await self._put_blob_elsewhere(MessageSource.of(raw))
+
+    async def _put_blob_elsewhere(self, source: MessageSource) -> tuple[str, tuple[Any, ...], int]:
+        loop = asyncio.get_running_loop()
+        spooled = None
+        if source.in_memory:
+            # Handed over as a file, written here in a thread (os.write copies without the GIL),
+            # not pickled: pickling 50 MB would hold this process's GIL for tens of ms.
+            spooled = await loop.run_in_executor(self._writers, self.spool.write, source)
+            source = spooled
+        try:
+            tmp, blob_id, row, size = await cpu.in_process(prepare_file, source, str(self.blobs.tmp))
+        finally:
+            if spooled is not None:
+                await loop.run_in_executor(self._writers, discard, spooled)
+        await loop.run_in_executor(self._writers, self.blobs.adopt, tmp, blob_id)
+        return blob_id, row, size
 
     @staticmethod
     def _insert_blob(tx: Tx, row: tuple[Any, ...]) -> None:
@@ -208,7 +218,8 @@ class MessageStore(StoreBase):
         tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq))
         return modseq, uids
 
-    async def deliver(self, targets: Sequence[tuple[int, str] | tuple[int, str, int, str]], raw: bytes, *,
+    async def deliver(self, targets: Sequence[tuple[int, str] | tuple[int, str, int, str]],
+                      raw: bytes | MessageSource, *,
                       enforce_quota: bool = True) -> list[Delivered]:
         """Durably store ``raw`` once and file it into each (account id, mailbox name), or
         (account id, mailbox name, flag bits, keywords) when a filter set flags (RFC 5232).
@@ -242,13 +253,18 @@ class MessageStore(StoreBase):
                 out.append(Delivered(account_id, box[0], uid))
             return out
 
+        if needs_process(raw):
+            blob_id, row, size = await self._put_blob_elsewhere(MessageSource.of(raw))
+            return await self.db.write(lambda tx: op(tx, blob_id, row, size))
+        data = raw.read() if isinstance(raw, MessageSource) else raw
+
         def work() -> None:
             # Body file and parse here, then straight on to the database thread: the event loop
             # is woken once, when the commit is done (not once more in between).
             if done.cancelled():
                 return
             try:
-                blob_id, row, size = self._write_blob(raw)
+                blob_id, row, size = self._write_blob(data)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
                 try:
                     done.set_exception(exc)
@@ -260,7 +276,8 @@ class MessageStore(StoreBase):
         self._writers.submit(work)
         return await asyncio.wrap_future(done)
 
-    async def append(self, account_id: int, mailbox_id: int, messages: Sequence[tuple[bytes, int, str, float]],
+    async def append(self, account_id: int, mailbox_id: int,
+                     messages: Sequence[tuple[bytes | MessageSource, int, str, float]],
                      *, enforce_quota: bool = True) -> tuple[int, list[int]]:
         """IMAP APPEND (several messages for MULTIAPPEND, all or none, RFC 3502).
 

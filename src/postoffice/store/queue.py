@@ -9,13 +9,14 @@ from typing import Any
 from .db import Tx
 
 from .rows import StoreBase
+from .spool import MessageSource
 
 
 class QueueStore(StoreBase):
     # == queue (outbound) ======================================================================
 
     async def enqueue(self, mail_from: str, recipients: Sequence[str | tuple[str, str | None, str | None]],
-                      raw: bytes, *, account_id: int | None = None, envid: str | None = None,
+                      raw: bytes | MessageSource, *, account_id: int | None = None, envid: str | None = None,
                       ret: str | None = None) -> int:
         """Durably queue a message for remote recipients; returns the queue id.
 

@@ -28,6 +28,7 @@ class StoreBase:
 
     db: Database
     blobs: BlobStore
+    spool: Any  # store.spool.Spool
     _writers: concurrent.futures.ThreadPoolExecutor
 
 

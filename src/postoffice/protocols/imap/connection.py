@@ -262,9 +262,11 @@ class ImapConnection:
         self._parts.append(line)
         m = _LITERAL_AT_END.search(line)
         if m is None:
-            data = b"".join(self._parts) if len(self._parts) > 1 else line
+            single = len(self._parts) == 1
+            data = line if single else b"".join(self._parts)
             self._reset_command()
-            if not data.strip(b"\r\n"):
+            # (Only a one-line command can be empty; never strip a copy of a 50 MB APPEND.)
+            if single and not line.strip(b"\r\n"):
                 return InvalidCommand(None, "empty command line")
             return parse_command(data, max_search_depth=self.max_search_depth)
         digits, plus = m.group(1), m.group(2)
