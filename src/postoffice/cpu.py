@@ -29,6 +29,7 @@ thread; a single process on 2 cores gets two of each.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import functools
 import multiprocessing
@@ -94,8 +95,21 @@ def _processes() -> concurrent.futures.ProcessPoolExecutor:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
             pool = concurrent.futures.ProcessPoolExecutor(share(), mp_context=context, initializer=_worker_init)
+            if _process_pool is None or not _atexit_registered:
+                _register_atexit()
             _process_pool = (pid, pool)
         return _process_pool[1]
+
+
+_atexit_registered = False
+
+
+def _register_atexit() -> None:
+    # Stop the workers before the interpreter goes (else multiprocessing's resource tracker
+    # complains about the pool's semaphores).
+    global _atexit_registered
+    _atexit_registered = True
+    atexit.register(shutdown)
 
 
 def _hashers() -> concurrent.futures.ThreadPoolExecutor:
@@ -161,6 +175,6 @@ def shutdown() -> None:
         processes, _process_pool = _process_pool, None
         hashers, _hash_pool = _hash_pool, None
     if processes is not None and processes[0] == os.getpid():
-        processes[1].shutdown(wait=False, cancel_futures=True)
+        processes[1].shutdown(wait=True, cancel_futures=True)
     if hashers is not None and hashers[0] == os.getpid():
         hashers[1].shutdown(wait=False, cancel_futures=True)

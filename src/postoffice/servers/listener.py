@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class ProtocolServer(Protocol):
@@ -37,6 +38,14 @@ class Connection:
         self.local_port: int = sock[1]
         self.tls: bool = writer.get_extra_info("sslcontext") is not None
         self.closed = False
+        self._sock = writer.get_extra_info("socket")
+        if self._sock is not None:
+            try:
+                # Replies go out as soon as they are written (asyncio and uvloop set this too;
+                # said here so it does not depend on the loop): each flush is one write anyway.
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                self._sock = None
 
     @property
     def is_loopback(self) -> bool:
@@ -52,6 +61,22 @@ class Connection:
             raise  # a subclass of OSError since 3.11: the caller answers it (421, BYE, -ERR)
         except (ConnectionError, ssl.SSLError, OSError):
             return b""
+
+    def quickack(self) -> None:
+        """Have the kernel acknowledge what arrives next at once (TCP_QUICKACK, Linux).
+
+        Call it before reading while the client is in the middle of sending something (an
+        IMAP literal, SMTP DATA): a client that writes a literal and then its final CRLF in two
+        calls (imaplib, and many others) holds the CRLF back under Nagle's algorithm until the
+        literal is acknowledged, and Linux delays that acknowledgement (up to 40 ms) hoping to
+        piggyback it on a reply - which cannot come before the CRLF. Without this a
+        synchronizing-literal APPEND took 44 ms on loopback instead of about 1 ms. The flag is
+        not sticky (the kernel leaves quick-ack mode on its own), hence once per read."""
+        if self._sock is not None and _TCP_QUICKACK is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except (OSError, AttributeError):
+                self._sock = None
 
     def write(self, data: bytes) -> None:
         if not self.closed and not self.writer.is_closing():

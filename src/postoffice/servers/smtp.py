@@ -247,6 +247,8 @@ class SmtpSession:
                         deadline = loop.time() + self.limits.command_timeout
                         progress = 0
                     self.busy = False
+                    if self.sm.receiving_message:
+                        self.conn.quickack()  # DATA/BDAT arriving: ACK at once (Connection.quickack)
                     try:
                         # (asyncio.timeout, unlike wait_for, creates no task per read.)
                         async with asyncio.timeout_at(deadline):

@@ -117,6 +117,12 @@ class ImapConnection:
         return len(self._buf) - self._pos
 
     @property
+    def mid_command(self) -> bool:
+        """True while a command has begun arriving but is not complete (a partial line, or a
+        literal announced and not yet fully received): the client is sending, not waiting."""
+        return bool(self._parts) or self._literal_remaining > 0 or self.buffered > 0
+
+    @property
     def closed(self) -> bool:
         """True once EOF was received or a fatal event was emitted."""
         return self._dead or self._eof

@@ -318,6 +318,11 @@ class SmtpConnection:
         return event
 
     @property
+    def receiving_message(self) -> bool:
+        """True while DATA text or a BDAT chunk is arriving (the client is sending)."""
+        return self._mode in (_Mode.DATA, _Mode.CHUNK)
+
+    @property
     def trailing_data(self) -> bytes:
         """Bytes received but not yet turned into events."""
         return bytes(self._buf)

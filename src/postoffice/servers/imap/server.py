@@ -237,6 +237,10 @@ class ImapHandler:
             await self.flush()
             if self.done or self.terminated:
                 return ConnectionClosed()
+            if self.pconn.mid_command:
+                # A literal (or the rest of a line) is on its way: acknowledge it at once, or a
+                # client's last bytes wait for our delayed ACK (Connection.quickack).
+                self.conn.quickack()
             self.waiting = True
             try:
                 # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError).
