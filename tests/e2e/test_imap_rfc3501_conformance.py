@@ -250,3 +250,82 @@ def test_imap4rev2_sessions_get_no_recent(srv: RunningServer) -> None:
     assert c.select_folder("INBOX")[b"RECENT"] == 2
     c.logout()
     w.close()
+
+
+# -- 10: subscriptions are their own list (RFC 3501 6.3.6-6.3.9, RFC 5258 3.5) ------------------
+
+def listed(lines: list[bytes]) -> list[tuple[str, set[str], str]]:
+    """(name, attributes without \\HasChildren/\\HasNoChildren, extended data) per LIST/LSUB line."""
+    out = []
+    for line in lines:
+        m = re.fullmatch(rb'\* (?:LIST|LSUB) \(([^)]*)\) "/" "?([^"]*?)"?( \(.*\))?', line)
+        assert m, line
+        attrs = {a for a in m.group(1).decode().split() if a not in ("\\HasChildren", "\\HasNoChildren")}
+        out.append((m.group(2).decode(), attrs, (m.group(3) or b"").decode().strip()))
+    return out
+
+
+CHILDINFO = '("CHILDINFO" ("SUBSCRIBED"))'
+
+
+def test_rfc5258_example_9_recursivematch(srv: RunningServer) -> None:
+    """RFC 5258 section 5, example 9: CHILDINFO only where a subscribed descendant does not
+    match the pattern itself."""
+    address, _ = new_account(srv)
+    w = wire(srv, address)
+    for name in (b"Foo2/Bar1", b"Foo2/Bar2", b"Baz2/Bar2", b"Baz2/Bar22", b"Baz2/Bar222", b"eps2/mamba",
+                 b"qux2/bar2"):
+        ok(w.cmd(b"c CREATE " + name), b"c")  # creates Foo2, Baz2, eps2, qux2 too
+    for name in (b"Foo2/Bar1", b"Foo2/Bar2", b"Baz2/Bar2", b"Baz2/Bar22", b"Baz2/Bar222", b"eps2", b"eps2/mamba",
+                 b"qux2/bar2"):
+        ok(w.cmd(b"s SUBSCRIBE " + name), b"s")
+    assert listed(ok(w.cmd(b'd03 LIST (RECURSIVEMATCH SUBSCRIBED) "" "*2"'), b"d03")) == [
+        ("Baz2/Bar2", {"\\Subscribed"}, ""),
+        ("Baz2/Bar22", {"\\Subscribed"}, ""),
+        ("Baz2/Bar222", {"\\Subscribed"}, ""),
+        ("Foo2", set(), CHILDINFO),
+        ("Foo2/Bar2", {"\\Subscribed"}, ""),
+        ("eps2", {"\\Subscribed"}, CHILDINFO),
+        ("qux2/bar2", {"\\Subscribed"}, ""),
+    ]
+    assert listed(ok(w.cmd(b'd04 LIST (SUBSCRIBED) "" "*2"'), b"d04")) == [
+        ("Baz2/Bar2", {"\\Subscribed"}, ""), ("Baz2/Bar22", {"\\Subscribed"}, ""),
+        ("Baz2/Bar222", {"\\Subscribed"}, ""), ("Foo2/Bar2", {"\\Subscribed"}, ""),
+        ("eps2", {"\\Subscribed"}, ""), ("qux2/bar2", {"\\Subscribed"}, ""),
+    ]
+    w.close()
+
+
+def test_subscriptions_outlive_mailboxes_and_create_does_not_subscribe(srv: RunningServer) -> None:
+    address, _ = new_account(srv)
+    w = wire(srv, address)
+    # a new address starts with its default folders subscribed
+    assert [n for n, _, _ in listed(ok(w.cmd(b'a LSUB "" "*"'), b"a"))] == \
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    ok(w.cmd(b"b CREATE Fruit/Peach"), b"b")
+    assert listed(ok(w.cmd(b'c LSUB "" "Fruit*"'), b"c")) == []  # CREATE does not subscribe
+    ok(w.cmd(b"d SUBSCRIBE Fruit/Peach"), b"d")
+    # LSUB "%" stops at the unsubscribed parent: \Noselect (RFC 3501 6.3.9)
+    assert listed(ok(w.cmd(b'e LSUB "" "F%"'), b"e")) == [("Fruit", {"\\Noselect"}, "")]
+    ok(w.cmd(b"f DELETE Fruit/Peach"), b"f")
+    ok(w.cmd(b"g DELETE Fruit"), b"g")
+    # DELETE keeps the subscription (RFC 3501 6.3.6: never removed unilaterally)
+    assert listed(ok(w.cmd(b'h LSUB "" "Fruit/*"'), b"h")) == [("Fruit/Peach", set(), "")]
+    assert listed(ok(w.cmd(b'i LIST (SUBSCRIBED) "" "Fruit*"'), b"i")) == \
+        [("Fruit/Peach", {"\\NonExistent", "\\Subscribed"}, "")]
+    assert listed(ok(w.cmd(b'j LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'), b"j"))[2] == \
+        ("Fruit", {"\\NonExistent"}, CHILDINFO)
+    assert not any(n.startswith("Fruit") for n, _, _ in listed(ok(w.cmd(b'k LIST "" "*"'), b"k")))
+    ok(w.cmd(b"l UNSUBSCRIBE Fruit/Peach"), b"l")  # a deleted name can be unsubscribed
+    assert listed(ok(w.cmd(b'm LSUB "" "*Peach"'), b"m")) == []
+    assert w.cmd(b"n SUBSCRIBE Nowhere")[-1].startswith(b"n NO [NONEXISTENT]")
+    w.close()
+    # what imaplib shows a user
+    m = imaps(srv, address)
+    m.create("Work")
+    assert not any(b'"Work"' in line for line in m.lsub()[1])
+    m.subscribe("Work")
+    assert any(line.endswith(b'"Work"') for line in m.lsub()[1])
+    m.delete("Work")
+    assert any(line.endswith(b'"Work"') for line in m.lsub()[1])
+    m.logout()

@@ -103,6 +103,9 @@ class DirectoryStore(StoreBase):
             self._create_mailbox(tx, account_id, "INBOX", None)
             for name, use in SPECIAL_FOLDERS:
                 self._create_mailbox(tx, account_id, name, use)
+            # the folders every address starts with are subscribed (a CREATE later is not)
+            tx.executemany("INSERT INTO subscriptions (account_id, name) VALUES (?, ?)",
+                           [(account_id, n) for n in ["INBOX", *(name for name, _ in SPECIAL_FOLDERS)]])
             return _account(tx.one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)))
         return await self.db.write(op)
 

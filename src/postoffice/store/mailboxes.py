@@ -145,6 +145,12 @@ class MailboxStore(StoreBase):
                 tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new, row[0]))
                 for child_id, child_name in children:
                     tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new + child_name[len(old):], child_id))
+                # subscriptions follow the renamed mailboxes (as Dovecot does); others stay
+                for (sub,) in tx.all("SELECT name FROM subscriptions WHERE account_id = ? AND (name = ? OR name LIKE ? "
+                                     "ESCAPE '\\')", (account_id, old, _like_prefix(old + "/"))):
+                    tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, sub))
+                    tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                               (account_id, new + sub[len(old):]))
             tx.emit(MailboxesChanged(account_id))
         await self.db.write(op)
 
@@ -155,11 +161,23 @@ class MailboxStore(StoreBase):
             self._expunge(tx, account_id, source, uids)
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE (the mailbox must exist: RFC 3501 6.3.6 lets the server check) or
+        UNSUBSCRIBE (any name on the list, also one whose mailbox was deleted meanwhile:
+        RFC 3501 6.3.7, RFC 5258 3.5). The list is its own table: DELETE keeps the name on it."""
         def op(tx: Tx) -> None:
-            if not tx.execute("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?",
-                              (int(subscribed), account_id, name)).rowcount:
-                raise NotFound(f"no mailbox {name}")
+            if subscribed:
+                if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)):
+                    raise NotFound(f"no mailbox {name}")
+                tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           (account_id, name))
+            else:  # a name not on the list: nothing to do (idempotent, as SUBSCRIBE is)
+                tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
         await self.db.write(op)
+
+    async def list_subscriptions(self, account_id: int) -> list[str]:
+        """The account's subscribed names, sorted (some may name no mailbox any more)."""
+        return [r[0] for r in await self.db.read(lambda tx: tx.all(
+            "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,)))]
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         def op(tx: Tx) -> MailboxStatus:

@@ -19,7 +19,10 @@ _ACCOUNT_COLUMNS = (
     "id, domain_id, address, display_name, password_hash, password_changed_at, imap_enabled, "
     "pop3_enabled, smtp_enabled, quota_bytes, forward_to, pop3_policy, pop3_since, created_at"
 )
-_MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq, subscribed"
+# ``subscribed`` comes from the subscription list (migration 5), whatever the old column says
+_MAILBOX_COLUMNS = ("id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq, "
+                    "EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id "
+                    "AND s.name = mailboxes.name)")
 _MESSAGE_COLUMNS = "uid, flags, keywords, size, internal_date, modseq, blob_id"
 
 

@@ -17,7 +17,7 @@ from ...protocols.imap import Examine, decode_mailbox_name, encode_mailbox_name
 from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
-from ...store import DELETED, SEEN, AlreadyExists, Mailbox, MailboxStatus, validate_mailbox_name
+from ...store import DELETED, SEEN, AlreadyExists, Mailbox, MailboxStatus, NotFound, validate_mailbox_name
 from ...store.records import FLAG_NAMES
 from .errors import BadRequest, Refused
 from .selected import SelectedMailbox
@@ -174,6 +174,8 @@ async def do_subscribe(s: Session, tag: bytes, cmd: c.Subscribe | c.Unsubscribe)
     subscribe = isinstance(cmd, c.Subscribe)
     try:
         await s.app.store.set_subscribed(s.account.id, name, subscribe)
+    except NotFound:
+        raise Refused(f"Mailbox {name} does not exist", Code.NONEXISTENT) from None
     finally:
         s.server.mailboxes.invalidate(s.account.id)  # no event for subscriptions
     return r.ok(tag, ("SUBSCRIBE" if subscribe else "UNSUBSCRIBE") + " completed")
@@ -238,6 +240,14 @@ def _matcher(s: Session, reference: bytes, patterns: tuple[bytes, ...]) -> list[
 
 
 async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
+    """LIST with the LIST-EXTENDED selection options (RFC 5258 3, RFC 9051 6.3.9).
+
+    With SUBSCRIBED the candidates are the subscription list, which is its own list of names
+    (RFC 5258 3.5): a subscribed name whose mailbox is gone is listed ``\\NonExistent``. With
+    RECURSIVEMATCH a name that matches the pattern is also returned, with
+    ``CHILDINFO ("SUBSCRIBED")``, when a subscribed descendant does *not* itself match the
+    pattern (so it would not be listed): RFC 5258 3.5 and its example 9 ("Foo2" is listed
+    for "Foo2/Bar1" under "*2", "Baz2" is not, its subscribed children match "*2")."""
     assert s.account is not None
     sel, ret = cmd.selection_options, cmd.return_options
     if "RECURSIVEMATCH" in sel and not (sel - {"RECURSIVEMATCH", "REMOTE"}):
@@ -248,33 +258,48 @@ async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
         return r.ok(tag, "LIST completed")
     regexes = _matcher(s, cmd.reference, cmd.patterns)
     boxes = await s.server.mailboxes.list(s.account.id)
-    names = {b.name for b in boxes}
+    by_name = {b.name: b for b in boxes}
+    names = set(by_name)
     subscribed_only = "SUBSCRIBED" in sel
     special_only = "SPECIAL-USE" in sel
+    recursive = "RECURSIVEMATCH" in sel and subscribed_only
     show_subscribed = subscribed_only or "SUBSCRIBED" in ret
+    subs = set(await s.app.store.list_subscriptions(s.account.id)) if show_subscribed else set()
     status_items = cmd.status_items if "STATUS" in ret else None
-    for box in boxes:
-        matches = any(rx.fullmatch(box.name) for rx in regexes)
-        if not matches:
+
+    def matches(name: str) -> bool:
+        return any(rx.fullmatch(name) for rx in regexes)
+
+    candidates = set(names)
+    if subscribed_only:
+        candidates |= subs
+    if recursive:
+        candidates |= {SEPARATOR.join(n.split(SEPARATOR)[:k]) for n in subs for k in range(1, n.count(SEPARATOR) + 1)}
+    for name in sorted(candidates):
+        if not matches(name):
             continue
+        box = by_name.get(name)
         extended: dict[str, bytes] = {}
-        selected_by_criteria = True
-        if subscribed_only and not box.subscribed:
-            selected_by_criteria = False
-        if special_only and not box.special_use:
-            selected_by_criteria = False
-        if not selected_by_criteria:
-            if "RECURSIVEMATCH" in sel and subscribed_only and _has_subscribed_child(box.name, boxes):
+        meets = not (subscribed_only and name not in subs) and not (special_only and not (box and box.special_use))
+        if recursive:
+            prefix = name + SEPARATOR
+            if any(n.startswith(prefix) and not matches(n) for n in subs):
                 extended["CHILDINFO"] = b'("SUBSCRIBED")'
-            else:
-                continue
-        attrs = [_children_attr(box.name, names)]
-        if box.special_use:
-            attrs.append(box.special_use)
-        if show_subscribed and box.subscribed:
+        if not meets and not extended:
+            continue
+        attrs: list[str] = []
+        if box is None:
+            attrs.append("\\NonExistent")  # RFC 5258 3.4 (implies \\Noselect)
+            if any(n.startswith(name + SEPARATOR) for n in names):
+                attrs.append("\\HasChildren")
+        else:
+            attrs.append(_children_attr(name, names))
+            if box.special_use:
+                attrs.append(box.special_use)
+        if show_subscribed and name in subs:
             attrs.append("\\Subscribed")
-        s.send(r.list_response(attrs, SEPARATOR, wire_name(s, box.name), extended=extended or None))
-        if status_items:
+        s.send(r.list_response(attrs, SEPARATOR, wire_name(s, name), extended=extended or None))
+        if status_items and box is not None:
             s.send(await _status_line(s, box, status_items))
     return r.ok(tag, "LIST completed")
 
@@ -284,19 +309,14 @@ def _children_attr(name: str, names: set[str]) -> str:
     return "\\HasChildren" if any(n.startswith(prefix) for n in names) else "\\HasNoChildren"
 
 
-def _has_subscribed_child(name: str, boxes: list[Mailbox]) -> bool:
-    prefix = name + SEPARATOR
-    return any(b.subscribed and b.name.startswith(prefix) for b in boxes)
-
-
 async def do_lsub(s: Session, tag: bytes, cmd: c.Lsub) -> bytes:
+    """LSUB (RFC 3501 6.3.9) over the subscription list, deleted mailboxes' names included."""
     assert s.account is not None
     regexes = _matcher(s, cmd.reference, (cmd.pattern,))
-    boxes = await s.server.mailboxes.list(s.account.id)
-    subscribed = {b.name for b in boxes if b.subscribed}
+    subscribed = set(await s.app.store.list_subscriptions(s.account.id))
     # RFC 3501 6.3.9: when "%" stops above a subscribed mailbox whose parent is not
     # subscribed ("foo/bar" subscribed, "foo" not, LSUB "" "%"), the parent is returned
-    # flagged \Noselect.
+    # flagged \\Noselect.
     parents: set[str] = set()
     for name in subscribed:
         if any(rx.fullmatch(name) for rx in regexes):
@@ -306,11 +326,10 @@ async def do_lsub(s: Session, tag: bytes, cmd: c.Lsub) -> bytes:
             parent = SEPARATOR.join(parts[:k])
             if parent not in subscribed and any(rx.fullmatch(parent) for rx in regexes):
                 parents.add(parent)
-    names = [b.name for b in boxes]
-    for name in names + sorted(parents.difference(names)):
+    for name in sorted(subscribed | parents):
         if name in parents:
             s.send(r.lsub_response(["\\Noselect"], SEPARATOR, wire_name(s, name)))
-        elif name in subscribed and any(rx.fullmatch(name) for rx in regexes):
+        elif any(rx.fullmatch(name) for rx in regexes):
             s.send(r.lsub_response([], SEPARATOR, wire_name(s, name)))
     return r.ok(tag, "LSUB completed")
 
