@@ -93,3 +93,24 @@ def test_compress_command() -> None:
     assert not command_allowed(State.NOT_AUTHENTICATED, c)
     assert isinstance(parse_command(b"a COMPRESS"), InvalidCommand)
     assert r.no(b"a", "x", r.Code.COMPRESSIONACTIVE) == b"a NO [COMPRESSIONACTIVE] x\r\n"
+
+
+def test_context_return_options() -> None:
+    """RFC 5267 section 4: CONTEXT, UPDATE, PARTIAL lo:hi; CANCELUPDATE with quoted tags."""
+    from postoffice.protocols.imap import CancelUpdate
+
+    c = cmd(b"A02 UID SEARCH RETURN (PARTIAL 23500:24000) UNDELETED UNKEYWORD $Junk")
+    assert c.partial == (23500, 24000) and c.return_options == ("PARTIAL",)
+    assert cmd(b"a SEARCH RETURN (PARTIAL 500:400) ALL").partial == (400, 500)  # same as 400:500
+    c = cmd(b"B01 UID SEARCH RETURN (UPDATE COUNT) DELETED KEYWORD $Junk")
+    assert c.return_options == ("UPDATE", "COUNT") and c.partial is None
+    c = cmd(b"a UID SORT RETURN (UPDATE PARTIAL 1:10) (DATE) UTF-8 ALL")
+    assert c.return_options == ("UPDATE", "PARTIAL") and c.partial == (1, 10)
+    assert cmd(b'B04 CANCELUPDATE "B01" "B02"') == CancelUpdate((b"B01", b"B02"))
+    for bad in (b"a SEARCH RETURN (PARTIAL 1:5 ALL) ALL", b"a SEARCH RETURN (PARTIAL 1:5 PARTIAL 6:7) ALL",
+                b"a SEARCH RETURN (PARTIAL 0:5) ALL", b"a SEARCH RETURN (PARTIAL 5) ALL",
+                b"a SEARCH RETURN (PARTIAL 1:*) ALL", b"a CANCELUPDATE", b"a CANCELUPDATE B01"):
+        assert isinstance(parse_command(bad), InvalidCommand), bad
+    assert r.esearch(b"A04", uid=True, partial=((24000, 24500), [])) == b'* ESEARCH (TAG "A04") UID PARTIAL (24000:24500 NIL)\r\n'
+    assert r.esearch_update(b"C01", uid=True, items=[(b"ADDTO", [(1, b"2733"), (1, b"2731:2732")])]) == \
+        b'* ESEARCH (TAG "C01") UID ADDTO (1 2733 1 2731:2732)\r\n'

@@ -43,6 +43,8 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "THREAD=REFERENCES",      # RFC 5256
     "ESORT",            # RFC 5267 section 3
     "COMPRESS=DEFLATE",  # RFC 4978
+    "CONTEXT=SEARCH",   # RFC 5267 section 4
+    "CONTEXT=SORT",     # RFC 5267 section 4
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

@@ -27,7 +27,7 @@ __all__ = [
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
-    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "Command", "STATE_COMMANDS",
+    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
@@ -55,7 +55,10 @@ STATUS_ITEMS = frozenset({
 })
 LIST_SELECTION_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
-SEARCH_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SEARCH_RETURN_OPTIONS = frozenset({
+    "MIN", "MAX", "ALL", "COUNT", "SAVE",   # RFC 4731, RFC 5182
+    "CONTEXT", "UPDATE", "PARTIAL",         # RFC 5267 section 4 (PARTIAL takes a range)
+})
 
 
 # -- any state ----------------------------------------------------------------
@@ -328,6 +331,7 @@ class Search:
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
     uid: bool = False
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), RFC 5267 section 4.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +345,14 @@ class Sort:
     charset: str
     return_options: tuple[str, ...] | None = None
     uid: bool = False
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL lo:hi), RFC 5267 section 4.4
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE "tag" ... (RFC 5267 section 4.3.5): stop the updates of those contexts."""
+
+    tags: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +415,7 @@ Command = Union[
     Capability, Noop, Logout, Id, Enable, StartTls, Authenticate, Login, Select, Examine,
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
-    Search, Fetch, Store, Copy, Move, Sort, Thread, Compress,
+    Search, Fetch, Store, Copy, Move, Sort, Thread, Compress, CancelUpdate,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
@@ -411,7 +423,8 @@ _AUTH = (
     Enable, Select, Examine, Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub,
     Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota, Compress,
 )
-_SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread)
+_SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread,
+             CancelUpdate)
 
 #: Which command classes are valid in which state (RFC 9051 section 6).
 #: A command outside its state gets ``tag BAD`` (mox answers BAD too).

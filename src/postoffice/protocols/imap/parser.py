@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 from .commands import (
     LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATUS_ITEMS,
-    Append, AppendMessage, Authenticate, Capability, Check, Close, Command, Compress, Copy, Create,
+    Append, AppendMessage, Authenticate, CancelUpdate, Capability, Check, Close, Command, Compress, Copy,
+    Create,
     Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
     Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select, SetQuota,
     Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
@@ -387,6 +388,16 @@ def _append(r: Reader) -> Command:
     return Append(mailbox, tuple(messages))
 
 
+def _cancelupdate(r: Reader) -> Command:
+    # command-select =/ "CANCELUPDATE" 1*(SP quoted)      ; RFC 5267 section 5
+    tags = []
+    while r.try_sp():
+        tags.append(r.quoted())
+    if not tags:
+        raise r.fail("CANCELUPDATE needs the quoted tag of a search")
+    return CancelUpdate(tuple(tags))
+
+
 def _compress(r: Reader) -> Command:
     # compress = "COMPRESS" SP algorithm ; algorithm = "DEFLATE" (RFC 4978 section 4)
     r.sp()
@@ -415,20 +426,33 @@ def _setquota(r: Reader) -> Command:
 
 
 # -- selected --------------------------------------------------------------------
-def _return_options(r: Reader, what: str) -> tuple[str, ...]:
+def _return_options(r: Reader, what: str) -> tuple[tuple[str, ...], tuple[int, int] | None]:
     # search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
     # (the caller consumed SP "RETURN")
+    # search-return-opt =/ modifier-context / modifier-partial / modifier-update   ; RFC 5267
+    # modifier-partial = "PARTIAL" SP partial-range ; partial-range = nz-number ":" nz-number
     r.sp()
+    partial: tuple[int, int] | None = None
 
     def opt() -> str:
+        nonlocal partial
         name = r.upper_atom(f"a {what} return option")
         if name not in SEARCH_RETURN_OPTIONS:
             raise r.fail(f"unknown {what} return option {name}")
+        if name == "PARTIAL":
+            r.sp()
+            lo = r.nz_number("the start of the PARTIAL range")
+            r.expect(b":", "':' in the PARTIAL range")
+            hi = r.nz_number("the end of the PARTIAL range")
+            partial = (min(lo, hi), max(lo, hi))  # "500:400 is the same as 400:500" (section 4.4)
         return name
 
     opts = r.paren_list(opt, what="return options")
+    if opts.count("PARTIAL") + opts.count("ALL") > 1:
+        # RFC 5267 section 4.4: either one PARTIAL, one ALL, or neither
+        raise r.fail("at most one PARTIAL or ALL return option")
     # RFC 4731 section 3.1 / RFC 5267 section 3.3: "RETURN ()" is equivalent to "RETURN (ALL)".
-    return tuple(dict.fromkeys(opts)) if opts else ("ALL",)
+    return (tuple(dict.fromkeys(opts)) if opts else ("ALL",)), partial
 
 
 def _charset(r: Reader) -> str:
@@ -451,15 +475,16 @@ def _search(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) 
     # search-program = ["CHARSET" SP charset SP] search-key *(SP search-key)
     r.sp()
     return_options: tuple[str, ...] | None = None
+    partial = None
     if r.try_keyword(b"RETURN"):
-        return_options = _return_options(r, "SEARCH")
+        return_options, partial = _return_options(r, "SEARCH")
         r.sp()
     charset = None
     if r.try_keyword(b"CHARSET"):
         r.sp()
         charset = _charset(r)
         r.sp()
-    return Search(_search_keys(r, max_depth), charset, return_options, uid)
+    return Search(_search_keys(r, max_depth), charset, return_options, uid, partial)
 
 
 def _sort(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
@@ -467,8 +492,9 @@ def _sort(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) ->
     # search-criteria = charset 1*(SP search-key)      ; RFC 5256 section 5, RFC 5267 section 3
     r.sp()
     return_options: tuple[str, ...] | None = None
+    partial = None
     if r.try_keyword(b"RETURN"):
-        return_options = _return_options(r, "SORT")
+        return_options, partial = _return_options(r, "SORT")
         if "SAVE" in return_options:  # RFC 5182 defines SAVE for SEARCH only
             raise r.fail("SAVE is not a SORT return option")
         r.sp()
@@ -476,7 +502,7 @@ def _sort(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) ->
     r.sp()
     charset = _charset(r)  # mandatory for SORT (RFC 5256 section 3)
     r.sp()
-    return Sort(criteria, _search_keys(r, max_depth), charset, return_options, uid)
+    return Sort(criteria, _search_keys(r, max_depth), charset, return_options, uid, partial)
 
 
 def _thread(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
@@ -610,6 +636,7 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"SORT": _sort,
     b"THREAD": _thread,
     b"COMPRESS": _compress,
+    b"CANCELUPDATE": _cancelupdate,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {

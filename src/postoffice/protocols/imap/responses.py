@@ -22,7 +22,8 @@ __all__ = [
     "Code", "ok", "no", "bad", "tagged", "untagged", "untagged_ok", "untagged_no",
     "untagged_bad", "bye", "preauth", "continuation", "atom", "quoted", "literal",
     "literal8", "string", "astring", "nstring", "mailbox", "number", "plist",
-    "flag_list", "sequence_set", "fetch", "esearch", "search", "sort", "thread", "ordered_set",
+    "flag_list", "sequence_set", "fetch", "esearch", "esearch_update", "search", "sort", "thread",
+    "ordered_set",
     "vanished", "exists",
     "recent", "expunge", "flags", "capability", "enabled", "list_response",
     "lsub_response", "status_response", "namespace", "id_response", "quota",
@@ -77,6 +78,11 @@ class Code:
     UNKNOWN_CTE = b"UNKNOWN-CTE"
     NOTSAVED = b"NOTSAVED"
     COMPRESSIONACTIVE = b"COMPRESSIONACTIVE"  # RFC 4978 section 3
+
+    @staticmethod
+    def noupdate(tag: bytes) -> bytes:
+        """``NOUPDATE "tag"``: the UPDATE of that search is refused (RFC 5267 section 4.3.1)."""
+        return b"NOUPDATE " + quoted(tag)
 
     @staticmethod
     def appenduid(uidvalidity: int, uids: Iterable[int]) -> bytes:
@@ -302,6 +308,7 @@ def esearch(
     count: int | None = None,
     modseq: int | None = None,
     ordered: bool = False,
+    partial: tuple[tuple[int, int], Sequence[int]] | None = None,
 ) -> bytes:
     """``* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n] [MODSEQ n]``
     (RFC 4731; MIN/MAX/ALL are omitted when there is no match). ``ordered``: ALL keeps the
@@ -321,8 +328,25 @@ def esearch(
             out.append(b"ALL " + s)
     if count is not None:
         out.append(b"COUNT %d" % count)
+    if partial is not None:
+        # ret-data-partial = "PARTIAL" SP "(" partial-range SP partial-results ")"; the range
+        # as requested, NIL when nothing falls in it (RFC 5267 section 4.4)
+        (lo, hi), got = partial
+        results = (ordered_set(got) if ordered else compress_uids(got)) if got else b"NIL"
+        out.append(b"PARTIAL (%d:%d %s)" % (lo, hi, results))
     if modseq is not None:
         out.append(b"MODSEQ %d" % modseq)
+    return b" ".join(out) + b"\r\n"
+
+
+def esearch_update(tag: bytes, *, uid: bool, items: Sequence[tuple[bytes, Sequence[tuple[int, bytes]]]]) -> bytes:
+    """``* ESEARCH (TAG "t") [UID] ADDTO (pos set ...) REMOVEFROM (pos set ...)`` (RFC 5267
+    section 4.3): ``items`` are (b"ADDTO" / b"REMOVEFROM", [(context position, set)])."""
+    out = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
+    if uid:
+        out.append(b"UID")
+    for name, pairs in items:
+        out.append(name + b" (" + b" ".join(b"%d %s" % (pos, st) for pos, st in pairs) + b")")
     return b" ".join(out) + b"\r\n"
 
 

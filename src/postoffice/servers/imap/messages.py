@@ -26,6 +26,7 @@ from ...protocols.imap import responses as r
 from ...protocols.imap.grammar import search as sk
 from ...protocols.imap.responses import Code
 from ...store import SEEN, NotFound, bits_to_flags, flags_to_bits
+from . import context
 from .errors import BadRequest, Refused
 from .mailboxes import find_mailbox
 from .selected import SelectedMailbox
@@ -368,6 +369,7 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
     verb = "UID SEARCH" if cmd.uid else "SEARCH"
     if cmd.charset is not None and cmd.charset not in CHARSETS:
         raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
+    context.check_tag(s, tag, cmd.return_options)  # RFC 5267 4.3: UPDATE with a live tag is BAD
     uses_modseq = _uses_modseq(cmd.key)
     if uses_modseq:
         s.enable_condstore()
@@ -417,7 +419,10 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
             all=numbers if numbers and "ALL" in options else None,
             count=len(numbers) if "COUNT" in options else None,
             modseq=modseq,
+            partial=(cmd.partial, context.window(numbers, cmd.partial)) if cmd.partial else None,
         ))
+    if "UPDATE" in options:  # CONTEXT=SEARCH (RFC 5267 4.3): keep this result current
+        context.register(s, tag, cmd.uid, cmd.key, None, [view.uids[n - 1] for n in seqs])
     return r.ok(tag, f"{verb} completed")
 
 

@@ -34,7 +34,7 @@ from ...protocols.imap.responses import Code
 from ...services.auth import AuthStatus, authzid_permitted
 from ...services.sessions import OpenSession
 from ...store import Account
-from . import mailboxes, messages, sort
+from . import context, mailboxes, messages, sort
 from .errors import BadRequest, tagged_for
 from .selected import SelectedMailbox
 
@@ -52,7 +52,7 @@ BASE_CAPABILITIES = (
     "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CHILDREN", "QUOTA",
     "QUOTA=RES-STORAGE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "WITHIN",
     "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
-    "COMPRESS=DEFLATE",
+    "COMPRESS=DEFLATE", "CONTEXT=SEARCH", "CONTEXT=SORT",
 )
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 SASL_MECHANISMS = ("PLAIN", "LOGIN")
@@ -63,7 +63,7 @@ class Session:
     """Per-connection state (kept small: thousands of these sit in IDLE at once)."""
 
     __slots__ = ("io", "app", "server", "state", "account", "registered", "client_id", "enabled",
-                 "condstore", "selected", "saved", "command_name", "__weakref__")
+                 "condstore", "selected", "saved", "command_name", "contexts", "__weakref__")
 
     def __init__(self, io: ImapHandler) -> None:
         self.io = io
@@ -78,6 +78,7 @@ class Session:
         self.selected: SelectedMailbox | None = None
         self.saved: list[int] | None = None  # SEARCHRES result as UIDs (RFC 5182)
         self.command_name = ""
+        self.contexts: dict[bytes, Any] | None = None  # RFC 5267 UPDATE searches by tag
 
     # -- helpers for handlers ------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -132,7 +133,8 @@ class Session:
                 log.exception("IMAP %s: %s failed", self.account.address if self.account else "-",
                               type(command).__name__)
                 tagged = r.no(tag, "Internal server error; the command was not completed", Code.SERVERBUG)
-        if self.selected is not None and self.state is State.SELECTED and not self.selected.quiet():
+        if self.selected is not None and self.state is State.SELECTED and (
+                not self.selected.quiet() or self.contexts):
             try:
                 for line in await self.sync(allow_expunge=_may_expunge(command)):
                     self.send(line)
@@ -142,14 +144,21 @@ class Session:
 
     async def sync(self, *, allow_expunge: bool) -> list[bytes]:
         assert self.selected is not None
-        return await self.selected.sync(self, allow_expunge=allow_expunge, qresync=self.qresync,
-                                        condstore=self.condstore)
+        before = self.selected.uids[:] if self.contexts else None
+        lines = await self.selected.sync(self, allow_expunge=allow_expunge, qresync=self.qresync,
+                                         condstore=self.condstore)
+        if before is not None:
+            # RFC 5267 4.3.3/4.3.4: REMOVEFROM before any EXPUNGE, ADDTO after EXISTS
+            removes, adds = await context.updates(self, before)
+            lines = removes + lines + adds
+        return lines
 
     def unselect(self) -> None:
         if self.selected is not None:
             self.selected.close(self.server.indexes)
             self.selected = None
             self.saved = None
+            self.contexts = None  # updates cease when the mailbox is closed (RFC 5267 4.3)
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 
@@ -351,6 +360,7 @@ HANDLERS: dict[type, Handler] = {
     c.SetQuota: mailboxes.do_setquota,
     c.Idle: do_idle,
     c.Compress: do_compress,
+    c.CancelUpdate: context.do_cancelupdate,
     c.Append: messages.do_append,
     c.Check: messages.do_check,
     c.Close: messages.do_close,

@@ -161,40 +161,55 @@ def sort_numbers(rows: list[tuple[int, SortRow]], criteria: tuple[Any, ...]) -> 
     return [n for n, _row in items]
 
 
-async def _matches(s: Session, view: SelectedMailbox, cmd: c.Sort | c.Thread) -> tuple[list[int], Any]:
-    """Sequence numbers matching the command's search key (SEARCH's own evaluation)."""
-    from .messages import _search_columns, _uses_modseq
+async def matches(s: Session, view: SelectedMailbox, key: Any) -> tuple[list[int], Any]:
+    """Sequence numbers matching a search key (SEARCH's own evaluation) and the columns."""
+    from .messages import _search_columns
     from .search import needs_details
     from .search import search as run_search
 
-    if cmd.charset not in CHARSETS:
-        # RFC 5256 section 3: US-ASCII and UTF-8 must be implemented, others are optional.
-        raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
-    if _uses_modseq(cmd.key):
-        s.enable_condstore()
-    columns, present = await _search_columns(view, needs_details(cmd.key))
+    columns, present = await _search_columns(view, needs_details(key))
     saved = list(s.saved) if s.saved is not None else None
-    seqs = await run_search(s.app.store, view.mailbox_id, columns, cmd.key, saved=saved,
+    seqs = await run_search(s.app.store, view.mailbox_id, columns, key, saved=saved,
                             now=datetime.now(timezone.utc), recent=view.recent_predicate())
     if present is not None:  # leave out what was expunged meanwhile (still in the view)
         seqs = [n for n in seqs if n - 1 in present]
     return seqs, columns
 
 
+async def sorted_uids(s: Session, view: SelectedMailbox, seqs: list[int], criteria: Any) -> list[int]:
+    """The UIDs of ``seqs`` (sequence numbers) in the order ``criteria`` give."""
+    data = await SortData.of(view.index)
+    uids = view.uids[:]
+
+    def run() -> list[int]:
+        row = data.row
+        return [uids[n - 1] for n in sort_numbers([(n, row(uids[n - 1])) for n in seqs], criteria)]
+    return await _cpu(run, len(seqs))
+
+
+async def _matches(s: Session, view: SelectedMailbox, cmd: c.Sort | c.Thread) -> tuple[list[int], Any]:
+    """Sequence numbers matching the command's search key (SEARCH's own evaluation)."""
+    from .messages import _uses_modseq
+
+    if cmd.charset not in CHARSETS:
+        # RFC 5256 section 3: US-ASCII and UTF-8 must be implemented, others are optional.
+        raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
+    if _uses_modseq(cmd.key):
+        s.enable_condstore()
+    seqs, columns = await matches(s, view, cmd.key)
+    return seqs, columns
+
+
 async def do_sort(s: Session, tag: bytes, cmd: c.Sort) -> bytes:
+    from . import context
     from .messages import _uses_modseq, _view
 
     view = _view(s)
     verb = "UID SORT" if cmd.uid else "SORT"
+    context.check_tag(s, tag, cmd.return_options)
     seqs, columns = await _matches(s, view, cmd)
-    data = await SortData.of(view.index)
-    uids = view.uids[:]  # a copy: the thread must not see the view change
-
-    def run() -> list[int]:
-        row = data.row
-        return sort_numbers([(n, row(uids[n - 1])) for n in seqs], cmd.criteria)
-    ordered = await _cpu(run, len(seqs))
-    numbers = [uids[n - 1] for n in ordered] if cmd.uid else ordered
+    ordered_uids = await sorted_uids(s, view, seqs, cmd.criteria)
+    numbers = ordered_uids if cmd.uid else [view.seq_of(u) for u in ordered_uids]
     modseq = None
     if seqs and _uses_modseq(cmd.key):
         modseq = max(columns.modseqs[n - 1] for n in seqs)
@@ -210,7 +225,10 @@ async def do_sort(s: Session, tag: bytes, cmd: c.Sort) -> bytes:
         all=numbers if numbers and "ALL" in options else None,
         count=len(numbers) if "COUNT" in options else None,
         modseq=modseq, ordered=True,
+        partial=(cmd.partial, context.window(numbers, cmd.partial)) if cmd.partial else None,
     ))
+    if "UPDATE" in options:
+        context.register(s, tag, cmd.uid, cmd.key, cmd.criteria, ordered_uids)
     return r.ok(tag, f"{verb} completed")
 
 
