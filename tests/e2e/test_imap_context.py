@@ -159,7 +159,10 @@ def test_updates_arrive_during_idle(srv: RunningServer) -> None:
         acct = srv.call(srv.store.get_account(address))
         srv.call(srv.store.deliver([(acct.id, "INBOX")], b"Subject: new\r\n\r\nx\r\n"))
         assert w.line() == b"* 3 EXISTS"
-        assert w.line() == b'* ESEARCH (TAG "E01") UID ADDTO (0 3)'
+        line = w.line()
+        if line.endswith(b"RECENT"):  # an IMAP4rev1 session also hears \Recent (RFC 3501 7.3.2)
+            line = w.line()
+        assert line == b'* ESEARCH (TAG "E01") UID ADDTO (0 3)'
         w.send(b"DONE\r\n")
         assert w.line() == b"i OK IDLE terminated"
     finally:
