@@ -555,6 +555,60 @@ def dkim_show(ctx: Context, domain_name: str) -> None:
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
 
 
+# -- app passwords (issue 16) -----------------------------------------------------------------
+
+
+@main.group("app-password")
+def app_password() -> None:
+    """Per-device passwords of an address, scoped to protocols (the main password keeps working)."""
+
+
+@app_password.command("add")
+@click.argument("address")
+@click.option("--name", required=True, help="What it is for, e.g. 'Phone'.")
+@click.option("--protocols", default="imap,smtp", show_default=True, help="Comma-separated: imap, pop3, smtp.")
+@click.option("--expires-days", type=float, help="Stop working after this many days.")
+@pass_ctx
+def app_password_add(ctx: Context, address: str, name: str, protocols: str, expires_days: float | None) -> None:
+    import time
+
+    from .services.app_passwords import AppPasswords
+
+    expires = time.time() + expires_days * 86400 if expires_days else None
+    created = ctx.run(lambda svc: AppPasswords(svc.store).create(address, name, protocols.split(","), expires))
+    app = created.app_password
+    console.print(f"app password {app.id} [bold]{app.name}[/] for {address} ({', '.join(app.protocols)}): "
+                  f"[bold]{created.password}[/]  (shown only this once)")
+
+
+@app_password.command("list")
+@click.argument("address")
+@pass_ctx
+def app_password_list(ctx: Context, address: str) -> None:
+    import datetime
+
+    from .services.app_passwords import AppPasswords
+
+    def when(t: float | None) -> str:
+        return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else "-"
+    table = Table("id", "name", "protocols", "created", "expires", "last used")
+    for a in ctx.run(lambda svc: AppPasswords(svc.store).list(address)):
+        table.add_row(str(a.id), a.name, " ".join(a.protocols), when(a.created_at),
+                      ("[red]expired[/] " if a.expired() else "") + when(a.expires_at), when(a.last_used_at))
+    console.print(table)
+
+
+@app_password.command("revoke")
+@click.argument("address")
+@click.argument("app_id", type=int)
+@pass_ctx
+def app_password_revoke(ctx: Context, address: str, app_id: int) -> None:
+    from .services.app_passwords import AppPasswords
+
+    ctx.run(lambda svc: AppPasswords(svc.store).revoke(address, app_id))
+    console.print(f"app password {app_id} of {address} revoked (its sessions end)")
+
+
 def parse_size(text: str) -> int:
     value = text.strip().upper()
     number = value.rstrip("KMGB")

@@ -166,3 +166,22 @@ def test_shutdown_says_goodbye_to_sessions_that_never_logged_in(tmp_path: Path) 
     assert read_line(pop3).startswith(b"-ERR")
     for sock in (smtp, imap, pop3):
         sock.close()
+
+
+def test_app_password_commands(config: Path) -> None:
+    assert po(config, "domain", "add", "example.com").returncode == 0
+    assert po(config, "account", "add", "alice@example.com", "--password", "s3cret-pass").returncode == 0
+    out = po(config, "app-password", "add", "alice@example.com", "--name", "Phone", "--protocols", "imap",
+             "--expires-days", "30")
+    assert out.returncode == 0 and "shown only this once" in out.stdout, out.stderr
+    import re
+    assert re.search(r"[a-z]{4}(-[a-z]{4}){4}", out.stdout)
+    out = po(config, "app-password", "list", "alice@example.com")
+    assert "Phone" in out.stdout and "imap" in out.stdout
+    bad = po(config, "app-password", "add", "alice@example.com", "--name", "X", "--protocols", "ftp")
+    assert bad.returncode != 0 and "imap, pop3, smtp" in bad.stderr + bad.stdout
+    out = po(config, "app-password", "revoke", "alice@example.com", "1")
+    assert out.returncode == 0 and "revoked" in out.stdout
+    assert "Phone" not in po(config, "app-password", "list", "alice@example.com").stdout
+    bad = po(config, "app-password", "revoke", "alice@example.com", "1")
+    assert bad.returncode != 0

@@ -135,7 +135,9 @@ class ManageSieveHandler:
         self.account = result.account
         self.registered = self.app.sessions.add(OpenSession(
             "imap", result.account.id, result.account.address, self.conn.remote_ip, self.conn.tls,
-            self.conn.local_port, client_id="ManageSieve", terminate=self._terminate))
+            self.conn.local_port, client_id="ManageSieve", terminate=self._terminate,
+            app_password=result.app_password.name if result.app_password else "",
+            app_password_id=result.app_password.id if result.app_password else None))
         return self.session.auth_done(True, user=result.account.address)
 
     def _terminate(self, reason: str) -> None:

@@ -150,6 +150,7 @@ class Pop3Handler:
         self.session = Pop3Session(policy, tls_active=conn.tls)
         self.timeout = float(self.app.config.limits.pop3_timeout)
         self.account: Account | None = None
+        self.app_password: Any = None  # the app password that logged in (AuthResult.app_password)
         self.snapshot: Snapshot | None = None
         self.registered: OpenSession | None = None
         self.done = False
@@ -394,6 +395,7 @@ class Pop3Handler:
             return AuthTemporaryFailure()
         if result.status is AuthStatus.OK and result.account is not None:
             self.account = result.account
+            self.app_password = result.app_password
             return AuthOk(result.account.address)
         if result.status is AuthStatus.REFUSED:
             return AuthRefused(result.reason)
@@ -415,7 +417,9 @@ class Pop3Handler:
         self.snapshot = snapshot
         self.registered = self.app.sessions.add(OpenSession(
             protocol="pop3", account_id=account.id, address=account.address, remote=self.conn.remote_ip,
-            tls=self.conn.tls, port=self.conn.local_port, terminate=self.terminate))
+            tls=self.conn.tls, port=self.conn.local_port, terminate=self.terminate,
+            app_password=self.app_password.name if self.app_password else "",
+            app_password_id=self.app_password.id if self.app_password else None))
         log.info("POP3 login %s from %s (%s, %d messages)", account.address, self.conn.remote_ip,
                  "TLS" if self.conn.tls else "plain", len(snapshot))
         return Maildrop(list(map(MessageInfo, snapshot.uidls, snapshot.sizes)))

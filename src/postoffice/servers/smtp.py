@@ -433,7 +433,8 @@ class SmtpSession:
             self.session = self.app.sessions.add(OpenSession(
                 protocol="smtp", account_id=result.account.id, address=result.account.address,
                 remote=self.conn.remote_ip, tls=self.conn.tls, port=self.conn.local_port,
-                terminate=self._terminate))
+                terminate=self._terminate, app_password=result.app_password.name if result.app_password else "",
+                app_password_id=result.app_password.id if result.app_password else None))
         elif result.status is AuthStatus.REFUSED:
             self.auth_failed(Reply(535, "5.7.1", result.reason))
         elif result.status is AuthStatus.THROTTLED:

@@ -38,6 +38,7 @@ from .. import cpu
 from ..config import Security
 from ..mail.address import InvalidAddress, normalize_address
 from ..store import Account, Domain, Store
+from ..store.app_passwords import AppPassword
 from .access import protocol_access
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class AuthResult:
     account: Account | None = None
     domain: Domain | None = None
     reason: str = ""
+    #: the app password that logged in (services/app_passwords.py), None for the main password
+    app_password: AppPassword | None = None
 
     @property
     def ok(self) -> bool:
@@ -261,7 +264,10 @@ class Authenticator:
             self.observe(protocol, result.status.value)
         return result
 
-    async def _check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
+    async def _check_password(self, username: str, password: str, remote_ip: str, *,
+                              app_passwords: bool = False) -> AuthResult:
+        """``app_passwords``: an app password may stand in for the main one (the mail
+        protocols; never the panel)."""
         started = time.monotonic()
         address = normalize_login(username) or username.strip().lower()
         if self.is_blocked(remote_ip, address):
@@ -269,7 +275,13 @@ class Authenticator:
             await self._delay(remote_ip, address, started)  # a blocked scanner waits too
             return AuthResult(AuthStatus.THROTTLED, reason="too many failed logins; try again later")
         account = await self.store.get_account(address)
-        if account is not None and self._cached_ok(account, password):
+        app: AppPassword | None = None
+        if app_passwords and account is not None:
+            from .app_passwords import AppPasswords  # (imports services.accounts, which imports us)
+            app = await AppPasswords(self.store).match(account.id, password)
+        if app is not None:
+            ok = True  # one indexed look-up of a high-entropy secret's digest; no argon2 run
+        elif account is not None and self._cached_ok(account, password):
             ok = True
         else:
             ok = await self._verify_once(account, address, password)
@@ -279,7 +291,7 @@ class Authenticator:
             return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password")
         self.clear_failures(remote_ip, address)
         domain = await self.store.get_domain_by_id(account.domain_id)
-        return AuthResult(AuthStatus.OK, account, domain)
+        return AuthResult(AuthStatus.OK, account, domain, app_password=app)
 
     async def _verify_once(self, account: Account | None, address: str, password: str) -> bool:
         """argon2 verification, shared by concurrent logins with the same credentials: fifty
@@ -309,12 +321,20 @@ class Authenticator:
 
     async def authenticate(self, username: str, password: str, remote_ip: str, protocol: str) -> AuthResult:
         """Credentials, then the protocol-access decision for ``protocol`` (imap/pop3/smtp)."""
-        result = await self._check_password(username, password, remote_ip)
+        result = await self._check_password(username, password, remote_ip, app_passwords=True)
         if not result.ok or result.account is None or result.domain is None:
             return self._observed(protocol, result)
+        if result.app_password is not None:
+            from .app_passwords import scope_refusal
+            refusal = scope_refusal(result.app_password, protocol)
+            if refusal is not None:
+                log.info("%s refused for %s: %s", protocol, result.account.address, refusal)
+                return self._observed(protocol, AuthResult(AuthStatus.REFUSED, result.account, result.domain,
+                                                           refusal, result.app_password))
+            await self.store.touch_app_password(result.app_password.id)
         decision = protocol_access(result.account, result.domain, protocol)
         if not decision.allowed:
             log.info("%s refused for %s: %s", protocol, result.account.address, decision.reason)
             return self._observed(protocol, AuthResult(AuthStatus.REFUSED, result.account, result.domain,
-                                                       decision.reason))
+                                                       decision.reason, result.app_password))
         return self._observed(protocol, result)

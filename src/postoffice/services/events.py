@@ -64,6 +64,7 @@ class SessionOpened:
     port: int
     since: float
     client_id: str = ""
+    app_password: str = ""
 
 
 @dataclass(frozen=True)

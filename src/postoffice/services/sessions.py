@@ -46,6 +46,8 @@ class OpenSession:
     # Called with a reason to end the session; set by the server.
     terminate: Callable[[str], Awaitable[None] | None] | None = None
     node: str = ""  # the worker process that holds it ("" = this one)
+    app_password: str = ""  # the name of the app password it logged in with ("" = main password)
+    app_password_id: int | None = None
 
 
 class SessionRegistry:
@@ -86,7 +88,8 @@ class SessionRegistry:
         if self._shared:
             self.bus.publish([SessionOpened(
                 self.bus.node, session.id, session.protocol, session.account_id, session.address,
-                session.remote, session.tls, session.port, session.since, session.client_id)])
+                session.remote, session.tls, session.port, session.since, session.client_id,
+                session.app_password)])
 
     # -- every worker's sessions -----------------------------------------------------------
     def for_account(self, account_id: int) -> list[OpenSession]:
@@ -102,7 +105,7 @@ class SessionRegistry:
             self._remote[(event.node, event.id)] = OpenSession(
                 protocol=event.protocol, account_id=event.account_id, address=event.address,
                 remote=event.remote, tls=event.tls, port=event.port, since=event.since,
-                client_id=event.client_id, id=event.id, node=event.node)
+                client_id=event.client_id, id=event.id, node=event.node, app_password=event.app_password)
         elif isinstance(event, SessionClosed):
             self._remote.pop((event.node, event.id), None)
         elif isinstance(event, NodeGone):
@@ -138,6 +141,14 @@ class SessionRegistry:
             decision = protocol_access(account, domain, session.protocol)
             if not decision.allowed:
                 await self._terminate(session, decision.reason)
+                continue
+            if session.app_password_id is not None:
+                # Revoked (or expired) app password: its sessions end (issue 16).
+                apps = {a.id: a for a in await self.store.list_app_passwords(account.id)}
+                app = apps.get(session.app_password_id)
+                if app is None or app.expired():
+                    await self._terminate(session, f"the app password \u201c{session.app_password}\u201d was revoked"
+                                          if app is None else f"the app password \u201c{app.name}\u201d has expired")
 
     async def _terminate(self, session: OpenSession, reason: str) -> None:
         log.info("ending %s session of %s: %s", session.protocol, session.address, reason)

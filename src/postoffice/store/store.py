@@ -35,9 +35,10 @@ from .records import PROTOCOLS
 from .rows import BLOB_GRACE_SECONDS, BLOB_WRITERS
 from .sieve import SieveStore
 from .spool import Spool
+from .app_passwords import AppPasswordStore
 
 
-class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore):
+class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, AppPasswordStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
     def __init__(self, db: Database, blobs: BlobStore, spool: Spool | None = None) -> None:

@@ -92,7 +92,8 @@ class AddressChanges:
 
 
 def session_dict(s: OpenSession) -> dict[str, Any]:
-    return {"id": s.id, "protocol": s.protocol, "client_id": s.client_id, "remote": s.remote,
+    return {"id": s.id, "protocol": s.protocol, "client_id": s.client_id, "app_password": s.app_password or None,
+            "remote": s.remote,
             "tls": s.tls, "port": s.port, "since": s.since}
 
 

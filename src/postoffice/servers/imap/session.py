@@ -188,7 +188,9 @@ class Session:
         conn = self.io.conn
         self.registered = self.app.sessions.add(OpenSession(
             protocol="imap", account_id=account.id, address=account.address, remote=conn.remote_ip,
-            tls=conn.tls, port=conn.local_port, client_id=self.client_id, terminate=self.io.terminate))
+            tls=conn.tls, port=conn.local_port, client_id=self.client_id, terminate=self.io.terminate,
+            app_password=result.app_password.name if result.app_password else "",
+            app_password_id=result.app_password.id if result.app_password else None))
         log.info("IMAP login %s from %s (%s)", account.address, conn.remote_ip, "TLS" if conn.tls else "plain")
         inbox = await self.server.mailboxes.get(account.id, "INBOX")
         if inbox is not None:
