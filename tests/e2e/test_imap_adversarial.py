@@ -133,13 +133,77 @@ def test_list_wildcards_still_match_correctly(srv: RunningServer) -> None:
 # -- states and LOGIN / AUTHENTICATE -------------------------------------------------------------
 
 def test_commands_in_every_state(srv: RunningServer) -> None:
-    wire = Wire.tls(srv)
     for line in (b"a SELECT INBOX", b"a FETCH 1 FLAGS", b"a IDLE", b"a ENABLE IMAP4rev2", b"a LIST \"\" *"):
+        wire = Wire.tls(srv)
         assert wire.cmd(line)[-1].startswith(b"a BAD")
-    assert wire.cmd(b"b ID NIL")[-1] == b"b OK ID completed"
-    lines = wire.cmd(b"c LOGOUT")
-    assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"c OK")
+        assert wire.cmd(b"b ID NIL")[-1] == b"b OK ID completed"
+        lines = wire.cmd(b"c LOGOUT")
+        assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"c OK")
+        assert wire.closed()
+
+
+# Issue #12, Dovecot's rule: protocol confusion (an HTTP client on 143) and scanners are cut off.
+@pytest.mark.parametrize("invalid", [
+    [b"GET / HTTP/1.1", b"Host: mail.test", b""],  # unparsable, untagged BAD each
+    [b"a SELECT INBOX", b"b FETCH 1 FLAGS", b"c EXPUNGE"],  # not allowed before login
+    [b"a FROB", b"b NOOP", b"c FROB", b"d FROB"],  # the third invalid one, even with a valid one between
+])
+def test_three_invalid_commands_before_login_get_bye(srv: RunningServer, invalid: list[bytes]) -> None:
+    wire = Wire.tls(srv)
+    wire.send(b"".join(line + b"\r\n" for line in invalid))
     assert wire.closed()
+    lines = [line for line in wire.buf.split(b"\r\n") if line]
+    assert sum(1 for line in lines if b" BAD " in line) == 3, lines
+    assert lines[-1].startswith(b"* BYE") and b"invalid commands" in lines[-1], lines
+
+
+def test_twenty_invalid_commands_in_a_row_after_login_get_bye(srv: RunningServer) -> None:
+    wire = logged_in(srv, select=False)
+    for i in range(19):
+        assert wire.cmd(b"x%d FROB" % i)[-1].startswith(b"x%d BAD" % i)
+    assert wire.cmd(b"n NOOP")[-1].startswith(b"n OK")  # a valid command ends the run
+    for i in range(19):
+        assert wire.cmd(b"y%d EXPUNGE" % i)[-1].startswith(b"y%d BAD" % i)  # no mailbox selected
+    wire.send(b"z1 FROB\r\n")
+    lines = wire.until(b"z1")
+    lines += [wire.line()]
+    assert lines[0].startswith(b"z1 BAD") and lines[1] == b"* BYE Too many invalid commands", lines
+    assert wire.closed()
+
+
+def test_a_big_literal_before_login_gets_bye_not_a_continuation(srv: RunningServer) -> None:
+    wire = Wire.tls(srv)
+    wire.send(b"a LOGIN {8193}\r\n")
+    first, second = wire.line(), wire.line()
+    assert first.startswith(b"a BAD [TOOBIG]") and second.startswith(b"* BYE"), (first, second)
+    assert wire.closed()
+    # literals adding up past the limit in one command, and a LITERAL+ one, are treated alike
+    wire = Wire.tls(srv)
+    wire.send(b"a ID (\"x\" {5000+}\r\n" + b"v" * 5000 + b" \"y\" {5000+}\r\n")
+    first = wire.line()
+    assert first.startswith(b"a BAD [TOOBIG]") and wire.line().startswith(b"* BYE"), first
+    assert wire.closed()
+    # a literal that fits is still fine: a password sent as one
+    address = account(srv, 0).encode()
+    wire = Wire.tls(srv)
+    wire.send(b"a LOGIN " + address + b" {9}\r\n")
+    assert wire.line().startswith(b"+")
+    wire.send(PASSWORD.encode() + b"\r\n")
+    assert wire.until(b"a")[-1].startswith(b"a OK")
+
+
+def test_the_literals_of_one_command_are_bounded_together(srv: RunningServer) -> None:
+    """10,000 one-kilobyte literals in one SEARCH were accepted (10 MB of command): the
+    literals of a command other than APPEND count together against one limit."""
+    wire = logged_in(srv)
+    wire.send(b"a SEARCH" + b"".join(b" TEXT {1024+}\r\n" + b"q" * 1024 for _ in range(300)) + b"\r\n")
+    lines = wire.until(b"a")
+    assert lines[-1].startswith(b"a BAD [TOOBIG]"), lines[-1]
+    assert wire.line().startswith(b"* BYE")
+    # a few literals are fine
+    wire = logged_in(srv)
+    wire.send(b"b SEARCH TEXT {4+}\r\nbody TEXT {4+}\r\nbody\r\n")
+    assert wire.until(b"b")[-1].startswith(b"b OK")
 
 
 @pytest.mark.parametrize("user, pw, expected", [

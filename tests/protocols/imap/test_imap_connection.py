@@ -230,3 +230,46 @@ def test_many_small_receives_of_a_long_line_are_linear() -> None:
         conn.next_event()
     # reached the end: the command parsed in a single pass
     assert conn.buffered == 0
+
+
+# -- issue #12: pre-login literals, literals added up, invalid commands ------------------------
+
+def test_a_literal_over_the_prelogin_limit_closes_even_when_synchronizing() -> None:
+    conn = ImapConnection(max_preauth_literal_size=8192)
+    events = feed(conn, b"a1 LOGIN {8193}\r\n")
+    assert events[0] == LiteralRejected(b"a1", 8193, 8192, True, before_login=True)
+    assert events[0].must_close and conn.closed  # type: ignore[union-attr]
+    conn = ImapConnection(max_preauth_literal_size=8192)
+    events = feed(conn, b"a1 ID (\"x\" {5000+}\r\n" + b"v" * 5000 + b" \"y\" {4000}\r\n")
+    assert events == [LiteralRejected(b"a1", 4000, 3192, True, before_login=True), ConnectionClosed()]
+    conn = ImapConnection(max_preauth_literal_size=8192)
+    assert feed(conn, b"a1 LOGIN {8192}\r\n") == [ContinuationNeeded(b"a1", 8192)]
+    conn = ImapConnection(max_preauth_literal_size=8192)
+    conn.logged_in()
+    assert feed(conn, b"a1 LOGIN {9000}\r\n") == [ContinuationNeeded(b"a1", 9000)]
+
+
+def test_the_literals_of_one_command_count_together() -> None:
+    conn = ImapConnection(max_other_literal_size=3000)
+    events = feed(conn, b"a1 SEARCH TEXT {1000+}\r\n" + b"q" * 1000 + b" TEXT {1000+}\r\n" + b"q" * 1000
+                  + b" TEXT {1001+}\r\n")
+    assert events == [LiteralRejected(b"a1", 1001, 1000, False), ConnectionClosed()]
+    # APPEND literals have their own (message size) limit, and a new command starts afresh
+    conn = ImapConnection(max_other_literal_size=3000, max_literal_size=10_000)
+    assert feed(conn, b"a1 APPEND INBOX {5000}\r\n") == [ContinuationNeeded(b"a1", 5000)]
+    conn = ImapConnection(max_other_literal_size=3000)
+    feed(conn, b"a1 LOGIN {2000+}\r\n" + b"u" * 2000 + b" x\r\n")
+    assert feed(conn, b"a2 LOGIN {2000}\r\n") == [ContinuationNeeded(b"a2", 2000)]
+
+
+def test_invalid_commands_are_counted() -> None:
+    conn = ImapConnection(max_bad_before_login=3, max_bad_in_a_row=20)
+    assert [conn.note_command(v) for v in (False, True, False, False)] == [False, False, False, True]
+    conn = ImapConnection(max_bad_before_login=3, max_bad_in_a_row=20)
+    conn.note_command(False)
+    conn.logged_in()
+    assert not any(conn.note_command(False) for _ in range(19))
+    assert not conn.note_command(True)  # the run is broken
+    assert not any(conn.note_command(False) for _ in range(19))
+    assert conn.note_command(False)
+    assert not ImapConnection().note_command(False)  # no limits configured

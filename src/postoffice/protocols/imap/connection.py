@@ -26,9 +26,18 @@ Implementation notes (invariants):
   server answers BAD [TOOBIG], says BYE and closes; the connection is dead.
 * Limits: ``max_line_length`` per line (literals excluded),
   ``max_literal_size`` for APPEND literals, ``max_other_literal_size`` for
-  literals of any other command, ``max_command_size`` for the whole command,
+  the literals of any other command *together* (10,000 one-kilobyte literals in
+  one SEARCH add up), ``max_command_size`` for the whole command,
   ``max_nonsync_literal_size`` (set 4096 when advertising LITERAL- instead of
   LITERAL+).
+* Before login (until ``logged_in()``), ``max_preauth_literal_size`` bounds the
+  literals of a command together: more gets ``LiteralRejected`` with
+  ``before_login`` (answer BYE, not ``+``; the connection is dead).
+* Misbehaving clients (Dovecot's rule): the server reports each command with
+  ``note_command``; the ``max_bad_before_login``-th invalid command before
+  login, or the ``max_bad_in_a_row``-th in a row after it, returns True and
+  the server says BYE and closes. This ends protocol confusion (an HTTP or SMTP
+  client talking to port 143) and scanners quickly.
 * The receive buffer is a bytearray with a read offset; consumed bytes are
   dropped in bulk, LF searches resume where they stopped and literal bytes are
   copied out once per received chunk, so a byte-by-byte feed and a 50 MB
@@ -83,6 +92,9 @@ class ImapConnection:
         max_command_size: int | None = None,
         max_nonsync_literal_size: int | None = None,
         max_search_depth: int = MAX_SEARCH_DEPTH,
+        max_preauth_literal_size: int | None = None,
+        max_bad_before_login: int | None = None,
+        max_bad_in_a_row: int | None = None,
     ) -> None:
         self.max_line_length = max_line_length
         self.max_literal_size = max_literal_size
@@ -92,6 +104,12 @@ class ImapConnection:
         )
         self.max_nonsync_literal_size = max_nonsync_literal_size
         self.max_search_depth = max_search_depth
+        self.max_preauth_literal_size = max_preauth_literal_size
+        self.max_bad_before_login = max_bad_before_login
+        self.max_bad_in_a_row = max_bad_in_a_row
+        self.authenticated = False
+        self._bad = 0  # invalid commands: all of them before login, the current run after
+        self._literal_total = 0  # literal bytes announced in the command being assembled
         self._buf = bytearray()
         self._pos = 0  # read offset into _buf
         self._scan = 0  # LF search resumes here (absolute index into _buf)
@@ -139,6 +157,26 @@ class ImapConnection:
         response -> ``SaslResponse``, ``*`` -> ``SaslCancelled``, otherwise
         ``SaslInvalid`` (RFC 9051 6.2.2). Call again for every challenge."""
         self._mode = _Mode.SASL
+
+    def logged_in(self) -> None:
+        """Call when the client has logged in: the pre-login limits no longer apply."""
+        self.authenticated = True
+        self._bad = 0
+
+    def note_command(self, valid: bool) -> bool:
+        """Tell the connection whether the client's last command was one the server could
+        run (``valid``), or invalid: unparsable, unknown, over-long, or not allowed in this
+        state (answered BAD before anything ran). Returns True when it was one invalid
+        command too many: the server sends ``* BYE`` and closes (Dovecot: 3 invalid commands
+        before login, 20 in a row after; a refused login or a cancelled SASL exchange is
+        not an invalid command)."""
+        if valid:
+            if self.authenticated:
+                self._bad = 0  # "in a row": a command that ran breaks the run
+            return False
+        self._bad += 1
+        limit = self.max_bad_in_a_row if self.authenticated else self.max_bad_before_login
+        return limit is not None and self._bad >= limit
 
     def start_tls(self) -> bool:
         """Call after writing the STARTTLS OK, before the handshake.
@@ -238,6 +276,7 @@ class ImapConnection:
         self._parts = []
         self._cmd_size = 0
         self._literal_remaining = 0
+        self._literal_total = 0
 
     def _current_tag(self, first: bytes | None = None) -> bytes | None:
         if first is not None:
@@ -279,17 +318,27 @@ class ImapConnection:
         size = int(digits) if len(digits) <= 20 else 1 << 64
         synchronizing = not plus
         first = self._parts[0]
-        limit = self.max_literal_size if _APPEND_RE.match(first) else self.max_other_literal_size
+        if _APPEND_RE.match(first):
+            limit = self.max_literal_size
+        else:
+            # the literals of one command together (not each on its own)
+            limit = self.max_other_literal_size - self._literal_total
         limit = min(limit, self.max_command_size - self._cmd_size)
         if not synchronizing and self.max_nonsync_literal_size is not None:
             limit = min(limit, self.max_nonsync_literal_size)
+        before_login = False
+        if not self.authenticated and self.max_preauth_literal_size is not None:
+            preauth = self.max_preauth_literal_size - self._literal_total
+            if size > preauth:
+                limit, before_login = min(limit, preauth), True
         tag = self._current_tag(first)
         if size > limit:
             self._reset_command()
-            if not synchronizing:
+            if not synchronizing or before_login:
                 self._dead = True
-            return LiteralRejected(tag, size, max(limit, 0), synchronizing)
+            return LiteralRejected(tag, size, max(limit, 0), synchronizing, before_login)
         self._literal_remaining = size
+        self._literal_total += size
         self._cmd_size += size
         if synchronizing:
             return ContinuationNeeded(tag, size)

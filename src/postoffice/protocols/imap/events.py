@@ -75,16 +75,21 @@ class LiteralRejected:
     Non-synchronizing ``{n+}`` literal (``must_close`` is True): the client is
     already sending the bytes (RFC 7888 section 4): answer ``tag BAD [TOOBIG]``,
     send ``* BYE`` and close. The connection is dead afterwards.
+
+    ``before_login``: a literal over the small pre-login limit (any kind): the
+    client gets ``* BYE`` rather than ``+`` and the connection is dead too
+    (``must_close``); nobody needs kilobytes to log in.
     """
 
     tag: bytes | None
     size: int
     limit: int
     synchronizing: bool
+    before_login: bool = False
 
     @property
     def must_close(self) -> bool:
-        return not self.synchronizing
+        return not self.synchronizing or self.before_login
 
 
 @dataclass(frozen=True, slots=True)

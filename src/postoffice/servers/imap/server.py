@@ -14,7 +14,10 @@ Implementation notes (invariants):
 * Literals: the connection enforces ``limits.imap_max_literal`` before reading one. A
   synchronizing literal over the limit gets ``NO [TOOBIG]`` and the session goes on; a
   LITERAL+ one is already on its way, so it gets ``BAD [TOOBIG]``, ``* BYE`` and the
-  connection is closed (RFC 7888 section 4).
+  connection is closed (RFC 7888 section 4). Before login, literals over
+  ``PREAUTH_LITERAL_LIMIT`` get ``BAD [TOOBIG]`` and ``* BYE`` (never ``+``).
+* Invalid commands: counted by the connection (``invalid_command``); BYE after
+  ``MAX_BAD_BEFORE_LOGIN`` before login or ``MAX_BAD_IN_A_ROW`` in a row after.
 * Plaintext passwords: on 143 before STARTTLS, LOGINDISABLED is advertised, no AUTH=, and
   LOGIN/AUTHENTICATE answer ``NO [PRIVACYREQUIRED]``, unless the configuration allows it
   (``security.allow_plaintext_auth``, or ``allow_plaintext_auth_loopback`` for 127.0.0.1).
@@ -61,6 +64,12 @@ FLUSH_AT = 256 * 1024
 #: small compressed burst cannot expand into an unbounded buffer (the line and literal limits
 #: then apply as usual).
 INFLATE_CHUNK = 64 * 1024
+# Before login a literal (or the literals of one command together) over this gets BYE, not "+":
+# a user name, a password or a SASL response needs a few hundred bytes at most.
+PREAUTH_LITERAL_LIMIT = 8 * 1024
+# Dovecot's rule: BYE after 3 invalid commands before login (imap-login), or 20 in a row after.
+MAX_BAD_BEFORE_LOGIN = 3
+MAX_BAD_IN_A_ROW = 20
 #: Accounts whose mailbox lists `MailboxCache` keeps (the oldest entry goes first).
 MAILBOX_CACHE_ACCOUNTS = 4096
 
@@ -152,7 +161,9 @@ class ImapHandler:
         self.app = server.app
         self.conn = conn
         limits = self.app.config.limits
-        self.pconn = ImapConnection(max_literal_size=limits.imap_max_literal)
+        self.pconn = ImapConnection(max_literal_size=limits.imap_max_literal,
+                                    max_preauth_literal_size=PREAUTH_LITERAL_LIMIT,
+                                    max_bad_before_login=MAX_BAD_BEFORE_LOGIN, max_bad_in_a_row=MAX_BAD_IN_A_ROW)
         self.out: list[bytes] = []
         self.out_size = 0
         self.done = False
@@ -285,28 +296,41 @@ class ImapHandler:
             self.session.close()
             await self.conn.close()
 
+    def invalid_command(self, response: bytes) -> None:
+        """Answer a command that could not run (BAD); the connection counts them and a client
+        over the limit gets BYE (ImapConnection.note_command)."""
+        self.send(response)
+        if self.pconn.note_command(False) and not self.done:
+            log.info("IMAP %s from %s: too many invalid commands, closing", self._who(), self.conn.remote_ip)
+            self.send(r.bye("Too many invalid commands"))
+            self.done = True
+
     def _protocol_event(self, event: Any) -> None:
         if isinstance(event, InvalidCommand):
             text = event.message
             if event.unknown:
                 text = f"Unknown command: {text}"
-            self.send(r.bad(event.tag, text[:1].upper() + text[1:]))
+            self.invalid_command(r.bad(event.tag, text[:1].upper() + text[1:]))
         elif isinstance(event, ContinuationNeeded):
             self.send(r.continuation("Ready for literal data"))
         elif isinstance(event, LiteralRejected):
             text = f"Literal of {event.size} octets is larger than the limit of {event.limit}"
-            if event.must_close:
+            if event.before_login:
+                self.send(r.bad(event.tag, text + " before login", Code.TOOBIG))
+                self.send(r.bye("Connection closed: literal too large before login", Code.TOOBIG))
+                self.done = True
+            elif event.must_close:
                 self.send(r.bad(event.tag, text, Code.TOOBIG))
                 self.send(r.bye("Connection closed: literal too large", Code.TOOBIG))
                 self.done = True
             else:
                 self.send(r.no(event.tag, text, Code.TOOBIG))
         elif isinstance(event, LineTooLong):
-            self.send(r.bad(event.tag, f"Command line too long (the limit is {event.limit} octets)"))
+            self.invalid_command(r.bad(event.tag, f"Command line too long (the limit is {event.limit} octets)"))
         elif isinstance(event, IdleDone):
-            self.send(r.bad(None, "DONE without IDLE"))
+            self.invalid_command(r.bad(None, "DONE without IDLE"))
         else:
-            self.send(r.bad(None, "Unexpected input"))
+            self.invalid_command(r.bad(None, "Unexpected input"))
 
     # -- STARTTLS ------------------------------------------------------------------------------------
     async def start_tls(self, ok_line: bytes) -> None:

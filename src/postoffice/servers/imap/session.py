@@ -121,8 +121,9 @@ class Session:
     async def handle(self, tag: bytes, command: Command) -> None:
         """Run one command and send its responses (never raises for a handler's failure)."""
         if not command_allowed(self.state, command):
-            self.send(r.bad(tag, _state_error(self.state, command)))
+            self.io.invalid_command(r.bad(tag, _state_error(self.state, command)))
             return
+        self.io.pconn.note_command(True)
         handler = HANDLERS[type(command)]
         self.command_name = type(command).__name__.upper()
         try:
@@ -185,6 +186,7 @@ class Session:
         account = result.account
         self.account = account
         self.state = State.AUTHENTICATED
+        self.io.pconn.logged_in()  # the pre-login limits end here
         conn = self.io.conn
         self.registered = self.app.sessions.add(OpenSession(
             protocol="imap", account_id=account.id, address=account.address, remote=conn.remote_ip,
