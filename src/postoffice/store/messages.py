@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any
 
 from .. import cpu
-from ..mail.sortkeys import load_stored
+from ..mail.sortkeys import load_stored, sort_keys
 from ..mail.mime import canonicalize_crlf
 from .db import Tx
 from .prepare import blob_row, prepare_file
