@@ -294,3 +294,26 @@ async def test_mobileconfig(admin: httpx.AsyncClient, office: Postoffice) -> Non
     await office.accounts.set_domain_policy("example.com", "any")
     await office.accounts.update("alice@example.com", imap=False, pop3=False)
     assert (await admin.get(path)).status_code == 409
+
+
+async def test_app_passwords_api(client: httpx.AsyncClient, tokens: dict[str, str], office: Postoffice) -> None:
+    base = "/domains/example.com/addresses/alice@example.com/app-passwords"
+    response = await call(client, tokens["admin"], "POST", base, {"name": "Phone", "protocols": ["imap"]})
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["protocols"] == ["imap"] and len(created["password"]) == 24
+    alice = await office.store.get_account("alice@example.com")
+    result = await office.auth.authenticate("alice@example.com", created["password"], "127.0.0.1", "imap")
+    assert result.ok and result.app_password.name == "Phone"
+    refused = await office.auth.authenticate("alice@example.com", created["password"], "127.0.0.1", "pop3")
+    assert not refused.ok and "not allowed for POP3" in refused.reason
+    listed = (await call(client, tokens["admin"], "GET", base)).json()
+    assert [(a["name"], a["protocols"]) for a in listed] == [("Phone", ["imap"])] and "password" not in listed[0]
+    bad = await call(client, tokens["admin"], "POST", base, {"name": "X", "protocols": ["ftp"]})
+    assert bad.status_code == 400 and bad.json()["field"] == "protocols"
+    # another owner's token cannot see or touch them
+    assert (await call(client, tokens["otto"], "GET", base)).status_code == 403
+    assert (await call(client, tokens["otto"], "DELETE", f"{base}/{created['id']}")).status_code == 403
+    assert (await call(client, tokens["olga"], "DELETE", f"{base}/{created['id']}")).status_code == 204
+    assert await office.store.list_app_passwords(alice.id) == []
+    assert (await call(client, tokens["admin"], "DELETE", f"{base}/{created['id']}")).status_code == 400

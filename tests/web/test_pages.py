@@ -266,3 +266,23 @@ async def test_client_settings_and_dns_pages(admin: httpx.AsyncClient) -> None:
     for needle in ("MX", "v=spf1 mx -all", "_dmarc.example.com.", "_imaps._tcp.example.com.",
                    "_submissions._tcp.example.com.", "po-rsa._domainkey.example.com.", "k=ed25519"):
         assert needle in dns
+
+
+async def test_app_passwords_page(admin: httpx.AsyncClient, office: Postoffice) -> None:
+    import re as _re
+
+    page = "/domains/example.com/email/alice@example.com/app-passwords"
+    response = await post(admin, page, {"name": "Laptop", "imap": "on", "smtp": "on", "expires_days": "30"})
+    assert response.status_code == 200, response.text
+    shown = _re.search(r"data-app-password>([a-z-]+)<", response.text)
+    assert shown and "shown only this once" in response.text
+    result = await office.auth.authenticate("alice@example.com", shown.group(1), "127.0.0.1", "smtp")
+    assert result.ok and result.app_password.name == "Laptop"
+    listing = await admin.get(page)
+    assert "Laptop" in listing.text and shown.group(1) not in listing.text  # never shown again
+    bad = await post(admin, page, {"name": "Nothing ticked"})
+    assert bad.status_code == 400 and "imap, pop3, smtp" in bad.text
+    [app] = await office.store.list_app_passwords((await office.store.get_account("alice@example.com")).id)
+    response = await post(admin, f"{page}/{app.id}/delete", {}, page=page)
+    assert response.status_code == 303
+    assert await office.store.list_app_passwords(app.account_id) == []

@@ -91,6 +91,11 @@ class AddressChanges:
     pop3_policy: str | None = None
 
 
+def app_password_dict(a: Any) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "protocols": list(a.protocols), "created_at": a.created_at,
+            "expires_at": a.expires_at, "expired": a.expired(), "last_used_at": a.last_used_at}
+
+
 def session_dict(s: OpenSession) -> dict[str, Any]:
     return {"id": s.id, "protocol": s.protocol, "client_id": s.client_id, "app_password": s.app_password or None,
             "remote": s.remote,
@@ -292,6 +297,25 @@ class Operations:
     async def sessions(self, domain_name: str, address: str) -> list[OpenSession]:
         info = await self.address(domain_name, address)
         return list(info.sessions)
+
+    # -- app passwords (issue 16) --------------------------------------------------------------
+
+    async def app_passwords(self, domain_name: str, address: str) -> list[Any]:
+        info = await self.address(domain_name, address)  # the authorization check
+        return await self.store.list_app_passwords(info.account.id)
+
+    async def add_app_password(self, domain_name: str, address: str, name: str, protocols: Sequence[str],
+                               expires_at: float | None) -> Any:
+        from ..services.app_passwords import AppPasswords
+
+        info = await self.address(domain_name, address)
+        return await AppPasswords(self.store).create(info.account.address, name, list(protocols), expires_at)
+
+    async def revoke_app_password(self, domain_name: str, address: str, app_id: int) -> None:
+        from ..services.app_passwords import AppPasswords
+
+        info = await self.address(domain_name, address)
+        await AppPasswords(self.store).revoke(info.account.address, app_id)
 
     # -- aliases ----------------------------------------------------------------------------
 

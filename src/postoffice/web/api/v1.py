@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from ...services.accounts import UserError
 from ...services.panel_users import Forbidden
-from ..operations import AddressChanges, Missing, Operations, queue_entry_dict, session_dict
+from ..operations import AddressChanges, Missing, Operations, app_password_dict, queue_entry_dict, session_dict
 
 bearer = HTTPBearer(auto_error=False, description="An API token from the panel's API tokens page")
 
@@ -71,6 +71,12 @@ class AddressPatch(BaseModel):
     pop3: bool | None = None
     smtp: bool | None = None
     pop3_policy: str | None = Field(None, description="delete | keep | mark-read | trash | archive")
+
+
+class AppPasswordIn(BaseModel):
+    name: str = Field(examples=["Phone"])
+    protocols: list[str] = Field(description="any of imap, pop3, smtp", examples=[["imap", "smtp"]])
+    expires_at: float | None = Field(None, description="Unix time after which it stops working; null: never")
 
 
 class AliasIn(BaseModel):
@@ -199,6 +205,25 @@ def create_api(office: Any, panel_users: Any) -> FastAPI:
              summary="Connected devices: the address's open IMAP, POP3 and SMTP sessions")
     async def address_sessions(domain: str, address: str, ops: OpsDep) -> list[dict[str, Any]]:
         return [session_dict(s) for s in await ops.sessions(domain, address)]
+
+    # -- app passwords (issue 16) ------------------------------------------------------
+
+    @api.get("/domains/{domain}/addresses/{address}/app-passwords", tags=["addresses"],
+             summary="App passwords of the address (never the passwords themselves)")
+    async def list_app_passwords(domain: str, address: str, ops: OpsDep) -> list[dict[str, Any]]:
+        return [app_password_dict(a) for a in await ops.app_passwords(domain, address)]
+
+    @api.post("/domains/{domain}/addresses/{address}/app-passwords", tags=["addresses"], status_code=201,
+              summary="Create an app password scoped to protocols; the password is in this answer only")
+    async def add_app_password(domain: str, address: str, body: AppPasswordIn, ops: OpsDep) -> dict[str, Any]:
+        created = await ops.add_app_password(domain, address, body.name, body.protocols, body.expires_at)
+        return {**app_password_dict(created.app_password), "password": created.password}
+
+    @api.delete("/domains/{domain}/addresses/{address}/app-passwords/{app_id}", tags=["addresses"],
+                status_code=204, summary="Revoke an app password; the sessions that used it end")
+    async def delete_app_password(domain: str, address: str, app_id: int, ops: OpsDep) -> Response:
+        await ops.revoke_app_password(domain, address, app_id)
+        return Response(status_code=204)
 
     # -- aliases -------------------------------------------------------------------------
 

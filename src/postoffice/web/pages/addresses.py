@@ -109,6 +109,45 @@ async def devices(request: Request, ops: Operations) -> Response:
     return render(request, template, domain=domain, section="email", info=info)
 
 
+@page
+async def app_passwords(request: Request, ops: Operations) -> Response:
+    """App passwords of an address: create one (shown once, on this answer only) or revoke."""
+    import time
+
+    domain = await ops.domain(request.path_params["domain"])
+    info = await ops.address(domain.name, request.path_params["address"])
+    context: dict[str, object] = {"domain": domain, "section": "email", "info": info}
+    if request.method == "POST":
+        form = await checked_form(request)
+        days = str(form.get("expires_days", "")).strip()
+        try:
+            try:
+                expires = time.time() + float(days) * 86400 if days else None
+            except ValueError:
+                raise UserError("the expiry is a number of days (empty: never)", "expires_days") from None
+            created = await ops.add_app_password(domain.name, info.account.address, str(form.get("name", "")),
+                                                 [p for p in ("imap", "pop3", "smtp") if p in form], expires)
+        except UserError as exc:
+            context["apps"] = await ops.app_passwords(domain.name, info.account.address)
+            return form_error(request, "domain/app_passwords.html", exc, form, **context)
+        context["created"] = created
+    context["apps"] = await ops.app_passwords(domain.name, info.account.address)
+    return render(request, "domain/app_passwords.html", **context)
+
+
+@page
+async def app_password_delete(request: Request, ops: Operations) -> Response:
+    await checked_form(request)
+    domain, address = request.path_params["domain"], request.path_params["address"]
+    try:
+        await ops.revoke_app_password(domain, address, int(request.path_params["app_id"]))
+    except UserError as exc:
+        flash(request, str(exc))
+    else:
+        flash(request, "The app password was revoked; devices using it were disconnected.")
+    return redirect(request, "app_passwords", domain=domain, address=address)
+
+
 async def mobileconfig_response(request: Request, ops: Operations, domain: str, address: str) -> Response:
     try:
         body = await ops.mobileconfig(domain, address)
