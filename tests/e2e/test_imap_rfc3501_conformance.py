@@ -329,3 +329,39 @@ def test_subscriptions_outlive_mailboxes_and_create_does_not_subscribe(srv: Runn
     m.delete("Work")
     assert any(line.endswith(b'"Work"') for line in m.lsub()[1])
     m.logout()
+
+
+# -- 2: FLAGS / PERMANENTFLAGS announce a new keyword before a FETCH shows it (RFC 3501 7.2.6) ---
+
+def test_new_keyword_is_announced_before_fetch_shows_it(srv: RunningServer) -> None:
+    address, account_id = new_account(srv, plain(1), plain(2))
+    a, b = wire(srv, address), wire(srv, address)
+    ok(a.cmd(b"a1 SELECT INBOX"), b"a1")
+    ok(b.cmd(b"b1 SELECT INBOX"), b"b1")
+    # STORE: the FLAGS lines come first, then the FETCH
+    lines = ok(a.cmd(b"a2 STORE 1 +FLAGS ($Important)"), b"a2")
+    assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)", lines
+    assert lines[1].startswith(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)]")
+    assert lines[2].startswith(b"* 1 FETCH (FLAGS (") and b"$Important" in lines[2]
+    assert ok(a.cmd(b"a3 STORE 2 +FLAGS ($Important)"), b"a3")[0].startswith(b"* 2 FETCH")  # known now
+    # another session's change: announced in the update, before the FETCH
+    lines = ok(b.cmd(b"b2 NOOP"), b"b2")
+    assert lines[0].startswith(b"* FLAGS (") and b"$Important" in lines[0], lines
+    assert [line[:10] for line in lines[2:]] == [b"* 1 FETCH ", b"* 2 FETCH "], lines
+    # a FETCH right after another session's change announces it first too
+    ok(a.cmd(b"a4 STORE 2 +FLAGS (Later)"), b"a4")
+    lines = ok(b.cmd(b"b2b FETCH 2 (FLAGS)"), b"b2b")
+    assert lines[0].startswith(b"* FLAGS (") and b"Later" in lines[0], lines
+    assert next(i for i, line in enumerate(lines) if b"FETCH" in line) > 0
+    # COPY into the selected mailbox brings a keyword along
+    w = wire(srv, address)
+    ok(w.cmd(b"w1 CREATE Other"), b"w1")
+    ok(w.cmd(b"w2 APPEND Other (Project-X) {10+}\r\nSubject: x"), b"w2")
+    ok(w.cmd(b"w3 SELECT Other"), b"w3")
+    ok(w.cmd(b"w4 COPY 1 INBOX"), b"w4")
+    lines = ok(b.cmd(b"b3 NOOP"), b"b3")
+    assert lines[0].startswith(b"* FLAGS (") and b"Project-X" in lines[0], lines
+    assert b"* 3 EXISTS" in lines
+    assert b"Project-X" in ok(b.cmd(b"b4 FETCH 3 (FLAGS)"), b"b4")[0]
+    for x in (a, b, w):
+        x.close()

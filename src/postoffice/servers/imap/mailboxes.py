@@ -71,7 +71,8 @@ async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
     s.state = c.State.SELECTED
     s.saved = None
     index = view.index
-    s.send(r.flags(SYSTEM_FLAGS + index.keywords_in_use()))
+    flags_lines = view.flags_lines()  # FLAGS and PERMANENTFLAGS, keywords included
+    s.send(flags_lines[0])
     s.send(r.exists(view.exists))
     if s.rev2:  # RFC 9051 6.3.2: LIST with the mailbox name and accurate attributes
         names = {b.name for b in await s.server.mailboxes.list(s.account.id)}
@@ -86,7 +87,7 @@ async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
     if readonly:
         s.send(r.untagged_ok("No permanent flags permitted", b"PERMANENTFLAGS ()"))
     else:
-        s.send(r.untagged_ok("Flags permitted", Code.permanentflags(SYSTEM_FLAGS)))
+        s.send(flags_lines[1])
     s.send(r.untagged_ok("UIDs valid", Code.uidvalidity(index.uidvalidity)))
     s.send(r.untagged_ok("Predicted next UID", Code.uidnext(index.uidnext)))
     s.send(r.untagged_ok("Highest", Code.highestmodseq(index.highestmodseq)))

@@ -137,6 +137,8 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
     positions = _positions(s, cmd.seqset, cmd.uid)
     index = view.index
     await index.refresh()
+    for line in view.new_keywords():  # RFC 3501 7.2.6: FLAGS before a FETCH shows a new keyword
+        s.send(line)
     fast = {a.name for a in cmd.items} <= _FAST_ATTS  # (items that set \Seen are never fast)
     if fast and any(a.name in _DETAIL_ATTS for a in cmd.items):
         await index.details()  # before positions are taken: it may apply queued events
@@ -295,6 +297,8 @@ async def do_store(s: Session, tag: bytes, cmd: c.Store) -> bytes:
             unchangedsince=cmd.unchangedsince, origin=s)
     index = view.index
     await index.refresh()
+    for line in view.new_keywords():  # RFC 3501 7.2.6: announce a keyword this STORE added first
+        s.send(line)
     failed_set = set(failed)
     if not cmd.silent:
         for p in positions:

@@ -52,6 +52,7 @@ from typing import Any
 
 from ...protocols.imap import responses as r
 from ...protocols.imap.grammar.sequence_set import SequenceSet
+from ...store.records import FLAG_NAMES
 from ...store import (
     FlagsChanged, Mailbox, MessagesAdded, MessagesExpunged, NotFound, Store, bits_to_flags,
 )
@@ -70,7 +71,7 @@ class MailboxIndex:
 
     __slots__ = ("store", "bus", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
                  "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata",
-                 "recent_claimed")
+                 "recent_claimed", "kwset")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
         self.store = store
@@ -81,6 +82,9 @@ class MailboxIndex:
         self.bits = bytearray()
         self.modseqs = array("Q")
         self.keywords: dict[int, str] = {}
+        # every keyword any message here has had since the index was loaded (only grows): what
+        # sessions compare with the FLAGS they announced (RFC 3501 7.2.6)
+        self.kwset: set[str] = set()
         # RFC822.SIZE and INTERNALDATE, aligned with ``uids``; None until ``details()``.
         self.sizes: array | None = None
         self.dates: array | None = None
@@ -101,6 +105,7 @@ class MailboxIndex:
         if box is None:
             raise NotFound("mailbox is gone")
         self.uids, self.bits, self.modseqs, self.keywords = uids, bits, modseqs, keywords
+        self.kwset = {k for kws in keywords.values() for k in kws.split()}
         self.uidvalidity = box.uidvalidity
         self.uidnext = max(box.uidnext, (uids[-1] + 1) if uids else 1)
         self.highestmodseq = box.highestmodseq
@@ -139,7 +144,7 @@ class MailboxIndex:
         return bits_to_flags(self.bits[i], self.keywords.get(self.uids[i], ""))
 
     def keywords_in_use(self) -> list[str]:
-        return sorted({k for kws in self.keywords.values() for k in kws.split()})
+        return sorted(self.kwset)
 
     # -- staying current -----------------------------------------------------------------------
     async def refresh(self) -> None:
@@ -183,6 +188,7 @@ class MailboxIndex:
                     self.modseqs[i] = meta.modseq
                     if meta.keywords:
                         self.keywords[meta.uid] = meta.keywords
+                        self.kwset.update(meta.keywords.split())
                     else:
                         self.keywords.pop(meta.uid, None)
                     flags.append((meta.uid, meta.flags, meta.keywords, meta.modseq))
@@ -195,6 +201,7 @@ class MailboxIndex:
                     self.dates.append(meta.internal_date)
                 if meta.keywords:
                     self.keywords[meta.uid] = meta.keywords
+                    self.kwset.update(meta.keywords.split())
                 self.uidnext = max(self.uidnext, meta.uid + 1)
         if flags:
             told.append(FlagsChanged(account_id, self.mailbox_id, tuple(flags)))
@@ -223,6 +230,7 @@ class MailboxIndex:
                             self.dates.append(meta.internal_date)
                         if meta.keywords:
                             self.keywords[uid] = meta.keywords
+                            self.kwset.update(meta.keywords.split())
                     self.uidnext = max(self.uidnext, uid + 1)
                 self.highestmodseq = max(self.highestmodseq, event.modseq)
             elif isinstance(event, FlagsChanged):
@@ -233,6 +241,7 @@ class MailboxIndex:
                         self.modseqs[i] = modseq
                         if kw:
                             self.keywords[uid] = kw
+                            self.kwset.update(kw.split())
                         else:
                             self.keywords.pop(uid, None)
                     self.highestmodseq = max(self.highestmodseq, modseq)
@@ -366,7 +375,7 @@ class SelectedMailbox:
     """One session's view of its selected mailbox (see module docstring)."""
 
     __slots__ = ("mailbox", "name", "readonly", "index", "sub", "uids", "pending_expunge",
-                 "pending_flags", "held", "recent", "rev1")
+                 "pending_flags", "held", "recent", "rev1", "announced")
 
     def __init__(self, mailbox: Mailbox, name: str, readonly: bool, index: MailboxIndex, sub: Any) -> None:
         self.mailbox = mailbox
@@ -384,6 +393,7 @@ class SelectedMailbox:
         # read-only one claims nothing and shows everything not claimed yet.
         self.recent: list[tuple[int, int]] = []
         self.rev1 = False
+        self.announced: set[str] = set()  # the keywords the last FLAGS response listed
 
     @classmethod
     async def open(cls, registry: IndexRegistry, bus: Any, mailbox: Mailbox, name: str,
@@ -453,6 +463,25 @@ class SelectedMailbox:
             out.extend(range(lo - 1, hi))
         return out
 
+    # -- FLAGS ---------------------------------------------------------------------------------
+    def flags_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the keywords of the mailbox."""
+        self.announced = set(self.index.kwset)
+        keywords = sorted(self.announced)
+        system = [name for _, name in FLAG_NAMES]
+        out = [r.flags(system + keywords)]
+        if not self.readonly:
+            out.append(r.untagged_ok("Flags permitted", r.Code.permanentflags(system + keywords)))
+        return out
+
+    def new_keywords(self) -> list[bytes]:
+        """RFC 3501 7.2.6: a keyword no FLAGS response has listed yet (set by STORE, COPY,
+        APPEND or another session) is announced with FLAGS (and PERMANENTFLAGS) before any
+        FETCH shows it. Cheap when nothing is new: the index's keyword set only grows."""
+        if len(self.index.kwset) == len(self.announced):
+            return []
+        return self.flags_lines()
+
     # -- \Recent ------------------------------------------------------------------------------
     async def start_recent(self) -> None:
         """At SELECT/EXAMINE of an IMAP4rev1 session: claim (read-write) or look at (read-only)
@@ -519,6 +548,7 @@ class SelectedMailbox:
         await index.refresh()
         events = self.held + self.sub.pending()
         self.held = []
+        out: list[bytes] = self.new_keywords()  # before any FETCH shows a new keyword
         uids = self.uids
         last = uids[-1] if uids else 0
         for event in events:
@@ -529,7 +559,6 @@ class SelectedMailbox:
                 for uid in event.uids:
                     if uid <= last and self.seq_of(uid):
                         self.pending_expunge.add(uid)
-        out: list[bytes] = []
         if allow_expunge and self.pending_expunge:
             out.extend(self._deliver_expunges(qresync))
         uids = self.uids
