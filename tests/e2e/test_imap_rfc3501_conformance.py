@@ -365,3 +365,41 @@ def test_new_keyword_is_announced_before_fetch_shows_it(srv: RunningServer) -> N
     assert b"Project-X" in ok(b.cmd(b"b4 FETCH 3 (FLAGS)"), b"b4")[0]
     for x in (a, b, w):
         x.close()
+
+
+# -- 6: APPEND literal8 keeps binary parts exactly; BODY[] never carries NUL (RFC 3516 4.4, 6) ----
+
+BLOB = bytes(range(256)) + b"bare\nLF, bare\rCR, NUL\x00 and CRLF\r\n" + bytes(range(255, -1, -1))
+
+
+def binary_message() -> bytes:
+    return (b"From: a@example.org\r\nSubject: binary\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=xx\r\n\r\n"
+            b"--xx\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n"
+            b"--xx\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            + BLOB + b"\r\n--xx--\r\n")
+
+
+def literal_of(line: bytes) -> bytes:
+    m = re.search(rb"~?\{(\d+)\}\r\n", line)
+    assert m, line
+    return line[m.end():m.end() + int(m.group(1))]
+
+
+def test_append_literal8_binary_part_is_kept_exactly(srv: RunningServer) -> None:
+    address, _ = new_account(srv)
+    w = wire(srv, address)
+    data = binary_message()
+    lines = w.cmd(b"a1 APPEND INBOX ~{%d+}\r\n" % len(data) + data)
+    assert lines[-1].startswith(b"a1 OK [APPENDUID"), lines
+    ok(w.cmd(b"a2 SELECT INBOX"), b"a2")
+    body = ok(w.cmd(b"a3 FETCH 1 BODY.PEEK[]"), b"a3")[0]
+    assert b"~{" not in body.split(b"\r\n")[0]  # an ordinary literal ...
+    assert b"\x00" not in literal_of(body)  # ... without NUL (RFC 3516 section 6)
+    assert ok(w.cmd(b"a4 FETCH 1 BINARY.PEEK[2]"), b"a4")[0].startswith(b"* 1 FETCH (BINARY[2] ~{%d}" % len(BLOB))
+    assert literal_of(ok(w.cmd(b"a5 FETCH 1 BINARY.PEEK[2]"), b"a5")[0]) == BLOB
+    assert b"BINARY.SIZE[2] %d" % len(BLOB) in ok(w.cmd(b"a6 FETCH 1 BINARY.SIZE[2]"), b"a6")[0]
+    structure = ok(w.cmd(b"a7 FETCH 1 BODYSTRUCTURE"), b"a7")[0]
+    assert b'("APPLICATION" "OCTET-STREAM" NIL NIL NIL "BASE64" ' in structure, structure
+    assert literal_of(ok(w.cmd(b"a8 FETCH 1 BINARY.PEEK[1]"), b"a8")[0]) == b"see attachment"
+    w.close()

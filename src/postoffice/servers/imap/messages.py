@@ -14,12 +14,14 @@ post-command sync reports it (EXPUNGE or VANISHED), so there is exactly one code
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from ...mail.binary import encode_binary_parts
 from ...protocols.imap import FetchAtt, SearchModSeq
 from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
@@ -79,7 +81,12 @@ async def do_append(s: Session, tag: bytes, cmd: c.Append) -> bytes:
             raise Refused("Empty messages cannot be appended")
         bits, keywords = flags_to_bits(message.flags)
         when = message.internal_date.timestamp() if message.internal_date else time.time()
-        items.append((message.data, bits, " ".join(keywords), when))
+        data = message.data
+        if message.binary:
+            # RFC 3516 4.4: binary parts of a literal8 are kept exactly, stored base64-encoded
+            # (BODY[] never carries NUL; BINARY[n] gives the octets back) -- off the event loop
+            data = await asyncio.to_thread(encode_binary_parts, data)
+        items.append((data, bits, " ".join(keywords), when))
     uidvalidity, uids = await s.app.store.append(s.account.id, box.id, items)
     return r.ok(tag, "APPEND completed", Code.appenduid(uidvalidity, uids))
 
