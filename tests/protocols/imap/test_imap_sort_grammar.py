@@ -114,3 +114,31 @@ def test_context_return_options() -> None:
     assert r.esearch(b"A04", uid=True, partial=((24000, 24500), [])) == b'* ESEARCH (TAG "A04") UID PARTIAL (24000:24500 NIL)\r\n'
     assert r.esearch_update(b"C01", uid=True, items=[(b"ADDTO", [(1, b"2733"), (1, b"2731:2732")])]) == \
         b'* ESEARCH (TAG "C01") UID ADDTO (1 2733 1 2731:2732)\r\n'
+
+
+def test_imap_urls_and_catenate() -> None:
+    """RFC 5092 URLs as RFC 4469 section 6 uses them, and the CATENATE append-data."""
+    from postoffice.protocols.imap.grammar.fetch_att import Section
+    from postoffice.protocols.imap.grammar.imapurl import parse_imap_url
+
+    u = parse_imap_url(b"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER")
+    assert (u.mailbox, u.uidvalidity, u.uid, u.section) == (b"Drafts", 385759045, 20, Section((), "HEADER"))
+    u = parse_imap_url(b"/INBOX;UIDVALIDITY=785799047/;UID=113330/;section=1.5.9")
+    assert u.section == Section((1, 5, 9)) and u.uid == 113330
+    u = parse_imap_url(b"imap://joe@example.com/INBOX/;uid=20/;section=1.2;urlauth=submit+fred:internal:91354a")
+    assert (u.user, u.host, u.mailbox, u.uid, u.urlauth) == ("joe", "example.com", b"INBOX", 20, b"submit+fred:internal:91354a")
+    u = parse_imap_url(b"/Caf%C3%A9/Sub;UID=3/;SECTION=HEADER.FIELDS%20(SUBJECT%20FROM)/;PARTIAL=10.5")
+    assert u.mailbox == "Café/Sub".encode() and u.section == Section((), "HEADER.FIELDS", ("SUBJECT", "FROM"))
+    assert u.partial == (10, 5)
+    for bad in (b"/INBOX", b"/;UID=3", b"/INBOX;UID=0", b"/INBOX;UID=3;FOO=1", b"INBOX;UID=1",
+                b"/INBOX;UID=1/;SECTION=HEADER.FIELDS", b"/INBOX;UID=1/;UID=2", b"/INBOX;UID=1/;PARTIAL=x"):
+        with pytest.raises(ValueError):
+            parse_imap_url(bad)
+    c = cmd(b'A003 APPEND Drafts (\\Seen \\Draft $MDNSent) CATENATE (URL "/Drafts;UID=20/;section=HEADER" '
+            b"TEXT {4}\r\n--\r\n URL \"/Drafts;UID=20/;section=1\")")
+    m = c.messages[0]
+    assert m.flags == ("\\Seen", "\\Draft", "$MDNSent") and m.data == b""
+    assert m.catenate == (("URL", b"/Drafts;UID=20/;section=HEADER"), ("TEXT", b"--\r\n"),
+                          ("URL", b"/Drafts;UID=20/;section=1"))
+    for bad in (b"a APPEND x CATENATE ()", b"a APPEND x CATENATE (FOO 1)", b'a APPEND x CATENATE (TEXT "q")'):
+        assert isinstance(parse_command(bad), InvalidCommand), bad

@@ -45,6 +45,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "COMPRESS=DEFLATE",  # RFC 4978
     "CONTEXT=SEARCH",   # RFC 5267 section 4
     "CONTEXT=SORT",     # RFC 5267 section 4
+    "CATENATE",         # RFC 4469 (URLs to the user's own messages)
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

@@ -237,11 +237,15 @@ class AppendMessage:
     internal_date: datetime | None = None
     binary: bool = False
     utf8: bool = False
+    #: CATENATE (RFC 4469): the parts in order, ("TEXT", octets) or ("URL", url); ``data``
+    #: is then empty and the server builds the message from the parts.
+    catenate: tuple[tuple[str, bytes], ...] | None = None
 
     def __repr__(self) -> str:
         return (
             f"AppendMessage(<{len(self.data)} bytes>, flags={self.flags!r}, "
-            f"internal_date={self.internal_date!r}, binary={self.binary}, utf8={self.utf8})"
+            f"internal_date={self.internal_date!r}, binary={self.binary}, utf8={self.utf8}"
+            + (f", catenate=<{len(self.catenate)} parts>" if self.catenate is not None else "") + ")"
         )
 
 

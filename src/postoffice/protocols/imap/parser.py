@@ -370,6 +370,25 @@ def _append(r: Reader) -> Command:
             internal_date = r.date_time()
             r.sp()
         utf8 = False
+        if r.try_keyword(b"CATENATE"):
+            # append-data =/ "CATENATE" SP "(" cat-part *(SP cat-part) ")"   ; RFC 4469 section 5
+            # cat-part = text-literal / url ; text-literal = "TEXT" SP literal ; url = "URL" SP astring
+            r.sp()
+
+            def cat_part() -> tuple[str, bytes]:
+                kind = r.upper_atom("TEXT or URL")
+                r.sp()
+                if kind == "TEXT":
+                    if r.peek() not in (0x7B,):
+                        raise r.fail("TEXT needs a literal")
+                    return "TEXT", r.literal()[0]
+                if kind == "URL":
+                    return "URL", r.astring("an IMAP URL")
+                raise r.fail(f"unknown CATENATE part {kind}")
+
+            parts = tuple(r.paren_list(cat_part, allow_empty=False, what="CATENATE parts"))
+            messages.append(AppendMessage(b"", flags, internal_date, False, False, parts))
+            continue
         if r.try_keyword(b"UTF8"):
             r.sp()
             r.expect(b"(")

@@ -15,6 +15,7 @@ post-command sync reports it (EXPUNGE or VANISHED), so there is exactly one code
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from array import array
 from datetime import datetime, timezone
@@ -77,6 +78,9 @@ async def do_append(s: Session, tag: bytes, cmd: c.Append) -> bytes:
         raise Refused(exc.text, Code.TRYCREATE) from None
     items = []
     for message in cmd.messages:
+        if message.catenate is not None:  # RFC 4469: built from text and IMAP URLs
+            from .catenate import build_message
+            message = dataclasses.replace(message, data=await build_message(s, message.catenate))
         if not message.data:
             raise Refused("Empty messages cannot be appended")
         bits, keywords = flags_to_bits(message.flags)
