@@ -263,3 +263,54 @@ def test_sigterm_drains_every_worker(served: Served) -> None:
     assert not (served.config.parent / "data" / "postoffice.pid").exists()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", served.ports["imap"]), 2)
+
+
+def api_token(data_dir: Path, config_path: Path) -> str:
+    """A panel API token for the admin, made through the store as the panel would."""
+    import asyncio
+
+    from postoffice import config as config_module
+    from postoffice.services.accounts import AccountService
+    from postoffice.services.auth import Authenticator
+    from postoffice.services.panel_users import PanelUsers
+    from postoffice.store import Store
+
+    async def make() -> str:
+        store = Store.open(data_dir)
+        try:
+            auth = Authenticator(store, config_module.load(config_path).security)
+            users = PanelUsers(store, auth, AccountService(store, auth))
+            row = await store.get_admin("admin")
+            assert row is not None
+            return (await users.create_token(await users.principal_for_admin(row), "workers test"))[1]
+        finally:
+            store.close()
+    return asyncio.run(make())
+
+
+def test_connected_devices_lists_the_sessions_of_every_worker(served: Served) -> None:
+    """The panel (in worker 0) lists the sessions held by every worker."""
+    import json
+    import urllib.request
+
+    sessions = [served.imap_on(pid) for pid in served.worker_pids()]
+    token = api_token(served.config.parent / "data", served.config)
+    url = (f"http://127.0.0.1:{served.ports['http']}/api/v1/domains/example.com/addresses/"
+           "alice@example.com/sessions")
+
+    def listed_when(count: int) -> list[dict[str, object]]:
+        deadline = time.monotonic() + 5
+        while True:
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                listed = json.loads(resp.read())
+            if len(listed) == count or time.monotonic() > deadline:
+                return listed
+            time.sleep(0.1)
+
+    listed = listed_when(2)
+    assert sorted(s["protocol"] for s in listed) == ["imap", "imap"], listed
+    sessions[1].logout()  # a session on worker 1 ends: it leaves the list
+    assert len(listed_when(1)) == 1
+    sessions[0].logout()
+    assert listed_when(0) == []
