@@ -64,10 +64,11 @@ async def test_hub_relays_events_locks_and_forgets_a_gone_worker(tmp_path: Path)
         ra, rb = SessionRegistry(None, a), SessionRegistry(None, b)  # type: ignore[arg-type]
         a.listeners.append(ra.on_event)
         b.listeners.append(rb.on_event)
-        sa = ra.add(OpenSession("imap", 1, "alice@example.com", "192.0.2.1", True, 993))
+        sa = ra.add(OpenSession("imap", 1, "alice@example.com", "192.0.2.1", True, 993, app_password="phone"))
         await until(lambda: len(rb.all()) == 1)
         mirrored = rb.all()[0]
         assert (mirrored.address, mirrored.node, mirrored.terminate) == ("alice@example.com", "worker0:1", None)
+        assert (mirrored.app_password, mirrored.port, mirrored.tls) == ("phone", 993, True)
         assert rb.local() == [] and ra.for_account(1) == [sa]
         ra.remove(sa)
         await until(lambda: rb.all() == [])
