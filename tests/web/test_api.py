@@ -317,3 +317,20 @@ async def test_app_passwords_api(client: httpx.AsyncClient, tokens: dict[str, st
     assert (await call(client, tokens["olga"], "DELETE", f"{base}/{created['id']}")).status_code == 204
     assert await office.store.list_app_passwords(alice.id) == []
     assert (await call(client, tokens["admin"], "DELETE", f"{base}/{created['id']}")).status_code == 400
+
+
+async def test_filters_api(client: httpx.AsyncClient, tokens: dict[str, str], office: Postoffice) -> None:
+    base = "/domains/example.com/addresses/alice@example.com"
+    empty = (await call(client, tokens["admin"], "GET", base + "/filters")).json()
+    assert empty == {"rules": [], "vacation": {"enabled": False, "subject": "", "text": "", "start": "", "end": "",
+                                               "days": 7}, "custom": False, "script": None}
+    body = {"rules": [{"field": "from", "value": "boss@example.com", "action": "read"}],
+            "vacation": {"enabled": True, "text": "Away.", "days": 2}}
+    saved = (await call(client, tokens["olga"], "PUT", base + "/filters", body)).json()
+    assert saved["rules"][0]["action"] == "read" and saved["vacation"]["enabled"] and not saved["custom"]
+    assert 'addflag "\\\\Seen";' in saved["script"]
+    bad = await call(client, tokens["admin"], "PUT", base + "/sieve-script", {"script": "if {"})
+    assert bad.status_code == 400 and bad.json()["field"] == "script"
+    raw = (await call(client, tokens["admin"], "PUT", base + "/sieve-script", {"script": "discard;"})).json()
+    assert raw["custom"] and raw["script"] == "discard;"
+    assert (await call(client, tokens["otto"], "GET", base + "/filters")).status_code == 403

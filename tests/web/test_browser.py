@@ -253,3 +253,69 @@ def test_protocol_logins_follow_the_panel(live_with_mail: Any) -> None:
             imap.login("alice@example.com", "alice-password")
         assert "POP3 only" in str(refused_imap.value)
         imap.shutdown()
+
+
+def test_rules_editor_and_vacation_form_file_real_mail(live_with_mail: Any, browser: Any, shot: Any) -> None:
+    """Issue 16: the Filters and vacation page in a browser writes Sieve that the SMTP server's
+    delivery then runs: a rule files mail into Archive, the vacation reply answers a sender."""
+    import smtplib
+    from datetime import date, timedelta
+
+    live = live_with_mail
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    page.set_default_timeout(10000)
+    page.goto(live.url + "/login")
+    page.get_by_label("Login or email address").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Service overview").wait_for()
+    page.goto(live.url + "/domains/example.com/email")
+    row = page.locator('tr[data-address="alice@example.com"]')
+    row.get_by_label("Actions for alice@example.com").click()
+    row.get_by_role("menuitem", name="Filters and vacation").click()
+    page.get_by_role("heading", name="Filters and vacation").wait_for()
+
+    page.get_by_label("Rule 1 field").select_option("subject")
+    page.get_by_label("Rule 1 text").fill("[news]")
+    page.get_by_label("Rule 1 action").select_option("move")
+    page.get_by_label("Rule 1 folder or address").fill("Archive")
+    page.get_by_label("Rule 2 field").select_option("from")
+    page.get_by_label("Rule 2 text").fill("boss@")
+    page.get_by_label("Rule 2 action").select_option("forward")
+    page.get_by_label("Rule 2 folder or address").fill("not-an-address")
+    page.locator("#vacation-enabled").check()
+    page.get_by_label("Subject", exact=True).fill("Out of office")
+    page.get_by_label("Reply", exact=True).fill("I am away this week.")
+    today = date.today()
+    page.get_by_label("First day").fill((today - timedelta(days=1)).isoformat())
+    page.get_by_label("Last day").fill((today + timedelta(days=7)).isoformat())
+    page.get_by_role("button", name="Save rules and vacation").click()
+    page.get_by_text("give the address to forward to").wait_for()  # the bad rule, shown beside it
+    assert page.get_by_label("Rule 1 text").input_value() == "[news]"  # what was typed is kept
+    page.get_by_label("Rule 2 text").fill("")  # drop the bad rule
+    page.get_by_role("button", name="Save rules and vacation").click()
+    page.get_by_text("The filters and vacation reply were saved").wait_for()
+    shot(page, "filters-and-vacation")
+    assert page.get_by_label("Rule 1 folder or address").input_value() == "Archive"
+    assert page.get_by_label("Reply", exact=True).input_value() == "I am away this week."
+
+    smtp_port = live.office.bound["smtp"].port
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+        smtp.sendmail("list@news.example", ["alice@example.com"],
+                      b"From: list@news.example\r\nTo: alice@example.com\r\nList-Id: <weekly.news.example>\r\n"
+                      b"Subject: [news] weekly\r\n\r\nhi\r\n")
+        smtp.sendmail("friend@far.example", ["alice@example.com"],
+                      b"From: friend@far.example\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nhi\r\n")
+
+    async def state() -> tuple[int, int, list[str]]:
+        account = await live.office.store.get_account("alice@example.com")
+        archive = await live.office.store.get_mailbox(account.id, "Archive")
+        inbox = await live.office.store.get_mailbox(account.id, "INBOX")
+        replied = await live.office.store.db.read(lambda tx: [r[0] for r in tx.all(
+            "SELECT sender FROM sieve_vacation WHERE account_id = ?", (account.id,))])
+        return (len(await live.office.store.list_messages(archive.id)),
+                len(await live.office.store.list_messages(inbox.id)), replied)
+    archived, inbox, replied = live.call(state())
+    assert (archived, inbox) == (1, 1)
+    assert replied == ["friend@far.example"]  # the list message got no reply
+    page.close()

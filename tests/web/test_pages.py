@@ -286,3 +286,37 @@ async def test_app_passwords_page(admin: httpx.AsyncClient, office: Postoffice) 
     response = await post(admin, f"{page}/{app.id}/delete", {}, page=page)
     assert response.status_code == 303
     assert await office.store.list_app_passwords(app.account_id) == []
+
+
+async def test_filters_page_writes_sieve_and_raw_script(admin: httpx.AsyncClient, office: Postoffice) -> None:
+    from postoffice.sieve import parse
+    from postoffice.sieve.rules import from_script
+
+    page = "/domains/example.com/email/alice@example.com/filters"
+    assert (await admin.get(page)).status_code == 200
+    response = await post(admin, page, {
+        "kind": "rules", "rows": "3", "rule-0-field": "subject", "rule-0-match": "contains", "rule-0-value": "[news]",
+        "rule-0-action": "move", "rule-0-target": "Archive", "rule-1-value": "",
+        "vacation_enabled": "on", "vacation_subject": "Away", "vacation_text": "Back soon.", "vacation_days": "3",
+        "vacation_start": "2026-12-01", "vacation_end": "2026-12-24"})
+    assert response.status_code == 303, response.text
+    alice = await office.store.get_account("alice@example.com")
+    active = await office.store.active_sieve_script(alice.id)
+    assert active.name == "panel" and 'fileinto "Archive"' in active.content and "vacation :days 3" in active.content
+    parse(active.content)
+    f = from_script(active.content)
+    assert f.vacation.end == "2026-12-24" and f.rules[0].value == "[news]"
+    shown = (await admin.get(page)).text
+    assert 'value="[news]"' in shown and "Back soon." in shown
+    bad = await post(admin, page, {"kind": "rules", "rows": "1", "rule-0-value": "x", "rule-0-action": "forward",
+                                   "rule-0-target": "nobody"})
+    assert bad.status_code == 400 and "address to forward to" in bad.text
+    bad = await post(admin, page, {"kind": "raw", "script": 'fileinto "x";'})
+    assert bad.status_code == 400 and "fileinto" in bad.text
+    assert (await office.store.active_sieve_script(alice.id)).name == "panel"
+    response = await post(admin, page, {"kind": "raw", "script": 'require "fileinto"; fileinto "Junk";'})
+    assert response.status_code == 303
+    assert (await office.store.active_sieve_script(alice.id)).content == 'require "fileinto"; fileinto "Junk";'
+    assert "custom-script" in (await admin.get(page)).text
+    response = await post(admin, page, {"kind": "raw", "script": ""})
+    assert await office.store.active_sieve_script(alice.id) is None

@@ -298,6 +298,58 @@ class Operations:
         info = await self.address(domain_name, address)
         return list(info.sessions)
 
+    # -- Sieve filters: rules editor, vacation, raw script (issue 16) ------------------------
+
+    PANEL_SCRIPT = "panel"
+
+    async def filters(self, domain_name: str, address: str) -> dict[str, Any]:
+        """The active script, and the rules/vacation settings when the panel wrote it."""
+        from ..sieve.rules import Filters, from_script
+
+        info = await self.address(domain_name, address)
+        active = await self.store.active_sieve_script(info.account.id)
+        parsed = from_script(active.content) if active is not None else None
+        return {"info": info, "active": active, "filters": parsed if parsed is not None else Filters(),
+                "custom": active is not None and parsed is None,
+                "scripts": await self.store.list_sieve_scripts(info.account.id)}
+
+    async def save_filters(self, domain_name: str, address: str, filters: Any) -> str:
+        """Write the rules and vacation as the "panel" script and make it the active one."""
+        from ..sieve import SieveSyntaxError, parse
+        from ..sieve.rules import RuleError, to_script
+
+        info = await self.address(domain_name, address)
+        try:
+            script = to_script(filters)
+            parse(script)
+        except RuleError as exc:
+            raise UserError(str(exc), exc.field) from None
+        except SieveSyntaxError as exc:  # pragma: no cover - to_script writes valid Sieve
+            raise UserError(f"the rules do not make a valid script: {exc}", "rules") from None
+        await self.store.put_sieve_script(info.account.id, self.PANEL_SCRIPT, script)
+        await self.store.activate_sieve_script(info.account.id, self.PANEL_SCRIPT)
+        return script
+
+    async def save_raw_script(self, domain_name: str, address: str, text: str, name: str | None = None) -> None:
+        """Replace the active script's text (or create "main"); refused when it does not parse.
+        An empty text turns filtering off (no active script)."""
+        import asyncio
+
+        from ..sieve import SieveSyntaxError, parse
+
+        info = await self.address(domain_name, address)
+        if not text.strip():
+            await self.store.activate_sieve_script(info.account.id, None)
+            return
+        try:
+            await asyncio.to_thread(parse, text)
+        except SieveSyntaxError as exc:
+            raise UserError(str(exc), "script") from None
+        active = await self.store.active_sieve_script(info.account.id)
+        target = name or (active.name if active is not None else "main")
+        await self.store.put_sieve_script(info.account.id, target, text, max_scripts=20)
+        await self.store.activate_sieve_script(info.account.id, target)
+
     # -- app passwords (issue 16) --------------------------------------------------------------
 
     async def app_passwords(self, domain_name: str, address: str) -> list[Any]:

@@ -24,6 +24,7 @@ routes: list[BaseRoute] = [
     Route(A + "/delete", addresses.delete, name="delete", methods=["POST"]),
     Route(A + "/devices", addresses.devices, name="devices"),
     Route(A + "/mobileconfig", addresses.mobileconfig, name="mobileconfig"),
+    Route(A + "/filters", addresses.filters, name="filters", methods=GET_POST),
     Route(A + "/app-passwords", addresses.app_passwords, name="app_passwords", methods=GET_POST),
     Route(A + "/app-passwords/{app_id:int}/delete", addresses.app_password_delete, name="app_password_delete",
           methods=["POST"]),

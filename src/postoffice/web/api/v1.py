@@ -79,6 +79,33 @@ class AppPasswordIn(BaseModel):
     expires_at: float | None = Field(None, description="Unix time after which it stops working; null: never")
 
 
+class RuleIn(BaseModel):
+    field: str = Field(description="from | to | subject | header")
+    match: str = Field("contains", description="contains | is")
+    value: str
+    action: str = Field(description="move | read | forward | discard")
+    target: str = Field("", description="the folder (move) or the address (forward)")
+    header: str = Field("", description="the header field name when field is 'header'")
+
+
+class VacationIn(BaseModel):
+    enabled: bool = False
+    subject: str = ""
+    text: str = ""
+    start: str = Field("", description="first day, YYYY-MM-DD ('' = now)")
+    end: str = Field("", description="last day, YYYY-MM-DD ('' = until turned off)")
+    days: int = Field(7, description="reply to the same sender at most once in this many days")
+
+
+class FiltersIn(BaseModel):
+    rules: list[RuleIn] = []
+    vacation: VacationIn = VacationIn()
+
+
+class ScriptIn(BaseModel):
+    script: str = Field(description="Sieve (RFC 5228); '' turns filtering off")
+
+
 class AliasIn(BaseModel):
     address: str
     targets: list[str]
@@ -205,6 +232,33 @@ def create_api(office: Any, panel_users: Any) -> FastAPI:
              summary="Connected devices: the address's open IMAP, POP3 and SMTP sessions")
     async def address_sessions(domain: str, address: str, ops: OpsDep) -> list[dict[str, Any]]:
         return [session_dict(s) for s in await ops.sessions(domain, address)]
+
+    # -- Sieve filters (issue 16) ------------------------------------------------------
+
+    def filters_dict(data: dict[str, Any]) -> dict[str, Any]:
+        from dataclasses import asdict
+        f = data["filters"]
+        return {"rules": [asdict(r) for r in f.rules], "vacation": asdict(f.vacation), "custom": data["custom"],
+                "script": data["active"].content if data["active"] is not None else None}
+
+    @api.get("/domains/{domain}/addresses/{address}/filters", tags=["filters"],
+             summary="The rules and vacation reply (custom: the active script was not written by the panel)")
+    async def get_filters(domain: str, address: str, ops: OpsDep) -> dict[str, Any]:
+        return filters_dict(await ops.filters(domain, address))
+
+    @api.put("/domains/{domain}/addresses/{address}/filters", tags=["filters"],
+             summary="Replace the rules and vacation reply; written as Sieve and made the active script")
+    async def put_filters(domain: str, address: str, body: FiltersIn, ops: OpsDep) -> dict[str, Any]:
+        from ...sieve.rules import Filters, Rule, VacationSettings
+        filters = Filters(tuple(Rule(**r.model_dump()) for r in body.rules), VacationSettings(**body.vacation.model_dump()))
+        await ops.save_filters(domain, address, filters)
+        return filters_dict(await ops.filters(domain, address))
+
+    @api.put("/domains/{domain}/addresses/{address}/sieve-script", tags=["filters"],
+             summary="Replace the active Sieve script's text (refused when it does not parse)")
+    async def put_script(domain: str, address: str, body: ScriptIn, ops: OpsDep) -> dict[str, Any]:
+        await ops.save_raw_script(domain, address, body.script)
+        return filters_dict(await ops.filters(domain, address))
 
     # -- app passwords (issue 16) ------------------------------------------------------
 

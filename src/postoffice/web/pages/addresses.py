@@ -109,6 +109,51 @@ async def devices(request: Request, ops: Operations) -> Response:
     return render(request, template, domain=domain, section="email", info=info)
 
 
+def filters_from_form(form: FormData) -> object:
+    from ...sieve.rules import Filters, Rule, VacationSettings
+
+    rules = []
+    for i in range(int(str(form.get("rows", "0")) or 0)):
+        value = str(form.get(f"rule-{i}-value", "")).strip()
+        if not value:
+            continue  # an empty row is no rule
+        rules.append(Rule(field=str(form.get(f"rule-{i}-field", "subject")), match=str(form.get(f"rule-{i}-match", "contains")),
+                          value=value, action=str(form.get(f"rule-{i}-action", "move")),
+                          target=str(form.get(f"rule-{i}-target", "")), header=str(form.get(f"rule-{i}-header", ""))))
+    days = str(form.get("vacation_days", "7")).strip() or "7"
+    vacation = VacationSettings(
+        enabled="vacation_enabled" in form, subject=str(form.get("vacation_subject", "")),
+        text=str(form.get("vacation_text", "")), start=str(form.get("vacation_start", "")),
+        end=str(form.get("vacation_end", "")), days=int(days) if days.isdigit() else 0)
+    return Filters(tuple(rules), vacation)
+
+
+@page
+async def filters(request: Request, ops: Operations) -> Response:
+    """Filters and vacation: the rules editor for the common cases, the vacation reply, and the
+    raw Sieve script for everything else."""
+    domain = await ops.domain(request.path_params["domain"])
+    address = request.path_params["address"]
+    data = await ops.filters(domain.name, address)
+    info = data["info"]
+    mailboxes = [m.name for m in await ops.store.list_mailboxes(info.account.id)]
+    context: dict[str, object] = {"domain": domain, "section": "email", "mailboxes": mailboxes, **data}
+    if request.method == "POST":
+        form = await checked_form(request)
+        try:
+            if form.get("kind") == "raw":
+                await ops.save_raw_script(domain.name, info.account.address, str(form.get("script", "")))
+                flash(request, "The Sieve script was saved and applies to the next message.")
+            else:
+                await ops.save_filters(domain.name, info.account.address, filters_from_form(form))
+                flash(request, "The filters and vacation reply were saved and apply to the next message.")
+        except UserError as exc:
+            context["values"] = dict(form)
+            return render(request, "domain/filters.html", 400, errors={exc.field or "form": str(exc)}, **context)
+        return redirect(request, "filters", domain=domain.name, address=info.account.address)
+    return render(request, "domain/filters.html", **context)
+
+
 @page
 async def app_passwords(request: Request, ops: Operations) -> Response:
     """App passwords of an address: create one (shown once, on this answer only) or revoke."""
