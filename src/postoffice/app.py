@@ -23,6 +23,7 @@ from typing import Any
 
 from . import cpu
 from .config import Config, ConfigError, HostPort
+from .servers.inflight import InflightBudget
 from .servers.listener import ConnectionLimiter, ListenerSpec, Listening, serve
 from .services.accounts import AccountService
 from .services.auth import Authenticator
@@ -76,6 +77,9 @@ class Postoffice:
     inbound_checker: Any = None
     dkim_signer: Any = None
     metrics: Metrics | None = None  # /metrics (services/metrics.py)
+    #: Octets of messages being received, over every connection of this process (SMTP DATA and
+    #: BDAT, IMAP literals): servers/inflight.py.
+    inflight: InflightBudget = field(default_factory=lambda: InflightBudget(0))
 
     @classmethod
     def open(cls, config: Config, node: str | None = None) -> Postoffice:
@@ -90,7 +94,8 @@ class Postoffice:
         metrics = Metrics(store, sessions)
         bus.listeners.append(metrics.on_event)
         auth.observe = metrics.auth_result
-        office = cls(config, store, bus, auth, sessions, AccountService(store, auth), metrics=metrics)
+        office = cls(config, store, bus, auth, sessions, AccountService(store, auth), metrics=metrics,
+                     inflight=InflightBudget(config.limits.max_inflight_bytes // cpu.workers()))
 
         def share_login(remote_ip: str, username: str, ok: bool) -> None:
             if bus.shared:  # throttles count every worker's failures

@@ -82,6 +82,9 @@ class Limits:
     max_connections_per_ip: int = 20
     max_connections: int = 10000
     imap_max_literal: int = 50 * 1024 * 1024
+    # Octets of messages being received at once, over all connections (SMTP DATA/BDAT, IMAP
+    # literals), shared by the worker processes; past it 452 4.3.1 / NO [LIMIT] (try later).
+    max_inflight_bytes: int = 1024 * 1024 * 1024
     idle_timeout: int = 1800  # seconds; RFC 9051 §5.4 asks for at least 30 minutes
     command_timeout: int = 300  # SMTP inactivity (RFC 5321 §4.5.3.2.7: 5 minutes)
     pop3_timeout: int = 600  # POP3 autologout (RFC 1939 §3: at least 10 minutes)

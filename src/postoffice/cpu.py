@@ -41,7 +41,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 __all__ = ["BrokenProcessPool", "configure", "cpu_count", "hashing", "in_process", "offload", "share", "shutdown",
-           "warm"]
+           "warm", "workers"]
 
 T = TypeVar("T")
 
@@ -69,6 +69,11 @@ def configure(workers: int) -> None:
     e.g. in each worker right after it starts). Pools already created keep their size."""
     global _workers
     _workers = max(1, int(workers))
+
+
+def workers() -> int:
+    """Server processes sharing this machine, as told to :func:`configure` (1 by default)."""
+    return _workers
 
 
 def share() -> int:

@@ -80,7 +80,8 @@ from ..services.delivery import (
 )
 from ..services.sessions import OpenSession
 from ..store import NotFound, QuotaExceeded
-from ..store.spool import MessageSource
+from ..store.spool import HeaderTooLarge, MessageSource, Spool
+from .inflight import InflightBudget
 from .listener import Connection
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ R535_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
 R454_THROTTLED = Reply(454, "4.7.0", "Too many failed logins; try again later")
 R550_NUL = Reply(550, "5.6.0", "NUL characters not allowed in message text")
 R552_HEADER_TOO_BIG = Reply(552, "5.3.4", "Message header too large")
+R452_INFLIGHT = Reply(452, "4.3.1", "Insufficient system resources: too much mail in transit, try again later")
 R421_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentication attempts, closing connection")
 
 
@@ -199,6 +201,7 @@ class SmtpSession:
         self.security = config.security
         self.sm = SmtpConnection(max_message_size=self.limits.max_message_size, tls=conn.tls,
                                  extensions=EXTENSIONS)
+        self.incoming: Incoming | None = None  # the message being received (spooled, budgeted)
         self.out = bytearray()
         self.helo = ""
         self.account: Any = None
@@ -234,6 +237,7 @@ class SmtpSession:
             while not self.closing:
                 event = self.sm.next_event()
                 if event is NEED_DATA:
+                    await self.take_message_data()
                     await self.flush()
                     if self.terminated:
                         self.reply(Reply(421, "4.7.0", self.terminated))
@@ -278,6 +282,7 @@ class SmtpSession:
                     self.reply(Reply(421, "4.7.0", self.terminated))
                     break
         finally:
+            self.drop_message()
             if self.session is not None:
                 self.app.sessions.remove(self.session)
             try:
@@ -296,7 +301,10 @@ class SmtpSession:
 
     async def dispatch(self, event: Any) -> None:
         if isinstance(event, MessageReceived):
-            await self.message(event.data)
+            try:
+                await self.message_received(event.data)
+            finally:
+                self.drop_message()
         elif isinstance(event, RcptTo):
             await self.rcpt(event)
         elif isinstance(event, MailFrom):
@@ -306,8 +314,10 @@ class SmtpSession:
             self.sm.begin_data()
             self.via_data = True
         elif isinstance(event, Bdat):
+            await self.take_message_data()
             self.reply(Reply(250, "2.0.0", f"{event.size} octets received"))
         elif isinstance(event, (Ehlo, Helo)):
+            self.drop_message()  # (a BDAT transaction in progress ends here)
             self.helo = event.domain
             self.envelope = None
             if isinstance(event, Ehlo):
@@ -317,6 +327,7 @@ class SmtpSession:
         elif isinstance(event, InvalidCommand):
             self.reply(event.reply)
         elif isinstance(event, MessageRejected):
+            self.drop_message()
             self.envelope = None
             self.via_data = False
             self.reply(event.reply)
@@ -327,6 +338,7 @@ class SmtpSession:
         elif isinstance(event, StartTls):
             await self.starttls()
         elif isinstance(event, Rset):
+            self.drop_message()
             self.envelope = None
             self.reply(r.R250_RESET)
         elif isinstance(event, Noop):
@@ -466,6 +478,11 @@ class SmtpSession:
             if not self.server.send_rate.allows(self.account.id):
                 self.reply(R450_RATE)
                 return
+        if cmd.params.size and not self.app.inflight.fits(cmd.params.size):
+            # RFC 1870 §6.2: temporarily not enough room for a message of that size.
+            self.app.inflight.refuse(cmd.params.size, self.conn.remote_ip)
+            self.reply(R452_INFLIGHT)
+            return
         self.envelope = Envelope(mail_from, account=self.account, envid=cmd.params.envid, ret=cmd.params.ret)
         self.smtputf8 = cmd.params.smtputf8
         self.size_hint = cmd.params.size or 0
@@ -533,6 +550,44 @@ class SmtpSession:
                 return R452_MAILBOX_FULL
         return None
 
+    # -- the message text: spooled as it arrives ------------------------------------------
+
+    async def take_message_data(self) -> None:
+        """Move what the connection has of the message into the spool (see `Incoming`)."""
+        data = self.sm.take_message_data()
+        if not data:
+            return
+        if self.incoming is None:
+            self.incoming = Incoming(self.app.store.spool, self.app.inflight, self.conn.remote_ip,
+                                     bdat=not self.via_data)
+        refusal = self.incoming.feed(data)
+        if refusal is None:
+            refusal = await self.incoming.write()
+        if refusal is not None:
+            self.sm.reject_message(refusal)  # the rest is read and dropped; the reply comes at the end
+
+    def drop_message(self) -> None:
+        """Forget the message being received: spool file removed, budget given back."""
+        if self.incoming is not None:
+            self.incoming.discard()
+            self.incoming = None
+
+    async def message_received(self, rest: bytes) -> None:
+        incoming, self.incoming = self.incoming, None
+        if incoming is None:
+            incoming = Incoming(self.app.store.spool, self.app.inflight, self.conn.remote_ip,
+                                bdat=not self.via_data)
+        self.incoming = incoming  # (dropped by the caller afterwards, whatever happens)
+        refusal = incoming.feed(rest) or incoming.end()
+        if refusal is None:
+            refusal = await incoming.write()
+        if refusal is not None:
+            self.envelope = None
+            self.via_data = False
+            self.reply(refusal)
+            return
+        await self.message(await incoming.finish())
+
     async def message(self, data: bytes | MessageSource) -> None:
         envelope, self.envelope = self.envelope, None
         if envelope is None or not envelope.routes:  # pragma: no cover - the connection prevents it
@@ -544,17 +599,6 @@ class SmtpSession:
         if len(block) > MAX_HEADER_BLOCK:
             self.reply(R552_HEADER_TOO_BIG)
             return
-        if isinstance(data, bytes):
-            if not via_data and _bare_line_ending(data):
-                # BDAT text is taken as is by the connection; the same smuggling rule as DATA
-                # applies (BINARYMIME is not offered), so a relay can never pass it on.
-                self.reply(r.R550_BARE_LINE_ENDING)
-                return
-            if b"\x00" in data:
-                # NUL is not allowed in 7bit/8bitmime text (RFC 6152 §2); some receivers drop it,
-                # which makes "CRLF NUL . CRLF" an end of data for them (smuggling via our queue).
-                self.reply(R550_NUL)
-                return
         # The header checks are linear in the block but Python: a large block goes elsewhere.
         if len(block) > HEADER_INLINE_LIMIT:
             facts = await cpu.in_process(functools.partial(inspect_header, submission=self.server.submission,
@@ -662,6 +706,90 @@ class SmtpSession:
         if verdict.action == "defer":
             return R451_CHECK_FAILED
         return verdict
+
+
+class Incoming:
+    """One message as it arrives: spooled (``store.spool.SpoolWriter``: the header block in
+    memory, the body in a file past 256 KiB), counted against the in-flight budget, and checked
+    as it comes, so that nothing needs the whole message in memory:
+
+    * NUL is refused (RFC 6152 §2: not in 7bit/8bitmime text; some receivers drop it, which
+      makes "CRLF NUL . CRLF" an end of data for them: smuggling via our queue);
+    * BDAT text with a bare CR or LF is refused like DATA text (BINARYMIME is not offered),
+      so a relay can never pass it on; a CR at the end of one chunk may pair with an LF that
+      starts the next;
+    * a header block over ``MAX_HEADER_BLOCK`` is refused with 552 5.3.4;
+    * octets that do not fit the budget get 452 4.3.1.
+
+    ``feed`` and ``end`` return the refusal (the first one wins; the connection then reads and
+    drops the rest of the message). ``discard`` gives everything back."""
+
+    def __init__(self, spool: Spool, budget: InflightBudget, who: str, *, bdat: bool) -> None:
+        self.writer = spool.writer(max_header=MAX_HEADER_BLOCK)
+        self.budget = budget
+        self.who = who
+        self.bdat = bdat
+        self.reserved = 0
+        self.refusal: Reply | None = None
+        self.pending_cr = False
+
+    def feed(self, chunk: bytes) -> Reply | None:
+        if self.refusal is not None or not chunk:
+            return None
+        if not self.budget.reserve(len(chunk), self.who):
+            return self._refuse(R452_INFLIGHT)
+        self.reserved += len(chunk)
+        if b"\x00" in chunk:
+            return self._refuse(R550_NUL)
+        if self.bdat and self._bare_line_ending(chunk):
+            return self._refuse(r.R550_BARE_LINE_ENDING)
+        try:
+            self.writer.feed(chunk)
+        except HeaderTooLarge:
+            return self._refuse(R552_HEADER_TOO_BIG)
+        return None
+
+    def end(self) -> Reply | None:
+        if self.refusal is None and self.pending_cr:
+            return self._refuse(r.R550_BARE_LINE_ENDING)
+        return None
+
+    async def write(self) -> Reply | None:
+        """Write collected body octets to the spool file when enough have gathered (a thread)."""
+        if self.refusal is None and self.writer.pending_write:
+            try:
+                await asyncio.to_thread(self.writer.flush)
+            except OSError as exc:
+                log.error("cannot spool a message from %s: %s", self.who, exc)
+                return self._refuse(R452_NO_SPACE)
+        return None
+
+    async def finish(self) -> MessageSource:
+        if self.writer.spooled:
+            return await asyncio.to_thread(self.writer.finish)
+        return self.writer.finish()
+
+    def discard(self) -> None:
+        self.writer.discard()
+        self.budget.release(self.reserved)
+        self.reserved = 0
+
+    def _refuse(self, reply: Reply) -> Reply:
+        self.refusal = reply
+        self.writer.discard()  # nothing more is kept; the budget is given back at the end
+        return reply
+
+    def _bare_line_ending(self, chunk: bytes) -> bool:
+        data = chunk
+        if self.pending_cr:
+            self.pending_cr = False
+            if data[:1] != b"\n":
+                return True
+            data = data[1:]
+        if data.endswith(b"\r"):
+            self.pending_cr = True
+            data = data[:-1]
+        return _bare_line_ending(data)
 
 
 async def _dkim_sign(signer: Any, domain: str, message: MessageSource) -> MessageSource:

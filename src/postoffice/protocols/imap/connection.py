@@ -24,6 +24,11 @@ Implementation notes (invariants):
 * A non-synchronizing literal over the limit yields ``LiteralRejected`` with
   ``must_close``: the bytes are already in flight (RFC 7888 section 4), so the
   server answers BAD [TOOBIG], says BYE and closes; the connection is dead.
+* ``literal_gate(size)``, when given, is asked before every literal within the limits is
+  read (the server's in-flight budget): False refuses it for now with
+  ``LiteralRejected(busy=True)`` (answer ``NO [LIMIT]``; the session goes on). A refused
+  LITERAL+ literal is read and dropped with the rest of its command first. The gate is asked
+  once per literal; the server gives the octets back when the command is done.
 * Limits: ``max_line_length`` per line (literals excluded),
   ``max_literal_size`` for APPEND literals, ``max_other_literal_size`` for
   the literals of any other command *together* (10,000 one-kilobyte literals in
@@ -49,6 +54,7 @@ from __future__ import annotations
 import binascii
 import enum
 import re
+from collections.abc import Callable
 
 from .events import (
     NEED_DATA, CommandReceived, ConnectionClosed, ContinuationNeeded, IdleDone,
@@ -95,8 +101,10 @@ class ImapConnection:
         max_preauth_literal_size: int | None = None,
         max_bad_before_login: int | None = None,
         max_bad_in_a_row: int | None = None,
+        literal_gate: Callable[[int], bool] | None = None,
     ) -> None:
         self.max_line_length = max_line_length
+        self.literal_gate = literal_gate
         self.max_literal_size = max_literal_size
         self.max_other_literal_size = max_other_literal_size
         self.max_command_size = (
@@ -118,6 +126,9 @@ class ImapConnection:
         self._literal_remaining = 0
         self._mode = _Mode.COMMAND
         self._discarding = False  # dropping input up to the next LF
+        # A LITERAL+ literal the gate refused: (tag, size) of it while its octets and the rest
+        # of its command are read and dropped (see literal_gate).
+        self._dropping: tuple[bytes | None, int] | None = None
         self._eof = False
         self._dead = False
 
@@ -138,7 +149,8 @@ class ImapConnection:
     def mid_command(self) -> bool:
         """True while a command has begun arriving but is not complete (a partial line, or a
         literal announced and not yet fully received): the client is sending, not waiting."""
-        return bool(self._parts) or self._literal_remaining > 0 or self.buffered > 0
+        return (bool(self._parts) or self._literal_remaining > 0 or self.buffered > 0
+                or self._dropping is not None)
 
     @property
     def closed(self) -> bool:
@@ -217,7 +229,11 @@ class ImapConnection:
                 if avail == 0:
                     return ConnectionClosed() if self._eof else NEED_DATA
                 take = min(avail, self._literal_remaining)
-                self._parts.append(self._take(self._pos + take))
+                if self._dropping is not None:
+                    self._pos = self._scan = self._pos + take
+                    self._compact()
+                else:
+                    self._parts.append(self._take(self._pos + take))
                 self._literal_remaining -= take
                 continue
             nl = self._buf.find(b"\n", self._scan)
@@ -277,6 +293,7 @@ class ImapConnection:
         self._cmd_size = 0
         self._literal_remaining = 0
         self._literal_total = 0
+        self._dropping = None
 
     def _current_tag(self, first: bytes | None = None) -> bytes | None:
         if first is not None:
@@ -299,6 +316,8 @@ class ImapConnection:
         return LineTooLong(tag, self.max_line_length)
 
     def _command_line(self, line: bytes) -> NextEvent | None:
+        if self._dropping is not None:
+            return self._dropping_line(line)
         self._cmd_size += len(line)
         if self._cmd_size > self.max_command_size:
             tag = self._current_tag(self._parts[0] if self._parts else line)
@@ -337,12 +356,36 @@ class ImapConnection:
             if not synchronizing or before_login:
                 self._dead = True
             return LiteralRejected(tag, size, max(limit, 0), synchronizing, before_login)
+        if self.literal_gate is not None and not self.literal_gate(size):
+            # No room for it now (the server's in-flight budget): a temporary refusal, and the
+            # session goes on. A synchronizing literal is simply not asked for; a LITERAL+ one
+            # is already on its way, so it and the rest of its command are read and dropped.
+            if synchronizing:
+                self._reset_command()
+                return LiteralRejected(tag, size, max(limit, 0), True, busy=True)
+            self._reset_command()
+            self._dropping = (tag, size)
+            self._literal_remaining = size
+            return None
         self._literal_remaining = size
         self._literal_total += size
         self._cmd_size += size
         if synchronizing:
             return ContinuationNeeded(tag, size)
         return None
+
+    def _dropping_line(self, line: bytes) -> NextEvent | None:
+        """A line of a command whose LITERAL+ literal was refused by the gate: drop it; a
+        further LITERAL+ literal is dropped too; the command's end (or a synchronizing literal,
+        which the client would wait for) yields the refusal."""
+        assert self._dropping is not None
+        tag, size = self._dropping
+        m = _LITERAL_AT_END.search(line)
+        if m is not None and m.group(2) and len(m.group(1)) <= 20:
+            self._literal_remaining = int(m.group(1))
+            return None
+        self._dropping = None
+        return LiteralRejected(tag, size, 0, False, busy=True)
 
 
 def _sasl_line(line: bytes) -> SaslResponse | SaslCancelled | SaslInvalid:

@@ -86,10 +86,14 @@ class LiteralRejected:
     limit: int
     synchronizing: bool
     before_login: bool = False
+    #: Refused for now by the server's ``literal_gate`` (no room in its in-flight budget), not
+    #: for its size: answer ``tag NO [LIMIT]``; the connection goes on (a LITERAL+ literal has
+    #: been read and dropped with the rest of its command).
+    busy: bool = False
 
     @property
     def must_close(self) -> bool:
-        return not self.synchronizing or self.before_login
+        return (not self.synchronizing or self.before_login) and not self.busy
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,11 @@ available). Concretely:
   4xx/5xx to Bdat         :meth:`SmtpConnection.reset_transaction` (optional)
   ======================  ================================================================
 
+  While a message arrives the server may take its octets as they come
+  (:meth:`SmtpConnection.take_message_data`, after each NEED_DATA and ``Bdat``) to spool them,
+  and refuse the rest (:meth:`SmtpConnection.reject_message`: no room, absurd header); the
+  refusal is answered at the end of data, which the connection still reads to keep the framing.
+
   A ``LineTooLong`` while an ``AuthResponse`` was expected ends the SASL exchange: the
   server answers the 500 and forgets its mechanism.
   A rejected MAIL/RCPT/DATA needs no call: the state simply does not advance, so
@@ -171,7 +176,8 @@ class _Mode(enum.Enum):
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """End of DATA or of the LAST BDAT chunk: ``data`` is the unstuffed message."""
+    """End of DATA or of the LAST BDAT chunk: ``data`` is the unstuffed message (only what
+    ``take_message_data`` has not handed out yet, when the server takes it as it arrives)."""
 
     data: bytes
 
@@ -286,6 +292,7 @@ class SmtpConnection:
         self._message = bytearray()
         self._message_size = 0
         self._message_reply: Reply | None = None  # set once the message is doomed
+        self._skip = 0  # octets at the front of _message that are not message (DATA's virtual CRLF)
         self._chunk_left = 0
         self._chunk: Bdat | None = None
         self._chunk_reply: Reply | None = None  # out-of-sequence BDAT: answer after the chunk
@@ -316,6 +323,31 @@ class SmtpConnection:
             event = ConnectionClosed()
         self._last_event = event
         return event
+
+    def take_message_data(self) -> bytes:
+        """The message octets (unstuffed, within limits) received since the last call, for a
+        server that spools the message as it arrives: call it whenever ``next_event`` returned
+        NEED_DATA or a ``Bdat``; ``MessageReceived`` then carries only the rest. A server that
+        never calls it gets the whole message with ``MessageReceived``."""
+        message = self._message
+        if self._skip:
+            drop = min(self._skip, len(message))
+            del message[:drop]
+            self._skip -= drop
+        if not message:
+            return b""
+        self._message = bytearray()
+        return bytes(message)
+
+    def reject_message(self, reply: Reply) -> None:
+        """The server refuses the message being received (its in-flight budget is exhausted,
+        the header block is absurd...): the rest of it is read and dropped, and the end of data
+        (or the LAST chunk) yields ``MessageRejected(reply)``. A message already refused by the
+        connection keeps its first reason."""
+        if self.state not in (State.DATA, State.CHUNKING):
+            raise SmtpProtocolError("reject_message() outside DATA or BDAT")
+        if self._message_reply is None:
+            self._doom(reply)
 
     @property
     def receiving_message(self) -> bool:
@@ -383,6 +415,7 @@ class SmtpConnection:
         # and a leading "." on the first line subject to unstuffing, with one code path.
         self._buf[0:0] = b"\r\n"
         self._message_size = -2
+        self._skip = 2
 
     def expect_auth_response(self) -> None:
         """The server sent 334: the next line is a SASL response (``AuthResponse``)."""
@@ -538,6 +571,7 @@ class SmtpConnection:
         self._message = bytearray()
         self._message_size = 0
         self._message_reply = None
+        self._skip = 0
 
     def _store(self, chunk: bytes) -> None:
         """Append message octets, enforcing the size limit while streaming."""
@@ -555,15 +589,13 @@ class SmtpConnection:
 
     def _finish_message(self) -> MessageReceived | MessageRejected:
         reply = self._message_reply
-        message = self._message
-        if self._mode is _Mode.DATA:
-            del message[:2]  # the virtual CRLF added by begin_data()
+        rest = self.take_message_data() if reply is None else b""  # (drops DATA's virtual CRLF)
         self.state = State.READY
         self._mode = _Mode.COMMAND
         self._reset_transaction()
         if reply is not None:
             return MessageRejected(reply)
-        return MessageReceived(bytes(message))
+        return MessageReceived(rest)
 
     def _read_data(self) -> Event | _NeedData:
         buf = self._buf

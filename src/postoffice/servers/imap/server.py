@@ -154,16 +154,18 @@ class ImapHandler:
     """One IMAP connection: the I/O half; `Session` holds the protocol state."""
 
     __slots__ = ("server", "app", "conn", "pconn", "session", "out", "out_size", "done", "waiting",
-                 "terminated", "idle_timeout", "login_deadline", "deflate", "inflate")
+                 "terminated", "idle_timeout", "login_deadline", "deflate", "inflate", "reserved")
 
     def __init__(self, server: ImapServer, conn: Connection) -> None:
         self.server = server
         self.app = server.app
         self.conn = conn
         limits = self.app.config.limits
+        self.reserved = 0  # octets of this command's literals taken from the in-flight budget
         self.pconn = ImapConnection(max_literal_size=limits.imap_max_literal,
                                     max_preauth_literal_size=PREAUTH_LITERAL_LIMIT,
-                                    max_bad_before_login=MAX_BAD_BEFORE_LOGIN, max_bad_in_a_row=MAX_BAD_IN_A_ROW)
+                                    max_bad_before_login=MAX_BAD_BEFORE_LOGIN, max_bad_in_a_row=MAX_BAD_IN_A_ROW,
+                                    literal_gate=self._literal_gate)
         self.out: list[bytes] = []
         self.out_size = 0
         self.done = False
@@ -287,11 +289,14 @@ class ImapHandler:
                     break
                 else:
                     self._protocol_event(event)
+                if self.reserved and not isinstance(event, ContinuationNeeded):
+                    self._release_literals()  # the command is done (or dropped): its literals too
                 if self.terminated and not self.done:
                     self._say_terminated()
                 await self.maybe_flush()
             await self.flush()
         finally:
+            self._release_literals()
             self.done = True
             self.session.close()
             await self.conn.close()
@@ -305,6 +310,17 @@ class ImapHandler:
             self.send(r.bye("Too many invalid commands"))
             self.done = True
 
+    def _literal_gate(self, size: int) -> bool:
+        """Asked by the connection before a literal is read: room in the in-flight budget?"""
+        if not self.app.inflight.reserve(size, self.conn.remote_ip):
+            return False
+        self.reserved += size
+        return True
+
+    def _release_literals(self) -> None:
+        self.app.inflight.release(self.reserved)
+        self.reserved = 0
+
     def _protocol_event(self, event: Any) -> None:
         if isinstance(event, InvalidCommand):
             text = event.message
@@ -315,7 +331,10 @@ class ImapHandler:
             self.send(r.continuation("Ready for literal data"))
         elif isinstance(event, LiteralRejected):
             text = f"Literal of {event.size} octets is larger than the limit of {event.limit}"
-            if event.before_login:
+            if event.busy:  # servers/inflight.py: a temporary refusal
+                self.send(r.no(event.tag, "Too much mail in transit on this server; try again shortly",
+                               Code.LIMIT))
+            elif event.before_login:
                 self.send(r.bad(event.tag, text + " before login", Code.TOOBIG))
                 self.send(r.bye("Connection closed: literal too large before login", Code.TOOBIG))
                 self.done = True
