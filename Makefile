@@ -20,9 +20,10 @@ run: $(STAMP)
 # As root a missing one fails its tests, as another user it skips them (tests/support/tools.py).
 # --no-install-recommends leaves out what some clients need, so it is named here:
 # swaks needs Net::SSLeay and IO::Socket::SSL for STARTTLS and port 465; mbsync (isync) needs
-# the Cyrus SASL modules for AUTHENTICATE PLAIN. (The others build TLS and SASL in.)
+# the Cyrus SASL modules for AUTHENTICATE PLAIN. (The others build TLS and SASL in.) curl is the
+# HTTPS client turned away from the mail ports (tests/e2e/test_tls_adversarial.py).
 DEBIAN_TEST_PACKAGES := chromium fetchmail swaks libnet-ssleay-perl libio-socket-ssl-perl \
-	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect
+	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect curl
 test-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -56,6 +56,10 @@ LISTENERS: dict[str, tuple[bool, bytes, bytes]] = {
     "managesieve": (False, _SIEVE_BUSY, _SIEVE_STOP),
 }
 
+#: The protocol each listener speaks (its ALPN id: tls.ALPN_IDS).
+PROTOCOL_OF = {"smtp": "smtp", "submission": "smtp", "submissions": "smtp", "imap": "imap", "imaps": "imap",
+               "pop3": "pop3", "pop3s": "pop3", "managesieve": "managesieve"}
+
 
 @dataclass
 class Postoffice:
@@ -66,6 +70,8 @@ class Postoffice:
     sessions: SessionRegistry
     accounts: AccountService
     tls: ssl.SSLContext | None = None
+    # One TLS context per protocol, each enforcing its ALPN id (tls.py; RFC 7301, ALPACA).
+    tls_contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
     servers: dict[str, Listening] = field(default_factory=dict)
     bound: dict[str, HostPort] = field(default_factory=dict)
     _web: Any = None
@@ -125,6 +131,12 @@ class Postoffice:
         await self.bus.attach(transport)
         self.bus.publish([SessionsWanted(self.bus.node)])
 
+    def tls_context(self, listener: str) -> ssl.SSLContext | None:
+        """The TLS context for a listener (``imaps``, ``submission``...) or a protocol, for
+        implicit TLS and STARTTLS: it refuses a client offering only other protocols' ALPN ids."""
+        protocol = PROTOCOL_OF.get(listener, listener)
+        return self.tls_contexts.get(protocol, self.tls)
+
     def protocol_server(self, name: str) -> Any:
         from .servers.imap import ImapServer
         from .servers.pop3 import Pop3Server
@@ -150,6 +162,8 @@ class Postoffice:
         ``singletons``: run the queue runner, the panel and garbage collection here."""
         domains = [d.name for d in await self.store.list_domains()]
         self.tls = server_context(self.config, domains)
+        self.tls_contexts = {protocol: server_context(self.config, domains, protocol)
+                             for protocol in sorted(set(PROTOCOL_OF.values()))}
         if singletons:
             self._start_outbound()  # issue #7
         else:
@@ -168,7 +182,7 @@ class Postoffice:
                     continue
                 implicit, refuse, shutdown = LISTENERS[name]
                 spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown)
-                listening = await serve(spec, self.protocol_server(name), self.tls, limiter,
+                listening = await serve(spec, self.protocol_server(name), self.tls_context(name), limiter,
                                         on_accept=self.metrics.connection if self.metrics else None, sock=sock)
                 self.servers[name] = listening
                 self.bound[name] = HostPort(addr.host, listening.port)

@@ -73,6 +73,9 @@ class Tls:
     key: str = ""
     # Per-domain certificates chosen by SNI: {"example.com": {"cert": ..., "key": ...}}.
     sni: dict[str, dict[str, str]] = field(default_factory=dict)
+    # A client asking (SNI) for a name none of the certificates is for gets the default one;
+    # otherwise a fatal unrecognized_name alert (RFC 6066 §3). No SNI always gets the default.
+    default_for_unknown_names: bool = False
 
 
 @dataclass(frozen=True)

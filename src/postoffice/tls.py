@@ -1,6 +1,18 @@
 """TLS policy for every listener: one way to build a server SSLContext.
 
-- TLS 1.2 minimum, the ssl module's secure cipher defaults, no compression, no renegotiation.
+- TLS 1.2 minimum; on TLS 1.2 only ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 (no CBC,
+  no static RSA: RFC 7525 §4.2, BCP 195); TLS 1.3 suites are all AEAD. No compression, no
+  renegotiation.
+- ALPN (RFC 7301; the ALPACA cross-protocol attacks): a context made for one protocol (``imap``,
+  ``pop3``, ``smtp``, ``managesieve``) answers a client that offers ALPN without that protocol
+  with a fatal ``no_application_protocol`` alert (RFC 7301 §3.2), and selects it when offered.
+  A client that offers no ALPN at all (most mail clients) is served as before. Python's ssl
+  only *selects* (on a mismatch OpenSSL goes on without ALPN), so the offered list is read from
+  the ClientHello through the context's message callback and the refusal made in the SNI
+  callback, which runs after the ClientHello is read and may end the handshake with an alert.
+- SNI (RFC 6066 §3): a name none of our certificates is for gets a fatal ``unrecognized_name``
+  alert, unless ``tls.default_for_unknown_names`` is set (then the default certificate). No SNI
+  at all (clients connecting by IP address send none) gets the default certificate.
 - Certificates: the configured PEM pair, or a self-signed one generated on first start under
   ``data_dir/tls`` naming the host name, ``localhost`` and the hosted domains' mail/imap/pop3/smtp
   names (some clients check the name even for a pinned certificate). It is regenerated when a
@@ -11,11 +23,13 @@
 
 from __future__ import annotations
 
+import _ssl
 import datetime
 import ipaddress
+import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +38,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+#: TLS 1.2 suites: ECDHE only (forward secrecy), AEAD only (no CBC; RFC 7525 §4.2).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+#: ALPN protocol ids of the IANA registry (RFC 7301 §6) for the protocols we serve.
+ALPN_IDS = {"imap": "imap", "pop3": "pop3", "smtp": "smtp", "managesieve": "managesieve"}
+ALERT_NO_APPLICATION_PROTOCOL = 120  # RFC 7301 §3.2
+_ALPN_EXTENSION = 16
+_OFFERED = "_postoffice_alpn_offered"  # set on the SSLObject by the message callback
 
 SERVICE_PREFIXES = ("mail", "imap", "pop3", "smtp", "autoconfig", "autodiscover")
 
@@ -109,13 +133,96 @@ def ensure_certificate(config: Config, domains: Iterable[str] = ()) -> tuple[Pat
     return cert_path, key_path
 
 
+class AlertingSSLObject(ssl.SSLObject):
+    """An SSLObject whose failed handshake still tells the client why.
+
+    asyncio's (and uvloop's) SSL transport closes the connection as soon as ``do_handshake()``
+    raises, without sending what OpenSSL has just written to the outgoing BIO: the fatal alert
+    (no_application_protocol, unrecognized_name, protocol_version...). The client then sees a
+    bare EOF. So the first failure is reported as "want read": the transport sends the pending
+    bytes, alert included, and waits; the client hangs up on the alert (or the handshake
+    timeout ends it), and any later call raises the real error. Installed through the
+    documented ``SSLContext.sslobject_class``."""
+
+    _failure: ssl.SSLError | None = None
+
+    def do_handshake(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            self._failure = exc
+            raise ssl.SSLWantReadError("handshake failed; the alert goes out first") from exc
+
+
 def _base_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sslobject_class = AlertingSSLObject
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     if hasattr(ssl, "OP_NO_RENEGOTIATION"):
         ctx.options |= ssl.OP_NO_RENEGOTIATION
     return ctx
+
+
+def client_hello_alpn(message: bytes) -> list[bytes] | None:
+    """The ALPN protocol names a ClientHello handshake message offers (RFC 8446 §4.1.2,
+    RFC 7301 §3.1), or None when it has no ALPN extension (or cannot be read)."""
+    try:
+        if message[0] != 1:  # HandshakeType client_hello
+            return None
+        pos = 4 + 2 + 32  # header, legacy_version, random
+        pos += 1 + message[pos]  # legacy_session_id
+        pos += 2 + int.from_bytes(message[pos:pos + 2], "big")  # cipher_suites
+        pos += 1 + message[pos]  # legacy_compression_methods
+        end = min(len(message), pos + 2 + int.from_bytes(message[pos:pos + 2], "big"))
+        pos += 2
+        while pos + 4 <= end:
+            kind = int.from_bytes(message[pos:pos + 2], "big")
+            size = int.from_bytes(message[pos + 2:pos + 4], "big")
+            body = message[pos + 4:pos + 4 + size]
+            pos += 4 + size
+            if kind != _ALPN_EXTENSION:
+                continue
+            names, i = [], 2
+            while i < len(body):
+                n = body[i]
+                names.append(bytes(body[i + 1:i + 1 + n]))
+                i += 1 + n
+            return names
+    except IndexError:
+        return None
+    return None
+
+
+def _remember_alpn(conn: object, direction: str, version: int, content_type: int, msg_type: int,
+                   data: bytes) -> None:
+    """The context's message callback: keep what a ClientHello offers for the SNI callback.
+    Called for every TLS record, so everything else returns at once."""
+    if content_type == 22 and msg_type == 1 and direction == "read":
+        try:
+            setattr(conn, _OFFERED, client_hello_alpn(data))
+        except AttributeError:
+            pass
+
+
+def _hosts_of(cert_path: Path) -> set[str]:
+    try:
+        return _names_in(cert_path)
+    except (ValueError, OSError):
+        return set()
+
+
+def _covers(names: set[str], host: str) -> bool:
+    """Whether a certificate for ``names`` is for ``host`` (RFC 6125: one wildcard label)."""
+    if host in names:
+        return True
+    parent = host.partition(".")[2]
+    return bool(parent) and f"*.{parent}" in names
 
 
 def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
@@ -129,8 +236,9 @@ def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
         raise ConfigError(f"TLS certificate {cert} or key {key} is not a valid PEM pair: {exc.reason}") from None
 
 
-def server_context(config: Config, domains: Iterable[str] = ()) -> ssl.SSLContext:
-    """The one SSLContext every listener uses (implicit TLS and STARTTLS alike)."""
+def server_context(config: Config, domains: Iterable[str] = (), protocol: str | None = None) -> ssl.SSLContext:
+    """The SSLContext of a listener (implicit TLS and STARTTLS alike); with ``protocol``
+    (imap, pop3, smtp, managesieve) it also enforces that protocol's ALPN id."""
     cert, key = ensure_certificate(config, domains)
     ctx = _base_context()
     _load(ctx, cert, key)
@@ -139,18 +247,59 @@ def server_context(config: Config, domains: Iterable[str] = ()) -> ssl.SSLContex
         sub = _base_context()
         _load(sub, Path(pair["cert"]), Path(pair["key"]))
         sni[domain.lower().rstrip(".")] = sub
-    if sni:
-        def choose(sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
-            if not server_name:
-                return
-            name = server_name.lower().rstrip(".")
-            while name:
-                if name in sni:
-                    sock.context = sni[name]
-                    return
-                name = name.partition(".")[2]
-        ctx.sni_callback = choose  # type: ignore[assignment]
+    default_names = _hosts_of(cert)
+    alpn = ALPN_IDS[protocol].encode() if protocol else None
+    if alpn is not None:
+        for c in (ctx, *sni.values()):
+            c.set_alpn_protocols([alpn.decode()])
+        if not _watch_client_hello(ctx):
+            alpn = None  # cannot see what was offered: select when offered, never refuse
+    ctx.sni_callback = _chooser(sni, default_names, config.tls.default_for_unknown_names, alpn)  # type: ignore[assignment]
     return ctx
+
+
+def _watch_client_hello(ctx: ssl.SSLContext) -> bool:
+    """Install `_remember_alpn` as the context's message callback, below ssl.py's wrapper
+    (which would turn every record's numbers into enums on the event loop). False when this
+    Python has no message callback (then ALPN is only selected, never refused)."""
+    try:
+        _ssl._SSLContext._msg_callback.__set__(ctx, _remember_alpn)  # type: ignore[attr-defined]
+    except AttributeError:
+        log.warning("this Python's ssl module has no message callback: ALPN mismatches are not refused")
+        return False
+    return True
+
+
+def _chooser(sni: dict[str, ssl.SSLContext], default_names: set[str], default_for_unknown: bool,
+             alpn: bytes | None) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
+    def choose(sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        if alpn is not None:
+            offered = getattr(sock, _OFFERED, None)
+            if offered is not None and alpn not in offered:
+                # RFC 7301 §3.2: none of the client's protocols is ours (an HTTPS client sent
+                # here by an attacker, ALPACA): a fatal no_application_protocol alert.
+                return ALERT_NO_APPLICATION_PROTOCOL
+        if not server_name:
+            return None  # no SNI (clients connecting by IP address): the default certificate
+        name = server_name.lower().rstrip(".")
+        while name:
+            if name in sni:
+                sock.context = sni[name]
+                return None
+            name = name.partition(".")[2]
+        host = server_name.lower().rstrip(".")
+        if default_for_unknown or _covers(default_names, host) or _is_ip(host):
+            return None
+        return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # RFC 6066 §3
+    return choose
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def client_context_trusting(cert_path: Path) -> ssl.SSLContext:

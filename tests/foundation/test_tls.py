@@ -104,3 +104,31 @@ def test_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
     config = make_config(tmp_path, tls={"cert": str(tmp_path / "missing.pem"), "key": str(bad)})
     with pytest.raises(ConfigError, match="not found"):
         server_context(config)
+
+
+def test_tls12_suites_are_ecdhe_aead_only(tmp_path: Path) -> None:
+    ctx = server_context(make_config(tmp_path))
+    tls12 = [c for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12 and all(c["aead"] and c["kea"] == "kx-ecdhe" for c in tls12), [c["name"] for c in tls12]
+
+
+def test_client_hello_alpn_is_read_from_a_real_client_hello() -> None:
+    """The ClientHello OpenSSL writes, parsed for its ALPN list (and None without one)."""
+    from postoffice.tls import client_hello_alpn
+
+    def hello(alpn: list[str] | None) -> bytes:
+        ctx = ssl.create_default_context()
+        if alpn is not None:
+            ctx.set_alpn_protocols(alpn)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(incoming, outgoing, server_hostname="mail.test")
+        with pytest.raises(ssl.SSLWantReadError):
+            obj.do_handshake()
+        record = outgoing.read()
+        assert record[0] == 22  # handshake record; the message follows the 5-byte header
+        return record[5:]
+
+    assert client_hello_alpn(hello(["http/1.1"])) == [b"http/1.1"]
+    assert client_hello_alpn(hello(["h2", "imap"])) == [b"h2", b"imap"]
+    assert client_hello_alpn(hello(None)) is None
+    assert client_hello_alpn(b"\x01\x00") is None  # truncated: cannot tell

@@ -110,7 +110,7 @@ class ManageSieveHandler:
                 return
             if isinstance(action, StartTls):
                 self.pconn.discard_buffer()
-                ok = self.app.tls is not None and await self.conn.start_tls(self.app.tls)
+                ok = self.app.tls is not None and await self.conn.start_tls(self.app.tls_context("managesieve"))
                 out = self.session.tls_done(ok)
             elif isinstance(action, Authenticate):
                 out = await self._authenticate(action)

@@ -470,7 +470,7 @@ class Pop3Handler:
             log.warning("POP3 from %s: discarded %d octets pipelined after STLS", self.conn.remote_ip,
                         len(discarded))
         timeout = min(STLS_HANDSHAKE_TIMEOUT, self.timeout)
-        if self.app.tls is None or not await self.conn.start_tls(self.app.tls, timeout=timeout):
+        if self.app.tls is None or not await self.conn.start_tls(self.app.tls_context("pop3"), timeout=timeout):
             return False
         return True
 

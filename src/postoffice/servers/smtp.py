@@ -377,7 +377,7 @@ class SmtpSession:
         return self.sm.ehlo_keywords(starttls=starttls, auth=MECHANISMS if self.auth_allowed() else ())
 
     async def starttls(self) -> None:
-        context = self.app.tls
+        context = self.app.tls_context("smtp") if self.app.tls is not None else None
         if context is None or self.server.mode == "submissions":
             self.reply(r.R454_TLS_UNAVAILABLE)
             return

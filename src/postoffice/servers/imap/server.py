@@ -360,7 +360,7 @@ class ImapHandler:
             # CVE-2011-0411 class: plaintext pipelined after STARTTLS is dropped, never run inside
             # TLS (conn.start_tls clears the reader's buffer); the handshake goes on, as in SMTP/POP3.
             log.info("IMAP from %s: discarded data pipelined after STARTTLS", self.conn.remote_ip)
-        if self.app.tls is None or not await self.conn.start_tls(self.app.tls):
+        if self.app.tls is None or not await self.conn.start_tls(self.app.tls_context("imap")):
             self.done = True
 
     # -- COMPRESS=DEFLATE (RFC 4978) ------------------------------------------------------------------
