@@ -17,7 +17,7 @@ from tests.support.tools import require_tool
 
 # listener -> (protocol's ALPN id, how to get from connect to the TLS handshake)
 IMPLICIT = {"imaps": "imap", "pop3s": "pop3", "submissions": "smtp"}
-STARTTLS = {"imap": "imap", "pop3": "pop3", "submission": "smtp", "smtp": "smtp"}
+STARTTLS = {"imap": "imap", "pop3": "pop3", "submission": "smtp", "smtp": "smtp", "managesieve": "managesieve"}
 
 
 def _read_line(sock: socket.socket) -> bytes:
@@ -40,6 +40,11 @@ def _starttls(listener: str, sock: socket.socket) -> None:
             pass
         sock.sendall(b"STARTTLS\r\n")
         assert _read_line(sock).startswith(b"220")
+    elif listener == "managesieve":  # RFC 5804 §2.2: capabilities, then OK
+        while not _read_line(sock).startswith(b"OK"):
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        assert _read_line(sock).startswith(b"OK")
     elif listener == "imap":
         _read_line(sock)
         sock.sendall(b"a STARTTLS\r\n")
@@ -86,7 +91,8 @@ def protocol_of(listener: str) -> str:
 def test_alpn_of_another_protocol_gets_no_application_protocol(srv: RunningServer, listener: str) -> None:
     """RFC 7301 §3.2: no protocol in common -> a fatal no_application_protocol alert (ALPACA:
     a browser talked into sending HTTPS to a mail port is turned away at the handshake)."""
-    for offered in (["http/1.1"], ["h2", "http/1.1"], sorted({"imap", "pop3", "smtp"} - {protocol_of(listener)})):
+    for offered in (["http/1.1"], ["h2", "http/1.1"],
+                    sorted({"imap", "pop3", "smtp", "managesieve"} - {protocol_of(listener)})):
         with pytest.raises(ssl.SSLError, match="NO_APPLICATION_PROTOCOL|no application protocol"):
             handshake(srv, listener, alpn=offered).close()
 
