@@ -190,3 +190,31 @@ async def test_addresses_the_urls_cannot_carry_are_refused(admin: httpx.AsyncCli
         assert response.status_code == 400, local
         assert await office.store.get_account(f"{local}@example.com") is None
     assert (await admin.get("/domains/example.com/email")).status_code == 200
+
+
+async def test_panel_sessions_are_revoked_on_the_server(office: Postoffice, make_client: object) -> None:
+    """Issue 16: a copied session cookie stops working once its session signs out, and "log out
+    elsewhere" ends the other browsers' sessions while keeping this one."""
+    from .conftest import login, post
+
+    first, second = make_client(), make_client()
+    assert (await login(first)).status_code == 303
+    assert (await login(second)).status_code == 303
+    copied = dict(first.cookies)
+    thief = make_client()
+    thief.cookies.update(copied)
+    assert (await thief.get("/")).status_code == 200  # the copied cookie works while the session lives
+    assert await office.store.count_panel_sessions("admin", "admin") == 2
+
+    response = await post(first, "/logout", {}, page="/")
+    assert response.status_code == 303
+    assert (await thief.get("/")).status_code == 303  # back to the login page: revoked on the server
+    assert (await second.get("/")).status_code == 200
+    assert await office.store.count_panel_sessions("admin", "admin") == 1
+
+    third = make_client()
+    assert (await login(third)).status_code == 303
+    response = await post(third, "/logout/others", {}, page="/")
+    assert response.status_code == 303
+    assert (await second.get("/")).status_code == 303
+    assert (await third.get("/")).status_code == 200

@@ -358,6 +358,18 @@ MIGRATIONS: list[list[Step]] = [
         )""",
         "CREATE INDEX app_passwords_account ON app_passwords(account_id)",
     ],
+    # 11 (issue 16): panel sessions kept on the server, so signing out (or "sign out everywhere
+    # else") ends a session even if its signed cookie was copied; ``id`` is the SHA-256 of the
+    # random session id the cookie carries.
+    [
+        """CREATE TABLE panel_sessions (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX panel_sessions_who ON panel_sessions(kind, name)",
+    ],
 ]
 
 

@@ -36,9 +36,11 @@ from .rows import BLOB_GRACE_SECONDS, BLOB_WRITERS
 from .sieve import SieveStore
 from .spool import Spool
 from .app_passwords import AppPasswordStore
+from .panel_sessions import PanelSessionStore
 
 
-class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, AppPasswordStore):
+class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, AppPasswordStore,
+            PanelSessionStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
     def __init__(self, db: Database, blobs: BlobStore, spool: Spool | None = None) -> None:

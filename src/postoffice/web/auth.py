@@ -1,5 +1,8 @@
 """Panel sessions, CSRF and API tokens.
 
+- Sessions are also kept on the server (issue 16): the cookie carries a random session id whose
+  digest is a row in ``panel_sessions``; signing out deletes it, so a copied cookie stops
+  working at once, and "sign out everywhere else" (and a password change) deletes the others.
 - The session is Starlette's signed cookie (itsdangerous, HMAC-SHA1 over the secret), HttpOnly
   and SameSite=Lax, marked Secure when the panel's public URL is https. It holds only who signed
   in and the CSRF token; the principal is rebuilt from the store on every request, so removing a
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from typing import Any
@@ -55,14 +59,32 @@ async def checked_form(request: Request) -> FormData:
     return form
 
 
-def sign_in(request: Request, who: Principal) -> None:
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def session_hash(request: Request) -> str:
+    return _sid_hash(str(request.session.get("sid") or ""))
+
+
+async def sign_in(request: Request, who: Principal) -> None:
     request.session.clear()  # a fresh session (and CSRF token) at each login: no fixation
-    request.session.update({"kind": who.kind, "name": who.name, "stamp": who.stamp, "key": who.key})
+    sid = secrets.token_urlsafe(32)
+    await request.app.state.office.store.add_panel_session(_sid_hash(sid), who.kind, who.name, SESSION_MAX_AGE)
+    request.session.update({"kind": who.kind, "name": who.name, "stamp": who.stamp, "key": who.key, "sid": sid})
     csrf_token(request)
 
 
-def sign_out(request: Request) -> None:
+async def sign_out(request: Request) -> None:
+    """End this session here and on the server (the cookie is useless afterwards)."""
+    if request.session.get("sid"):
+        await request.app.state.office.store.remove_panel_session(session_hash(request))
     request.session.clear()
+
+
+async def sign_out_others(request: Request, who: Principal) -> int:
+    """End every other session of this login (other browsers, a copied cookie)."""
+    return int(await request.app.state.office.store.remove_panel_sessions(who.kind, who.name, keep=session_hash(request)))
 
 
 async def current_principal(request: Request) -> Principal | None:
@@ -72,10 +94,12 @@ async def current_principal(request: Request) -> Principal | None:
     kind, name = request.session.get("kind"), request.session.get("name")
     who = None
     if isinstance(kind, str) and isinstance(name, str):
+        alive = bool(request.session.get("sid")) and await request.app.state.office.store.panel_session_alive(
+            session_hash(request), kind, name, SESSION_MAX_AGE)
         who = await users.resume(kind, name, float(request.session.get("stamp") or 0),
-                                 str(request.session.get("key") or ""))
+                                 str(request.session.get("key") or "")) if alive else None
         if who is None:
-            sign_out(request)
+            await sign_out(request)
     request.state.principal = who
     return who
 

@@ -12,6 +12,7 @@ A = "/domains/{domain}/email/{address}"
 routes: list[BaseRoute] = [
     Route("/login", session.login, name="login", methods=GET_POST),
     Route("/logout", session.logout, name="logout", methods=["POST"]),
+    Route("/logout/others", session.logout_others, name="logout_others", methods=["POST"]),
     Route("/me", session.me, name="me", methods=GET_POST),
     Route("/me/mobileconfig", session.me_mobileconfig, name="me_mobileconfig"),
     # Service overview: the domain list

@@ -8,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from ...services.accounts import UserError
 from ...services.panel_users import LoginThrottled
 from ...store import POP3_POLICIES
-from ..auth import CsrfError, checked_form, client_ip, current_principal, flash, sign_in, sign_out
+from ..auth import CsrfError, checked_form, client_ip, current_principal, flash, sign_in, sign_out, sign_out_others
 from ..operations import AddressChanges, Operations
 from .common import error_page, form_error, page, redirect, render
 
@@ -50,7 +50,7 @@ async def login(request: Request) -> Response:
                       values=values, next=next_url)
     except UserError as exc:
         return form_error(request, "login.html", exc, values, next=next_url)
-    sign_in(request, who)
+    await sign_in(request, who)
     return RedirectResponse(next_url if not who.is_user else str(request.url_for("me")), status_code=303)
 
 
@@ -59,8 +59,17 @@ async def logout(request: Request) -> Response:
         await checked_form(request)
     except CsrfError as exc:
         return error_page(request, 403, str(exc))
-    sign_out(request)
+    await sign_out(request)
     return redirect(request, "login")
+
+
+@page(staff=False)
+async def logout_others(request: Request, ops: Operations) -> Response:
+    """Issue 16: end this login's panel sessions in every other browser (this one stays)."""
+    await checked_form(request)
+    ended = await sign_out_others(request, ops.who)
+    flash(request, f"Signed out everywhere else ({ended} other session{'s' if ended != 1 else ''} ended).")
+    return redirect(request, "overview" if not ops.who.is_user else "me")
 
 
 @page(staff=False)
@@ -82,7 +91,8 @@ async def me(request: Request, ops: Operations) -> Response:
                 ops.who, str(form.get("current_password", "")), str(form.get("new_password", "")),
                 client_ip(request))
             flash(request, "Your password was changed. Sign in again with the new one.")
-            sign_out(request)
+            await sign_out_others(request, ops.who)
+            await sign_out(request)
             return redirect(request, "login")
         policy = str(form.get("pop3_policy", ""))
         if policy not in POP3_POLICIES:
