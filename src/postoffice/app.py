@@ -43,6 +43,13 @@ _POP3_BUSY = b"-ERR [SYS/TEMP] Too many connections from your address\r\n"
 _POP3_STOP = b"-ERR [SYS/TEMP] Server shutting down\r\n"
 _SIEVE_BUSY = b'BYE "Too many connections from your address"\r\n'
 _SIEVE_STOP = b'BYE "Server shutting down"\r\n'
+# ... when the server as a whole has limits.max_connections open.
+_FULL = {
+    "smtp": b"421 4.7.0 Too many connections to this server, try again later\r\n",
+    "imap": b"* BYE [UNAVAILABLE] Too many connections to this server, try again later\r\n",
+    "pop3": b"-ERR [SYS/TEMP] Too many connections to this server, try again later\r\n",
+    "managesieve": b'BYE "Too many connections to this server, try again later"\r\n',
+}
 
 # listener name: (implicit TLS, answer when a client IP has too many connections, shutdown notice)
 LISTENERS: dict[str, tuple[bool, bytes, bytes]] = {
@@ -181,7 +188,7 @@ class Postoffice:
                         await self._start_web(addr, sock)
                     continue
                 implicit, refuse, shutdown = LISTENERS[name]
-                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown)
+                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown, _FULL[PROTOCOL_OF[name]])
                 listening = await serve(spec, self.protocol_server(name), self.tls_context(name), limiter,
                                         on_accept=self.metrics.connection if self.metrics else None, sock=sock)
                 self.servers[name] = listening

@@ -82,7 +82,13 @@ class Tls:
 class Limits:
     max_message_size: int = 50 * 1024 * 1024
     max_recipients: int = 100
-    max_connections_per_ip: int = 20
+    # Connections from one client address (a backstop against one host taking every slot: an
+    # office or a mobile carrier's NAT puts many users behind one address, each desktop client
+    # keeping ~5 IMAP connections), and per user from one address, Dovecot's
+    # mail_max_userip_connections: a client that leaks connections is stopped at its own user.
+    # Both are counted per worker process; see docs/operations.md.
+    max_connections_per_ip: int = 500
+    max_connections_per_user_ip: int = 10
     max_connections: int = 10000
     imap_max_literal: int = 50 * 1024 * 1024
     # Octets of messages being received at once, over all connections (SMTP DATA/BDAT, IMAP

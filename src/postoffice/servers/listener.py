@@ -136,24 +136,38 @@ class ListenerSpec:
     implicit_tls: bool
     refuse_busy: bytes  # what to say when the per-IP limit is reached
     shutdown_notice: bytes = b""  # what to say to a session still open when the server stops
+    refuse_full: bytes = b""  # what to say when the server's connection limit is reached
 
 
 class ConnectionLimiter:
+    """Connections open per client address and in all (this process's share when the server
+    runs several worker processes). `acquire` names the limit that refuses a connection."""
+
     def __init__(self, per_ip: int, total: int) -> None:
         self.per_ip = per_ip
         self.total = total
         self.counts: Counter[str] = Counter()
+        self.open = 0
 
-    def acquire(self, ip: str) -> bool:
-        if self.counts[ip] >= self.per_ip or sum(self.counts.values()) >= self.total:
-            return False
+    def acquire(self, ip: str) -> str | None:
+        """None when admitted; else the setting that refuses it (``max_connections_per_ip`` or
+        ``max_connections``)."""
+        if self.counts[ip] >= self.per_ip:
+            return "max_connections_per_ip"
+        if self.open >= self.total:
+            return "max_connections"
         self.counts[ip] += 1
-        return True
+        self.open += 1
+        return None
 
     def release(self, ip: str) -> None:
         self.counts[ip] -= 1
+        self.open -= 1
         if self.counts[ip] <= 0:
             del self.counts[ip]
+
+    def limit(self, name: str) -> int:
+        return self.per_ip if name == "max_connections_per_ip" else self.total
 
 
 @dataclass
@@ -204,11 +218,14 @@ async def serve(spec: ListenerSpec, server: ProtocolServer, tls_context: ssl.SSL
             active.discard(conn)
 
     async def handle(conn: Connection) -> None:
-        admitted = limiter.acquire(conn.remote_ip)
+        refused = limiter.acquire(conn.remote_ip)
         if on_accept is not None:
-            on_accept(spec.name, admitted)
-        if not admitted:
-            conn.write(spec.refuse_busy)
+            on_accept(spec.name, refused is None)
+        if refused is not None:
+            log.warning("%s connection from %s refused: limits.%s = %d reached", spec.name, conn.remote_ip,
+                        refused, limiter.limit(refused))
+            full = refused == "max_connections" and spec.refuse_full
+            conn.write(spec.refuse_full if full else spec.refuse_busy)
             await conn.drain()
             await conn.close()
             return

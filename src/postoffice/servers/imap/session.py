@@ -32,6 +32,7 @@ from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
 from ...services.auth import AuthStatus, authzid_permitted
+from ...services.limits import user_ip_refusal
 from ...services.sessions import OpenSession
 from ...store import Account
 from . import context, mailboxes, messages, sort
@@ -184,10 +185,13 @@ class Session:
         if result.status is not AuthStatus.OK or result.account is None:
             return r.no(tag, "Invalid username or password", Code.AUTHENTICATIONFAILED)
         account = result.account
+        conn = self.io.conn
+        refusal = user_ip_refusal(self.app.sessions, self.app.config.limits, account, "imap", conn.remote_ip)
+        if refusal is not None:
+            return r.no(tag, refusal, Code.LIMIT)
         self.account = account
         self.state = State.AUTHENTICATED
         self.io.pconn.logged_in()  # the pre-login limits end here
-        conn = self.io.conn
         self.registered = self.app.sessions.add(OpenSession(
             protocol="imap", account_id=account.id, address=account.address, remote=conn.remote_ip,
             tls=conn.tls, port=conn.local_port, client_id=self.client_id, terminate=self.io.terminate,
