@@ -370,6 +370,17 @@ MIGRATIONS: list[list[Step]] = [
         )""",
         "CREATE INDEX panel_sessions_who ON panel_sessions(kind, name)",
     ],
+    # 12 (issue #11, URLAUTH, RFC 4467 section 7): one random mailbox access key per user and
+    # mailbox name, made by the first GENURLAUTH and deleted by RESETKEY.
+    [
+        """CREATE TABLE urlauth_keys (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            mailbox TEXT NOT NULL,
+            key TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (account_id, mailbox)
+        )""",
+    ],
 ]
 
 

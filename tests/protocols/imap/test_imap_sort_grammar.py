@@ -142,3 +142,19 @@ def test_imap_urls_and_catenate() -> None:
                           ("URL", b"/Drafts;UID=20/;section=1"))
     for bad in (b"a APPEND x CATENATE ()", b"a APPEND x CATENATE (FOO 1)", b'a APPEND x CATENATE (TEXT "q")'):
         assert isinstance(parse_command(bad), InvalidCommand), bad
+
+
+def test_urlauth_commands() -> None:
+    """RFC 4467 section 9: GENURLAUTH 1*(url-rump mechanism), URLFETCH 1*url, RESETKEY."""
+    from postoffice.protocols.imap import GenUrlAuth, ResetKey, State, UrlFetch, command_allowed
+
+    rump = b"imap://joe@example.com/INBOX/;uid=20/;section=1.2;urlauth=submit+fred"
+    c = cmd(b'a001 GENURLAUTH "%s" INTERNAL' % rump)
+    assert c == GenUrlAuth(((rump, "INTERNAL"),))
+    full = rump + b":internal:91354a473744909de610943775f92038"
+    assert cmd(b'a002 URLFETCH "%s"' % full) == UrlFetch((full,))
+    assert cmd(b"a RESETKEY") == ResetKey()
+    assert cmd(b"a RESETKEY INBOX INTERNAL") == ResetKey(b"INBOX", ("INTERNAL",))
+    assert command_allowed(State.AUTHENTICATED, c) and not command_allowed(State.NOT_AUTHENTICATED, c)
+    for bad in (b"a GENURLAUTH", b'a GENURLAUTH "x"', b"a URLFETCH"):
+        assert isinstance(parse_command(bad), InvalidCommand), bad

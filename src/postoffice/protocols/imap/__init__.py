@@ -15,7 +15,7 @@ from .capabilities import ENABLEABLE, SUPPORTED_EXTENSIONS
 from .commands import (
     LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATE_COMMANDS,
     STATUS_ITEMS, Append, AppendMessage, Authenticate, CancelUpdate, Capability, Check, Close, Command,
-    Compress, Copy,
+    Compress, Copy, GenUrlAuth, ResetKey, UrlFetch,
     Create, Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List,
     Login, Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select,
     SetQuota, Sort, StartTls, State, Status, Store, StoreMode, Subscribe, Thread, UidExpunge,
@@ -39,7 +39,8 @@ from .parser import COMMAND_VERBS, parse_command
 __all__ = [
     "responses", "ENABLEABLE", "SUPPORTED_EXTENSIONS",
     "LIST_RETURN_OPTIONS", "LIST_SELECTION_OPTIONS", "SEARCH_RETURN_OPTIONS", "STATE_COMMANDS",
-    "STATUS_ITEMS", "Append", "AppendMessage", "Authenticate", "CancelUpdate", "Capability", "Check", "Close", "Compress",
+    "STATUS_ITEMS", "Append", "AppendMessage", "Authenticate", "CancelUpdate", "Capability", "Check", "Close", "Compress", "GenUrlAuth",
+    "ResetKey", "UrlFetch",
     "Command", "Copy", "Create", "Delete", "Enable", "Examine", "Expunge", "Fetch", "GetQuota",
     "GetQuotaRoot", "Id", "Idle", "List", "Login", "Logout", "Lsub", "Move", "Namespace", "Noop",
     "QresyncParams", "Rename", "Search", "Select", "SetQuota", "Sort", "StartTls", "State", "Status",

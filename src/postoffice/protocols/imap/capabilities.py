@@ -46,6 +46,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "CONTEXT=SEARCH",   # RFC 5267 section 4
     "CONTEXT=SORT",     # RFC 5267 section 4
     "CATENATE",         # RFC 4469 (URLs to the user's own messages)
+    "URLAUTH",          # RFC 4467 (GENURLAUTH, URLFETCH, RESETKEY)
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

@@ -27,7 +27,7 @@ __all__ = [
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
-    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "Command", "STATE_COMMANDS",
+    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "GenUrlAuth", "UrlFetch", "ResetKey", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
@@ -272,6 +272,28 @@ class Compress:
 
 
 @dataclass(frozen=True, slots=True)
+class GenUrlAuth:
+    """GENURLAUTH (url-rump mechanism)... (RFC 4467 section 6.1); mechanisms upper-cased."""
+
+    requests: tuple[tuple[bytes, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UrlFetch:
+    """URLFETCH url... (RFC 4467 section 6.2)."""
+
+    urls: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResetKey:
+    """RESETKEY [mailbox [mechanism...]] (RFC 4467 section 6.3)."""
+
+    mailbox: bytes | None = None
+    mechanisms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GetQuota:
     """GETQUOTA quota-root (RFC 9208)."""
 
@@ -419,13 +441,15 @@ Command = Union[
     Capability, Noop, Logout, Id, Enable, StartTls, Authenticate, Login, Select, Examine,
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
-    Search, Fetch, Store, Copy, Move, Sort, Thread, Compress, CancelUpdate,
+    Search, Fetch, Store, Copy, Move, Sort, Thread, Compress, CancelUpdate, GenUrlAuth, UrlFetch,
+    ResetKey,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
 _AUTH = (
     Enable, Select, Examine, Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub,
-    Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota, Compress,
+    Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota, Compress, GenUrlAuth, UrlFetch,
+    ResetKey,
 )
 _SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread,
              CancelUpdate)

@@ -27,9 +27,10 @@ from .commands import (
     LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATUS_ITEMS,
     Append, AppendMessage, Authenticate, CancelUpdate, Capability, Check, Close, Command, Compress, Copy,
     Create,
-    Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
-    Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select, SetQuota,
+    Delete, Enable, Examine, Expunge, Fetch, GenUrlAuth, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
+    Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, ResetKey, Search, Select, SetQuota,
     Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
+    UrlFetch,
 )
 from .events import CommandReceived, InvalidCommand
 from .grammar.fetch_att import parse_fetch_atts
@@ -417,6 +418,44 @@ def _cancelupdate(r: Reader) -> Command:
     return CancelUpdate(tuple(tags))
 
 
+def _mechanism(r: Reader) -> str:
+    # mechanism = "INTERNAL" / 1*(ALPHA / DIGIT / "-" / ".")      ; RFC 4467 section 9
+    return r.upper_atom("a URLAUTH mechanism")
+
+
+def _genurlauth(r: Reader) -> Command:
+    # genurlauth = "GENURLAUTH" 1*(SP url-rump SP mechanism) ; url-rump = astring
+    requests = []
+    while r.try_sp():
+        url = r.astring("a URL")
+        r.sp()
+        requests.append((url, _mechanism(r)))
+    if not requests:
+        raise r.fail("GENURLAUTH needs a URL and a mechanism")
+    return GenUrlAuth(tuple(requests))
+
+
+def _urlfetch(r: Reader) -> Command:
+    # urlfetch = "URLFETCH" 1*(SP url-full) ; url-full = astring
+    urls = []
+    while r.try_sp():
+        urls.append(r.astring("a URL"))
+    if not urls:
+        raise r.fail("URLFETCH needs a URL")
+    return UrlFetch(tuple(urls))
+
+
+def _resetkey(r: Reader) -> Command:
+    # resetkey = "RESETKEY" [SP mailbox *(SP mechanism)]
+    if not r.try_sp():
+        return ResetKey()
+    mailbox = r.mailbox()
+    mechs = []
+    while r.try_sp():
+        mechs.append(_mechanism(r))
+    return ResetKey(mailbox, tuple(mechs))
+
+
 def _compress(r: Reader) -> Command:
     # compress = "COMPRESS" SP algorithm ; algorithm = "DEFLATE" (RFC 4978 section 4)
     r.sp()
@@ -656,6 +695,9 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"THREAD": _thread,
     b"COMPRESS": _compress,
     b"CANCELUPDATE": _cancelupdate,
+    b"GENURLAUTH": _genurlauth,
+    b"URLFETCH": _urlfetch,
+    b"RESETKEY": _resetkey,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {

@@ -7,7 +7,7 @@ the mailbox by name (percent-decoded UTF-8, RFC 5092 section 6), the UIDVALIDITY
 must match, the UID must exist, the section must exist. Anything else answers
 ``NO [BADURL "url"]`` and nothing is appended (RFC 4469 section 5: the whole APPEND fails,
 MULTIAPPEND included). Absolute URLs are accepted when their user (if any) is the logged-in
-user; URLAUTH-authorized URLs are not resolved here (URLAUTH is not implemented).
+user; URLAUTH-authorized URLs (RFC 4467) are resolved as URLFETCH would resolve them.
 The finished message must be within ``limits.imap_max_literal`` (``NO [TOOBIG]``) and not
 empty.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ...mail.mime import Part, parse
 from ...mail.sections import partial as partial_bytes
 from ...mail.sections import section_bytes
-from ...protocols.imap.grammar.imapurl import parse_imap_url
+from ...protocols.imap.grammar.imapurl import ImapUrl, parse_imap_url
 from ...protocols.imap.grammar.utf7 import InvalidMailboxName, decode_mailbox_name
 from ...protocols.imap.responses import Code
 from ...store import InvalidName, validate_mailbox_name
@@ -28,13 +28,17 @@ from .errors import Refused
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["build_message"]
+__all__ = ["build_message", "url_part", "badurl"]
+
+
+def badurl(url: bytes, why: str) -> Refused:
+    return _badurl(url, why)
 
 
 def _badurl(url: bytes, why: str) -> Refused:
     # resp-text-code =/ "BADURL" SP url-resp-text (RFC 4469 section 5): no "]", CR or LF
     text = url.decode("utf-8", "replace").replace("]", "%5D").replace("\r", "").replace("\n", "")
-    return Refused(f"CATENATE: {why}", b"BADURL " + text.encode())
+    return Refused(f"Bad URL: {why}", b"BADURL " + text.encode())
 
 
 async def _resolve(s: Session, url: bytes) -> bytes:
@@ -44,14 +48,26 @@ async def _resolve(s: Session, url: bytes) -> bytes:
     except ValueError as exc:
         raise _badurl(url, str(exc)) from None
     if u.urlauth is not None:
-        raise _badurl(url, "URLAUTH-authorized URLs are not supported")
+        # A URLAUTH-authorized URL (RFC 4467) may name another user's message: it is
+        # resolved exactly as URLFETCH would resolve it for this session.
+        from .urlauth import fetch_authorized
+        data = await fetch_authorized(s, url, catenate=True)
+        if data is None:
+            raise _badurl(url, "the URLAUTH-authorized URL is not valid")
+        return data
     if u.user is not None and u.user.lower() != s.account.address.lower():
         raise _badurl(url, "the URL names another user")
+    return await url_part(s, s.account.id, u, url)
+
+
+async def url_part(s: Session, account_id: int, u: ImapUrl, url: bytes) -> bytes:
+    """The octets a parsed IMAP URL names in the mailboxes of ``account_id`` (what FETCH
+    BODY.PEEK[section]<partial> would return); Refused [BADURL] when it names nothing."""
     try:
         name = validate_mailbox_name(decode_mailbox_name(u.mailbox, True))
     except (InvalidMailboxName, InvalidName, ValueError):
         raise _badurl(url, "invalid mailbox name") from None
-    box = await s.server.mailboxes.get(s.account.id, name)
+    box = await s.server.mailboxes.get(account_id, name)
     if box is None:
         raise _badurl(url, "no such mailbox")
     if u.uidvalidity is not None and u.uidvalidity != box.uidvalidity:

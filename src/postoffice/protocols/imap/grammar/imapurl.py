@@ -41,6 +41,7 @@ class ImapUrl:
     user: str | None = None        # absolute URLs: the user name, percent-decoded
     host: str | None = None
     urlauth: bytes | None = None   # ";URLAUTH=..." as given (RFC 4467), None if absent
+    expire: bytes | None = None    # ";EXPIRE=<date-time>" as given (RFC 4467 section 3)
 
 
 def parse_imap_url(url: bytes) -> ImapUrl:
@@ -102,7 +103,8 @@ def parse_imap_url(url: bytes) -> ImapUrl:
         if not origin.isdigit() or (length and not length.isdigit()):
             raise ValueError("invalid partial range")
         partial = (int(origin), int(length) if length else None)
-    return ImapUrl(mailbox, uid, uidvalidity, section, partial, user, host, params.get(b"URLAUTH"))
+    return ImapUrl(mailbox, uid, uidvalidity, section, partial, user, host, params.get(b"URLAUTH"),
+                   params.get(b"EXPIRE"))
 
 
 def _nz(value: bytes) -> int:
