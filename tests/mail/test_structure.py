@@ -249,10 +249,10 @@ def test_hostile_nesting_is_capped(kind: str) -> None:
         raw = b"Content-Type: message/rfc822\r\n\r\n" * n + b"Subject: deep\r\n\r\nbody\r\n"
     else:
         raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" * n
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: the bound is about the work, not the machine's load
     info = analyze(raw)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 2.0  # typically tens of milliseconds
+    elapsed = time.process_time() - t
+    assert elapsed < 2.0  # about 0.05-0.1 s; same-boundary about 0.5 s
     assert _depth(info.tree) <= MAX_DEPTH + 1
     imapcheck.check_body(imapcheck.parse(info.bodystructure), ext=True)
     again = Part.from_json(info.tree.to_json())

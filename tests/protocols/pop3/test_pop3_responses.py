@@ -46,15 +46,17 @@ def test_round_trip(raw: bytes) -> None:
 
 
 def test_dot_stuff_is_fast_on_large_messages() -> None:
+    # CPU time of this process, not wall-clock time: the bound is about the work done (about
+    # 0.1 s here), which a busy shared machine does not change.
     message = (b"Subject: big\r\n\r\n" + b".a line starting with a dot\r\n" * 400_000)  # ~11 MB
-    start = time.perf_counter()
+    start = time.process_time()
     body = dot_stuff(message)
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
     assert body.count(b"\r\n..a line") == 400_000
     bare = message.replace(b"\r\n", b"\n")
-    start = time.perf_counter()
+    start = time.process_time()
     assert dot_stuff(bare) == body
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
 
 
 MESSAGE = b"From: a\r\nSubject: b\r\n\r\nl1\r\nl2\r\nl3\r\n"
