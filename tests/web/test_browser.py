@@ -319,3 +319,42 @@ def test_rules_editor_and_vacation_form_file_real_mail(live_with_mail: Any, brow
     assert (archived, inbox) == (1, 1)
     assert replied == ["friend@far.example"]  # the list message got no reply
     page.close()
+
+
+def test_totp_enrolment_and_login_in_the_browser(live: Any, browser: Any, shot: Any) -> None:
+    """Issue 16: set up two-factor login in a browser (the panel's clock fixed), then log in
+    with password and code in a second browser context."""
+    from postoffice.services import totp
+
+    fixed = [1_900_000_000.0]
+    live.office.clock = lambda: fixed[0]
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    page.set_default_timeout(10000)
+    page.goto(live.url + "/login")
+    page.get_by_label("Login or email address").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Service overview").wait_for()
+    page.get_by_role("link", name="Two-factor login").click()
+    page.get_by_role("button", name="Set up two-factor login").click()
+    secret = page.locator("[data-totp-secret]").inner_text()
+    shot(page, "totp-setup")
+    page.get_by_label("Code from the app").fill(totp.totp(secret, int(fixed[0] // 30)))
+    page.get_by_role("button", name="Turn on").click()
+    page.locator("#recovery-codes").wait_for()
+    assert page.locator("[data-recovery-code]").count() == 10
+    page.close()
+
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    other = context.new_page()
+    other.set_default_timeout(10000)
+    other.goto(live.url + "/login")
+    other.get_by_label("Login or email address").fill("admin")
+    other.get_by_label("Password").fill(ADMIN_PASSWORD)
+    other.get_by_role("button", name="Log in").click()
+    other.get_by_role("heading", name="Two-factor login").wait_for()
+    fixed[0] += 30
+    other.get_by_label("Authentication code").fill(totp.totp(secret, int(fixed[0] // 30)))
+    other.get_by_role("button", name="Continue").click()
+    other.get_by_role("heading", name="Service overview").wait_for()
+    context.close()

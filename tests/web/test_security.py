@@ -218,3 +218,65 @@ async def test_panel_sessions_are_revoked_on_the_server(office: Postoffice, make
     assert response.status_code == 303
     assert (await second.get("/")).status_code == 303
     assert (await third.get("/")).status_code == 200
+
+
+async def test_totp_two_factor_login(office: Postoffice, make_client: object) -> None:
+    """Issue 16: TOTP enrolment (time from a fixed clock), the code step at login, one use per
+    code, recovery codes, other sessions ended when 2FA goes on, and app-passwords-only."""
+    import re
+
+    from postoffice.services import totp
+    from postoffice.services.app_passwords import AppPasswords
+
+    from .conftest import login, post
+
+    now = [1_900_000_000.0]
+    office.clock = lambda: now[0]  # type: ignore[attr-defined]
+    other = make_client()
+    assert (await login(other)).status_code == 303
+    me = make_client()
+    assert (await login(me)).status_code == 303
+    page = await post(me, "/settings/2fa", {"action": "start"}, page="/settings/2fa")
+    secret = re.search(r"data-totp-secret>([A-Z2-7]+)<", page.text).group(1)
+    assert "otpauth://totp/" in page.text
+    wrong = await post(me, "/settings/2fa", {"action": "confirm", "code": "000000"}, page="/settings/2fa")
+    assert wrong.status_code == 400 or totp.totp(secret, int(now[0] // 30)) == "000000"
+    done = await post(me, "/settings/2fa", {"action": "confirm", "code": totp.totp(secret, int(now[0] // 30))},
+                      page="/settings/2fa")
+    assert done.status_code == 200 and "1 other panel session ended" in done.text
+    codes = re.findall(r"data-recovery-code>([a-z0-9-]+)<", done.text)
+    assert len(codes) == 10
+    assert (await other.get("/")).status_code == 303  # the other browser was signed out
+    assert (await me.get("/")).status_code == 200
+
+    # Logging in now needs the code; the password alone gives no session.
+    fresh = make_client()
+    response = await login(fresh)
+    assert response.status_code == 303 and response.headers["location"].endswith("/login/2fa")
+    assert (await fresh.get("/")).status_code == 303
+    bad = await post(fresh, "/login/2fa", {"code": "123456" if totp.totp(secret, int(now[0] // 30)) != "123456"
+                                           else "654321"})
+    assert bad.status_code == 400
+    used = totp.totp(secret, int(now[0] // 30))  # the step used to turn 2FA on: refused (once only)
+    assert (await post(fresh, "/login/2fa", {"code": used})).status_code == 400
+    now[0] += 30
+    ok = await post(fresh, "/login/2fa", {"code": totp.totp(secret, int(now[0] // 30))})
+    assert ok.status_code == 303 and (await fresh.get("/")).status_code == 200
+
+    # A recovery code works once.
+    spare = make_client()
+    await login(spare)
+    assert (await post(spare, "/login/2fa", {"code": codes[0]})).status_code == 303
+    again = make_client()
+    await login(again)
+    assert (await post(again, "/login/2fa", {"code": codes[0]})).status_code == 400
+    assert await office.store.recovery_codes_left("admin", "admin") == 9
+
+    # A mailbox with 2FA may accept app passwords only on the mail protocols.
+    alice = await office.store.get_account("alice@example.com")
+    app = await AppPasswords(office.store).create("alice@example.com", "Phone", ["imap"])
+    assert (await office.auth.authenticate("alice@example.com", "alice-password", "127.0.0.1", "imap")).ok
+    await office.store.set_app_passwords_only(alice.id, True)
+    refused = await office.auth.authenticate("alice@example.com", "alice-password", "127.0.0.1", "imap")
+    assert not refused.ok and "app passwords only" in refused.reason
+    assert (await office.auth.authenticate("alice@example.com", app.password, "127.0.0.1", "imap")).ok

@@ -324,6 +324,12 @@ class Authenticator:
         result = await self._check_password(username, password, remote_ip, app_passwords=True)
         if not result.ok or result.account is None or result.domain is None:
             return self._observed(protocol, result)
+        if result.app_password is None and await self.store.app_passwords_only(result.account.id):
+            # Issue 16: an address with two-factor login may refuse its main password on the
+            # mail protocols (app passwords only), as large providers do against stuffing.
+            reason = "this address accepts app passwords only for IMAP, POP3 and SMTP"
+            log.info("%s refused for %s: %s", protocol, result.account.address, reason)
+            return self._observed(protocol, AuthResult(AuthStatus.REFUSED, result.account, result.domain, reason))
         if result.app_password is not None:
             from .app_passwords import scope_refusal
             refusal = scope_refusal(result.app_password, protocol)

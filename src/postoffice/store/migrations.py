@@ -381,6 +381,30 @@ MIGRATIONS: list[list[Step]] = [
             PRIMARY KEY (account_id, mailbox)
         )""",
     ],
+    # 13 (issue 16, two-factor login): a panel login's TOTP secret (RFC 6238; ``last_step`` is
+    # the last time step accepted, so a code works once), its one-time recovery codes (SHA-256
+    # digests), and per address whether IMAP/POP3/SMTP accept app passwords only.
+    [
+        """CREATE TABLE panel_totp (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            last_step INTEGER,
+            enabled_at REAL NOT NULL,
+            PRIMARY KEY (kind, name)
+        )""",
+        """CREATE TABLE panel_recovery_codes (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            code_hash TEXT NOT NULL,
+            used_at REAL,
+            PRIMARY KEY (kind, name, code_hash)
+        )""",
+        """CREATE TABLE account_security (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            app_passwords_only INTEGER NOT NULL DEFAULT 0
+        )""",
+    ],
 ]
 
 

@@ -37,11 +37,12 @@ from .sieve import SieveStore
 from .spool import Spool
 from .app_passwords import AppPasswordStore
 from .panel_sessions import PanelSessionStore
+from .twofactor import TwoFactorStore
 from .urlauth import UrlAuthStore
 
 
 class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, AppPasswordStore,
-            PanelSessionStore, UrlAuthStore):
+            PanelSessionStore, UrlAuthStore, TwoFactorStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
     def __init__(self, db: Database, blobs: BlobStore, spool: Spool | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from .pages import addresses, autoconfig, domains, logins, queue, session
+from .pages import addresses, autoconfig, domains, logins, queue, session, twofactor
 
 GET_POST = ["GET", "POST"]
 A = "/domains/{domain}/email/{address}"
@@ -13,6 +13,8 @@ routes: list[BaseRoute] = [
     Route("/login", session.login, name="login", methods=GET_POST),
     Route("/logout", session.logout, name="logout", methods=["POST"]),
     Route("/logout/others", session.logout_others, name="logout_others", methods=["POST"]),
+    Route("/login/2fa", twofactor.login_2fa, name="login_2fa", methods=GET_POST),
+    Route("/settings/2fa", twofactor.settings, name="twofactor", methods=GET_POST),
     Route("/me", session.me, name="me", methods=GET_POST),
     Route("/me/mobileconfig", session.me_mobileconfig, name="me_mobileconfig"),
     # Service overview: the domain list

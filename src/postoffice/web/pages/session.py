@@ -50,6 +50,10 @@ async def login(request: Request) -> Response:
                       values=values, next=next_url)
     except UserError as exc:
         return form_error(request, "login.html", exc, values, next=next_url)
+    from .twofactor import needs_second_factor
+    second = await needs_second_factor(request, who, next_url)
+    if second is not None:
+        return second
     await sign_in(request, who)
     return RedirectResponse(next_url if not who.is_user else str(request.url_for("me")), status_code=303)
 
