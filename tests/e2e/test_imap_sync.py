@@ -218,3 +218,70 @@ def test_append_and_copy_into_the_selected_mailbox_report_exists(srv: RunningSer
     lines = a.cmd(b"p APPEND INBOX {3+}\r\nabc")
     assert lines[0] == b"* 2 EXISTS" and lines[-1].startswith(b"p OK [APPENDUID ")
     assert a.cmd(b"c COPY 1:2 INBOX")[0] == b"* 4 EXISTS"
+
+
+def _untagged(lines: list[bytes], model: list[int], flags: dict[int, bytes]) -> None:
+    """Apply a command's untagged EXPUNGE / EXISTS / FETCH lines to a client's model."""
+    import re
+    for line in lines:
+        if m := re.fullmatch(rb"\* (\d+) EXPUNGE", line):
+            del model[int(m.group(1)) - 1]
+        elif m := re.fullmatch(rb"\* (\d+) EXISTS", line):
+            assert int(m.group(1)) >= len(model)
+            model.extend([0] * (int(m.group(1)) - len(model)))  # UIDs learnt by the FETCH below
+        elif m := re.match(rb"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)", line):
+            seq, uid = int(m.group(1)), int(m.group(2))
+            assert model[seq - 1] in (0, uid), (line, model[seq - 1])
+            model[seq - 1] = uid
+            flags[uid] = m.group(3)
+
+
+def test_a_silent_session_has_a_bounded_queue_and_still_ends_up_right(tmp_path, monkeypatch) -> None:
+    """Issue #12: each SELECTed session's event queue is bounded. A client that stays silent
+    while thousands of changes happen keeps at most the limit queued; when it speaks again it
+    is resynchronised from the mailbox index and still gets every EXPUNGE and flag change."""
+    from postoffice.servers.imap import selected as selected_module
+    from postoffice.store import DELETED, FLAGGED, SEEN
+    monkeypatch.setattr(selected_module, "SESSION_QUEUE_LIMIT", 10, raising=False)
+    monkeypatch.setattr(selected_module, "INDEX_QUEUE_LIMIT", 15, raising=False)
+    with RunningServer(tmp_path / "data") as srv:
+        address = "silent@example.com"
+        account = srv.add_account(address, PASSWORD)
+        for i in range(1, 31):
+            srv.call(srv.store.deliver([(account.id, "INBOX")], raw(i)))
+        wire = selected(srv, address)
+        lines = wire.cmd(b"f FETCH 1:* (UID FLAGS)")
+        model: list[int] = []
+        flags: dict[int, bytes] = {}
+        _untagged([b"* %d EXISTS" % 30] + lines[:-1], model, flags)
+        assert len(model) == 30 and all(model)
+        box = srv.call(srv.store.get_mailbox(account.id, "INBOX"))
+        store = srv.store
+        # 200 changes made elsewhere while this client says nothing: flags, expunges, new mail
+        for n in range(200):
+            uid = model[n % 30]
+            if n % 5 == 4:
+                srv.call(store.deliver([(account.id, "INBOX")], raw(100 + n)))
+            else:
+                srv.call(store.store_flags(account.id, box.id, [uid], "add" if n % 2 else "remove",
+                                           SEEN if n % 3 else FLAGGED, []))
+        for uid in model[3:9]:
+            srv.call(store.store_flags(account.id, box.id, [uid], "add", DELETED, []))
+        srv.call(store.expunge(account.id, box.id))
+
+        async def queued() -> list[int]:
+            return [s.queue.qsize() for s in srv.office.bus._subscribers.get(("mailbox", box.id), ())]
+        sizes = srv.call(queued())
+        assert sizes and max(sizes) <= 15, sizes  # bounded, not 200+ events
+        lines = wire.cmd(b"n NOOP")
+        assert lines[-1].startswith(b"n OK")
+        _untagged(lines[:-1], model, flags)
+        final = wire.cmd(b"g FETCH 1:* (UID FLAGS)")
+        truth_model: list[int] = []
+        truth_flags: dict[int, bytes] = {}
+        _untagged([b"* %d EXISTS" % (len(final) - 1)] + final[:-1], truth_model, truth_flags)
+        assert [u for u in model if u] == truth_model[:len([u for u in model if u])]
+        assert len(model) == len(truth_model)
+        for uid in (u for u in model if u):
+            assert flags[uid] == truth_flags[uid], (uid, flags[uid], truth_flags[uid])
+        assert len(truth_model) == 30 - 6 + 40

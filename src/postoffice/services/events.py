@@ -21,9 +21,12 @@ a process boundary, and decoding never runs code (the payload may come from Redi
 other programs can write to). The ``origin`` of a `FlagsChanged` (the session that made the
 change) stays in its own process.
 
-Each subscription is an unbounded asyncio queue, so a slow session never blocks delivery; an
-IMAP session drains its queue at the next command or at once while in IDLE (RFC 9051 §7.4,
-RFC 2177). Events from another process may arrive out of commit order relative to this
+Each subscription is an asyncio queue, so a slow session never blocks delivery; an IMAP session
+drains its queue at the next command or at once while in IDLE (RFC 9051 §7.4, RFC 2177). A
+subscription may be bounded (``limit``): a silent client's queue then stops growing at the
+limit, further events are dropped and ``overflowed`` is set, and the subscriber resynchronises
+from its source of truth instead of replaying events (the IMAP session from the mailbox index,
+the index from the database). Events from another process may arrive out of commit order relative to this
 process's own; consumers that care (the IMAP mailbox index) detect the gap from the per-mailbox
 MODSEQ sequence and re-read the database (servers/imap/selected.py).
 """
@@ -175,10 +178,28 @@ class Transport(Protocol):
 class Subscription:
     """Events for a set of keys, in publication order."""
 
-    def __init__(self, bus: EventBus, keys: Iterable[tuple[str, int]]) -> None:
+    def __init__(self, bus: EventBus, keys: Iterable[tuple[str, int]], limit: int | None = None) -> None:
         self.bus = bus
         self.keys: set[tuple[str, int]] = set(keys)
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.limit = limit
+        self.overflowed = False  # events were dropped since `take_overflow` last said so
+
+    def offer(self, event: Any) -> None:
+        """Queue ``event``, or drop it and mark the subscription overflowed when full."""
+        if self.limit is not None and self.queue.qsize() >= self.limit:
+            self.overflowed = True
+            return
+        self.queue.put_nowait(event)
+
+    def take_overflow(self) -> bool:
+        """True (once) when events were dropped: the queue is emptied too, since what is left
+        of it describes a past the subscriber now reads afresh."""
+        if not self.overflowed:
+            return False
+        self.overflowed = False
+        self.pending()
+        return True
 
     def pending(self) -> list[Any]:
         """Every event received so far, without waiting."""
@@ -234,13 +255,15 @@ class EventBus:
         """True when other processes hear this one's events (a transport is attached)."""
         return self.transport is not None
 
-    def subscribe(self, *, mailbox_id: int | None = None, account_id: int | None = None) -> Subscription:
+    def subscribe(self, *, mailbox_id: int | None = None, account_id: int | None = None,
+                  limit: int | None = None) -> Subscription:
+        """Events about a mailbox and/or an account; at most ``limit`` queued (see Subscription)."""
         keys = []
         if mailbox_id is not None:
             keys.append(("mailbox", mailbox_id))
         if account_id is not None:
             keys.append(("account", account_id))
-        sub = Subscription(self, keys)
+        sub = Subscription(self, keys, limit)
         for key in keys:
             self._subscribers[key].add(sub)
         return sub
@@ -273,7 +296,7 @@ class EventBus:
             if account_id is not None:
                 targets |= self._subscribers.get(("account", account_id), set())
             for sub in targets:
-                sub.queue.put_nowait(event)
+                sub.offer(event)
             for listener in self.listeners:
                 try:
                     listener(event)

@@ -64,6 +64,12 @@ log = logging.getLogger(__name__)
 KEEP_WARM = 8
 #: Above this many removals at once, arrays are rebuilt instead of deleted from in place.
 _REBUILD_AT = 64
+#: Change events queued for one SELECTed session (a client silent for up to 30 minutes while
+#: mail arrives) and for a mailbox index (kept warm, or followed by silent sessions only). Past
+#: that, events are dropped and the session resynchronises from the index, the index from the
+#: database: memory stays bounded and the client still hears every EXPUNGE and flag change.
+SESSION_QUEUE_LIMIT = 1000
+INDEX_QUEUE_LIMIT = 10000
 
 
 class MailboxIndex:
@@ -77,7 +83,7 @@ class MailboxIndex:
         self.store = store
         self.bus = bus
         self.mailbox_id = mailbox_id
-        self.sub = bus.subscribe(mailbox_id=mailbox_id)
+        self.sub = bus.subscribe(mailbox_id=mailbox_id, limit=INDEX_QUEUE_LIMIT)
         self.uids = array("I")
         self.bits = bytearray()
         self.modseqs = array("Q")
@@ -120,8 +126,7 @@ class MailboxIndex:
         async with self.lock:
             if self.sizes is not None:
                 return
-            while not self.sub.queue.empty():
-                await self._apply(self.sub.pending())
+            await self._drain()
             uids, sizes, dates = await self.store.message_details(self.mailbox_id)
             # The lock keeps `_apply` out, so ``self.uids`` did not change meanwhile; the
             # snapshot may be newer (more messages, fewer): a size and a date never change, so
@@ -149,11 +154,28 @@ class MailboxIndex:
     # -- staying current -----------------------------------------------------------------------
     async def refresh(self) -> None:
         """Apply every queued change event (cheap when there is none)."""
-        if self.sub.queue.empty() and not self.lock.locked():
+        if self.sub.queue.empty() and not self.sub.overflowed and not self.lock.locked():
             return
         async with self.lock:
-            while not self.sub.queue.empty():
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Apply the queued events, or resynchronise if some were dropped (with the lock)."""
+        while self.sub.overflowed or not self.sub.queue.empty():
+            if self.sub.take_overflow():
+                await self._resync()
+            else:
                 await self._apply(self.sub.pending())
+
+    async def _resync(self) -> None:
+        """Events were dropped (the queue was full): read every change above our HIGHESTMODSEQ
+        from the database instead, and whether the mailbox still exists."""
+        box = await self.store.get_mailbox_by_id(self.mailbox_id)
+        if box is None or box.uidvalidity != self.uidvalidity:
+            self.gone = True
+            self._remove(list(self.uids))
+            return
+        await self._catch_up(box.account_id)
 
     def _missed(self, events: list[Any]) -> bool:
         """True when the events skip a MODSEQ: a change committed before them is not here yet."""
@@ -375,7 +397,7 @@ class SelectedMailbox:
     """One session's view of its selected mailbox (see module docstring)."""
 
     __slots__ = ("mailbox", "name", "readonly", "index", "sub", "uids", "pending_expunge",
-                 "pending_flags", "held", "recent", "rev1", "announced")
+                 "pending_flags", "held", "recent", "rev1", "announced", "synced_modseq")
 
     def __init__(self, mailbox: Mailbox, name: str, readonly: bool, index: MailboxIndex, sub: Any) -> None:
         self.mailbox = mailbox
@@ -394,11 +416,15 @@ class SelectedMailbox:
         self.recent: list[tuple[int, int]] = []
         self.rev1 = False
         self.announced: set[str] = set()  # the keywords the last FLAGS response listed
+        # the index's HIGHESTMODSEQ when this view last took in every change event: after an
+        # overflow, every message changed above it gets its flags sent again
+        self.synced_modseq = 0
 
     @classmethod
     async def open(cls, registry: IndexRegistry, bus: Any, mailbox: Mailbox, name: str,
                    readonly: bool) -> SelectedMailbox:
-        sub = bus.subscribe(mailbox_id=mailbox.id)  # before the snapshot: nothing is missed
+        # before the snapshot: nothing is missed
+        sub = bus.subscribe(mailbox_id=mailbox.id, limit=SESSION_QUEUE_LIMIT)
         try:
             index = await registry.acquire(mailbox)
         except BaseException:
@@ -407,14 +433,16 @@ class SelectedMailbox:
         view = cls(mailbox, name, readonly, index, sub)
         try:
             await index.refresh()
-            while not index.sub.queue.empty():
+            while not index.sub.queue.empty() or index.sub.overflowed:
                 await index.refresh()
         except BaseException:
             view.close(registry)
             raise
         # No await from here on: the copy and the discarded events describe the same moment.
         view.uids = array("I", index.uids)
+        view.synced_modseq = index.highestmodseq
         sub.pending()
+        sub.overflowed = False
         return view
 
     def close(self, registry: IndexRegistry) -> None:
@@ -536,7 +564,8 @@ class SelectedMailbox:
         pending, no message the client has not been told about (checked without awaiting)."""
         index = self.index
         if (self.held or self.pending_expunge or self.pending_flags or not self.sub.queue.empty()
-                or not index.sub.queue.empty() or index.lock.locked()):
+                or self.sub.overflowed or not index.sub.queue.empty() or index.sub.overflowed
+                or index.lock.locked()):
             return False
         iu = index.uids
         return not iu or (bool(self.uids) and iu[-1] <= self.uids[-1])
@@ -546,8 +575,16 @@ class SelectedMailbox:
         """Untagged responses for everything that changed since the last sync."""
         index = self.index
         await index.refresh()
-        events = self.held + self.sub.pending()
-        self.held = []
+        # No await from here to the end of the event loop below: the index and the queue
+        # describe the same moment.
+        if self.sub.take_overflow():
+            self.held = []
+            events: list[Any] = []
+            self._resync_from_index()
+        else:
+            events = self.held + self.sub.pending()
+            self.held = []
+        self.synced_modseq = index.highestmodseq
         out: list[bytes] = self.new_keywords()  # before any FETCH shows a new keyword
         uids = self.uids
         last = uids[-1] if uids else 0
@@ -582,6 +619,20 @@ class SelectedMailbox:
                     out.append(self.flags_response(seq, i, uid=True, modseq=condstore))
             self.pending_flags.clear()
         return out
+
+    def _resync_from_index(self) -> None:
+        """The session's queue overflowed: the events are gone, so compare what the client
+        was told with the index instead. Messages it knows that the index no longer has are
+        expunged; messages changed since the last sync get their flags again (possibly some
+        the client already has: an extra FETCH is harmless, a missing one is not)."""
+        index = self.index
+        for uid in self.uids:
+            i = index.position(uid)
+            if i < 0:
+                self.pending_expunge.add(uid)
+            elif index.modseqs[i] > self.synced_modseq:
+                self.pending_flags.add(uid)
+        log.info("IMAP session on mailbox %d fell behind; resynchronised from the index", self.mailbox_id)
 
     def _deliver_expunges(self, qresync: bool) -> list[bytes]:
         gone = self.pending_expunge
