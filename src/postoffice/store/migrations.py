@@ -405,6 +405,18 @@ MIGRATIONS: list[list[Step]] = [
             app_passwords_only INTEGER NOT NULL DEFAULT 0
         )""",
     ],
+    # 14 (issue #11, METADATA, RFC 5464): server (mailbox_id 0) and mailbox entries per account;
+    # names lower-cased (they are case-insensitive), values octets.
+    [
+        """CREATE TABLE metadata (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            mailbox_id INTEGER NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY (account_id, mailbox_id, uidvalidity, name)
+        )""",
+    ],
 ]
 
 

@@ -37,12 +37,13 @@ from .sieve import SieveStore
 from .spool import Spool
 from .app_passwords import AppPasswordStore
 from .panel_sessions import PanelSessionStore
+from .metadata import MetadataStore
 from .twofactor import TwoFactorStore
 from .urlauth import UrlAuthStore
 
 
 class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, AppPasswordStore,
-            PanelSessionStore, UrlAuthStore, TwoFactorStore):
+            PanelSessionStore, UrlAuthStore, TwoFactorStore, MetadataStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
     def __init__(self, db: Database, blobs: BlobStore, spool: Spool | None = None) -> None:

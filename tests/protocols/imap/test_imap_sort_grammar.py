@@ -158,3 +158,20 @@ def test_urlauth_commands() -> None:
     assert command_allowed(State.AUTHENTICATED, c) and not command_allowed(State.NOT_AUTHENTICATED, c)
     for bad in (b"a GENURLAUTH", b'a GENURLAUTH "x"', b"a URLFETCH"):
         assert isinstance(parse_command(bad), InvalidCommand), bad
+
+
+def test_metadata_commands() -> None:
+    """RFC 5464 section 5: GETMETADATA [options] mailbox entries, SETMETADATA mailbox (entry value)."""
+    from postoffice.protocols.imap import GetMetadata, SetMetadata
+
+    assert cmd(b'a GETMETADATA "" /shared/comment') == GetMetadata(b"", ("/shared/comment",))
+    assert cmd(b"a GETMETADATA (MAXSIZE 1024 DEPTH infinity) INBOX (/Shared/Comment /private/comment)") == \
+        GetMetadata(b"INBOX", ("/shared/comment", "/private/comment"), 1024, -1)
+    assert cmd(b"a GETMETADATA (DEPTH 1) INBOX /private/filters/values").depth == 1
+    assert cmd(b'a SETMETADATA INBOX (/private/comment {33}\r\nMy new comment across\r\ntwo lines. /shared/x NIL)') == \
+        SetMetadata(b"INBOX", (("/private/comment", b"My new comment across\r\ntwo lines."), ("/shared/x", None)))
+    assert cmd(b"a SETMETADATA INBOX (/private/b ~{3}\r\na\x00b)").items == (("/private/b", b"a\x00b"),)
+    for bad in (b"a GETMETADATA INBOX /foo", b"a GETMETADATA INBOX /private//x", b"a GETMETADATA INBOX /private/x/",
+                b"a GETMETADATA INBOX /private/*", b"a GETMETADATA (DEPTH 2) INBOX /private",
+                b"a GETMETADATA (FOO 1) INBOX /private", b"a SETMETADATA INBOX ()", b"a SETMETADATA INBOX (/private/x)"):
+        assert isinstance(parse_command(bad), InvalidCommand), bad

@@ -47,6 +47,8 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "CONTEXT=SORT",     # RFC 5267 section 4
     "CATENATE",         # RFC 4469 (URLs to the user's own messages)
     "URLAUTH",          # RFC 4467 (GENURLAUTH, URLFETCH, RESETKEY)
+    "METADATA",         # RFC 5464
+    "METADATA-SERVER",  # RFC 5464
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

@@ -27,7 +27,7 @@ __all__ = [
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
-    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "GenUrlAuth", "UrlFetch", "ResetKey", "Command", "STATE_COMMANDS",
+    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "GenUrlAuth", "UrlFetch", "ResetKey", "GetMetadata", "SetMetadata", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
@@ -294,6 +294,27 @@ class ResetKey:
 
 
 @dataclass(frozen=True, slots=True)
+class GetMetadata:
+    """GETMETADATA [(MAXSIZE n DEPTH d)] mailbox entries (RFC 5464 section 4.2); mailbox
+    ``b""`` names the server. Entry names are lower-cased (they are case-insensitive);
+    ``depth`` is 0, 1 or -1 for "infinity"."""
+
+    mailbox: bytes
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadata:
+    """SETMETADATA mailbox (entry value ...) (RFC 5464 section 4.3); a None value removes
+    the entry; names lower-cased."""
+
+    mailbox: bytes
+    items: tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class GetQuota:
     """GETQUOTA quota-root (RFC 9208)."""
 
@@ -442,14 +463,14 @@ Command = Union[
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
     Search, Fetch, Store, Copy, Move, Sort, Thread, Compress, CancelUpdate, GenUrlAuth, UrlFetch,
-    ResetKey,
+    ResetKey, GetMetadata, SetMetadata,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
 _AUTH = (
     Enable, Select, Examine, Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub,
     Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota, Compress, GenUrlAuth, UrlFetch,
-    ResetKey,
+    ResetKey, GetMetadata, SetMetadata,
 )
 _SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread,
              CancelUpdate)

@@ -21,14 +21,17 @@ Extensions: RFC 7162 (CONDSTORE/QRESYNC), 5258/5819 (LIST-EXTENDED/STATUS),
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Callable
 
 from .commands import (
     LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATUS_ITEMS,
     Append, AppendMessage, Authenticate, CancelUpdate, Capability, Check, Close, Command, Compress, Copy,
     Create,
-    Delete, Enable, Examine, Expunge, Fetch, GenUrlAuth, GetQuota, GetQuotaRoot, Id, Idle, List, Login,
-    Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, ResetKey, Search, Select, SetQuota,
+    Delete, Enable, Examine, Expunge, Fetch, GenUrlAuth, GetMetadata, GetQuota, GetQuotaRoot, Id, Idle,
+    List, Login,
+    Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, ResetKey, Search, Select, SetMetadata,
+    SetQuota,
     Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
     UrlFetch,
 )
@@ -456,6 +459,69 @@ def _resetkey(r: Reader) -> Command:
     return ResetKey(mailbox, tuple(mechs))
 
 
+_ENTRY_RE = re.compile(rb"/(?:private|shared)(?:/[\x21-\x24\x26-\x29\x2b-\x2e\x30-\x7e]+)*", re.IGNORECASE)
+
+
+def _entry(r: Reader) -> str:
+    # entry = astring: slash-separated, "/private" or "/shared" first; no "*", "%", "//" or
+    # trailing "/" and only printable ASCII (RFC 5464 section 3.2)
+    raw = r.astring("a metadata entry name")
+    if not _ENTRY_RE.fullmatch(raw):
+        raise r.fail("invalid metadata entry name (it starts with /private or /shared)")
+    return raw.decode("ascii").lower()
+
+
+def _getmetadata(r: Reader) -> Command:
+    # getmetadata = "GETMETADATA" [SP getmetadata-options] SP mailbox SP entries
+    # getmetadata-option = "MAXSIZE" SP number / "DEPTH" SP ("0" / "1" / "infinity")
+    # entries = entry / "(" entry *(SP entry) ")"                   ; RFC 5464 section 5
+    r.sp()
+    maxsize: int | None = None
+    depth = 0
+    if r.peek() == 0x28:
+
+        def option() -> None:
+            nonlocal maxsize, depth
+            name = r.upper_atom("MAXSIZE or DEPTH")
+            r.sp()
+            if name == "MAXSIZE":
+                maxsize = r.number("a size")
+            elif name == "DEPTH":
+                d = r.upper_atom("0, 1 or infinity")
+                if d not in ("0", "1", "INFINITY"):
+                    raise r.fail("DEPTH is 0, 1 or infinity")
+                depth = -1 if d == "INFINITY" else int(d)
+            else:
+                raise r.fail(f"unknown GETMETADATA option {name}")
+
+        r.paren_list(option, allow_empty=False, what="GETMETADATA options")
+        r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+    if r.peek() == 0x28:
+        entries = tuple(r.paren_list(lambda: _entry(r), allow_empty=False, what="entry list"))
+    else:
+        entries = (_entry(r),)
+    return GetMetadata(mailbox, entries, maxsize, depth)
+
+
+def _setmetadata(r: Reader) -> Command:
+    # setmetadata = "SETMETADATA" SP mailbox SP "(" entry-value *(SP entry-value) ")"
+    # entry-value = entry SP value ; value = nstring / literal8
+    r.sp()
+    mailbox = r.mailbox()
+    r.sp()
+
+    def entry_value() -> tuple[str, bytes | None]:
+        name = _entry(r)
+        r.sp()
+        if r.at(b"~{"):
+            return name, r.literal(allow_literal8=True)[0]
+        return name, r.nstring()
+
+    return SetMetadata(mailbox, tuple(r.paren_list(entry_value, allow_empty=False, what="entry list")))
+
+
 def _compress(r: Reader) -> Command:
     # compress = "COMPRESS" SP algorithm ; algorithm = "DEFLATE" (RFC 4978 section 4)
     r.sp()
@@ -698,6 +764,8 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"GENURLAUTH": _genurlauth,
     b"URLFETCH": _urlfetch,
     b"RESETKEY": _resetkey,
+    b"GETMETADATA": _getmetadata,
+    b"SETMETADATA": _setmetadata,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {

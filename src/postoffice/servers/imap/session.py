@@ -35,7 +35,7 @@ from ...services.auth import AuthStatus, authzid_permitted
 from ...services.limits import user_ip_refusal
 from ...services.sessions import OpenSession
 from ...store import Account
-from . import context, mailboxes, messages, sort, urlauth
+from . import context, mailboxes, messages, metadata, sort, urlauth
 from .errors import BadRequest, tagged_for
 from .selected import SelectedMailbox
 
@@ -53,7 +53,8 @@ BASE_CAPABILITIES = (
     "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CHILDREN", "QUOTA",
     "QUOTA=RES-STORAGE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "WITHIN",
     "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
-    "COMPRESS=DEFLATE", "CONTEXT=SEARCH", "CONTEXT=SORT", "CATENATE", "URLAUTH",
+    "COMPRESS=DEFLATE", "CONTEXT=SEARCH", "CONTEXT=SORT", "CATENATE", "URLAUTH", "METADATA",
+    "METADATA-SERVER",
 )
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 SASL_MECHANISMS = ("PLAIN", "LOGIN")
@@ -372,6 +373,8 @@ HANDLERS: dict[type, Handler] = {
     c.GenUrlAuth: urlauth.do_genurlauth,
     c.UrlFetch: urlauth.do_urlfetch,
     c.ResetKey: urlauth.do_resetkey,
+    c.GetMetadata: metadata.do_getmetadata,
+    c.SetMetadata: metadata.do_setmetadata,
     c.Append: messages.do_append,
     c.Check: messages.do_check,
     c.Close: messages.do_close,
