@@ -328,3 +328,60 @@ async def test_smarthost_with_auth(store: Any, tmp_path: Path, dns_server: DNSTe
         assert dns_server.count("MX") == 0  # the relay does the routing
     finally:
         c.stop()
+
+
+async def test_a_4xx_to_rcpt_tries_the_next_mx_for_those_recipients(
+        store: Any, tmp_path: Path, dns_server: DNSTestServer, port: int, clock: Clock, alice: Any) -> None:
+    """Issue #12 (Postfix behaviour): recipients soft-failed by the first MX are tried at the
+    next MX in the same attempt; accepted ones are not sent again, hard-failed ones bounce."""
+    c1, first = start_remote("127.0.0.1", port, "first")
+    c2, second = start_remote("127.0.0.2", port, "second")
+    try:
+        mx(dns_server, "remote.test", (10, "mx1.remote.test", "127.0.0.1"), (20, "mx2.remote.test", "127.0.0.2"))
+        first.rules["busy"] = "451 4.7.1 greylisted, try again later"
+        first.rules["gone"] = "550 5.1.1 no such user"
+        await store.enqueue("alice@local.test", ["ok@remote.test", "busy@remote.test", "busy2@remote.test",
+                                                 "gone@remote.test"], MSG, account_id=alice.id)
+        worker = make_worker(store, tmp_path, dns_server, port, clock)
+        assert await worker.run_once() == 1
+        assert first.recipients() == ["ok@remote.test"]
+        assert sorted(second.recipients()) == ["busy2@remote.test", "busy@remote.test"]
+        assert await store.queue_entries() == []  # nothing left to retry: delivered or bounced
+        [bounce] = await inbox(store, alice)
+        assert b"gone@remote.test" in bounce and b"busy@remote.test" not in bounce
+    finally:
+        c1.stop()
+        c2.stop()
+
+
+async def test_a_4xx_to_mail_from_tries_the_next_mx(
+        store: Any, tmp_path: Path, dns_server: DNSTestServer, port: int, clock: Clock, alice: Any) -> None:
+    """A connection-level temporary refusal (451 to MAIL FROM) moves the whole attempt on."""
+    async def greylisting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 grey.test ESMTP\r\n")
+        await writer.drain()
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                writer.write(b"250 grey.test\r\n")
+            elif verb == b"MAIL":
+                writer.write(b"451 4.7.1 greylisted\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"503 5.5.1 bad sequence\r\n")
+            await writer.drain()
+
+    grey = await raw_server(port, greylisting)  # 127.0.0.1
+    c2, second = start_remote("127.0.0.2", port, "second")
+    try:
+        mx(dns_server, "remote.test", (10, "mx1.remote.test", "127.0.0.1"), (20, "mx2.remote.test", "127.0.0.2"))
+        await store.enqueue("alice@local.test", ["bob@remote.test"], MSG, account_id=alice.id)
+        assert await make_worker(store, tmp_path, dns_server, port, clock).run_once() == 1
+        assert second.recipients() == ["bob@remote.test"]
+        assert await store.queue_entries() == []
+    finally:
+        grey.close()
+        c2.stop()

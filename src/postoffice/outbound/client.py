@@ -71,8 +71,18 @@ class RecipientResult:
 
     @property
     def try_next_host(self) -> bool:
-        """The failure concerns the host, not the recipient: try the next MX (RFC 5321 5.1)."""
-        return not self.delivered and self.stage in ("connect", "tls", "ehlo")
+        """Try the next MX for this recipient within the same attempt (RFC 5321 §5.1; Postfix:
+        "when mail delivery fails due to a recoverable error condition, the SMTP client will
+        try to deliver the mail to an alternate host"): any failure of the host itself
+        (connect, TLS, greeting, EHLO; a 5xx greeting too), and a temporary one -- a 4xx
+        reply or a dropped connection -- before the message went out: at MAIL FROM, or this
+        recipient's RCPT TO. Never once DATA began: the message may have arrived there, and a
+        later retry is better than a second copy now."""
+        if self.delivered:
+            return False
+        if self.stage in ("connect", "tls", "ehlo"):
+            return True
+        return not self.permanent and self.stage in ("mail", "rcpt")
 
     @property
     def diagnostic(self) -> str:
