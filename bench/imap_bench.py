@@ -19,7 +19,9 @@ Measured on one connection per server (ENABLE QRESYNC first):
   fresh maildir, timed once before Dovecot is restarted for the measurements;
 * FETCH 1:* (UID FLAGS) and UID SEARCH UNSEEN: best/median of ``--runs``;
 * SORT (REVERSE DATE) UTF-8 ALL and THREAD REFERENCES UTF-8 ALL: the first (postoffice loads
-  the sort keys kept since delivery into its index) and best/median of ``--runs``; the
+  the sort keys kept since delivery into its index), best/median of ``--runs`` repeated on an
+  unchanged mailbox (an answer may be reused), and best/median of ``--runs`` each right after
+  a flag change (computed afresh; this is the figure the target applies to); the
   messages form conversations of 5 (References / In-Reply-To / "Re:" subjects);
 * QRESYNC: note UIDVALIDITY/HIGHESTMODSEQ, change flags on ``--changes`` messages from a second
   connection (one UID STORE each), then from a fresh connection time
@@ -124,6 +126,14 @@ async def measure(port: int, address: str, runs: int, changes: int) -> dict[str,
         out["sort_first"] = time.perf_counter() - start
         best, med, _ = await timed(sort, runs)
         out["sort"], out["sort_med"] = best, med
+        flip = iter(range(1 << 30))
+
+        async def sort_changed() -> int:
+            # a flag change first, so no server can reuse its previous answer
+            await c.command(f"STORE 1 {'+-'[next(flip) % 2]}FLAGS.SILENT (\\Flagged)")
+            return await sort()
+        best, med, _ = await timed(sort_changed, runs)
+        out["sort_changed"], out["sort_changed_med"] = best, med
     if "THREAD=REFERENCES" in c.capabilities:
         async def thread() -> int:
             untagged, _ = await c.command("THREAD REFERENCES UTF-8 ALL")
@@ -144,6 +154,13 @@ async def measure(port: int, address: str, runs: int, changes: int) -> dict[str,
         out["thread_first"] = time.perf_counter() - start
         best, med, _ = await timed(thread, runs)
         out["thread"], out["thread_med"] = best, med
+        flip2 = iter(range(1 << 30))
+
+        async def thread_changed() -> int:
+            await c.command(f"STORE 1 {'+-'[next(flip2) % 2]}FLAGS.SILENT (\\Flagged)")
+            return await thread()
+        best, med, _ = await timed(thread_changed, runs)
+        out["thread_changed"], out["thread_changed_med"] = best, med
 
     # QRESYNC: state before, changes from another connection, resync from a fresh one.
     lines = (await c.command("SELECT INBOX"))[0]
@@ -300,9 +317,13 @@ def main() -> None:
     timing = lambda a, b: "-" if a is None else f"{common.fmt_ms(a)} / {b * 1000:,.1f}"  # noqa: E731
     row("SORT (REVERSE DATE), first", [common.fmt_ms(v) if v is not None else "-" for v in get("sort_first")])
     row("SORT (REVERSE DATE), best / med", [timing(a, b) for a, b in zip(get("sort"), get("sort_med"))], "< 1 s")
+    row("  after a flag change, best / med", [timing(a, b) for a, b in zip(get("sort_changed"), get("sort_changed_med"))],
+        "< 1 s")
     row("  numbers sorted", [f"{v:,}" if v is not None else "-" for v in get("sort_hits")])
     row("THREAD REFERENCES, first", [common.fmt_ms(v) if v is not None else "-" for v in get("thread_first")])
     row("THREAD REFERENCES, best / med", [timing(a, b) for a, b in zip(get("thread"), get("thread_med"))], "< 1 s")
+    row("  after a flag change, best / med", [timing(a, b) for a, b in zip(get("thread_changed"),
+                                                                          get("thread_changed_med"))], "< 1 s")
     row("  threads", [f"{v:,}" if v is not None else "-" for v in get("threads")])
     row(f"QRESYNC resync, {args.changes} changes, first", [common.fmt_ms(v) for v in get("qresync_first")])
     row(f"QRESYNC resync, {args.changes} changes, best", [common.fmt_ms(v) for v in get("qresync")])
@@ -318,11 +339,13 @@ def main() -> None:
               f"{common.verdict(p['select_cold'] < 0.1)} ({p['select_cold'] * 1000:.1f} ms)")
         print(f"  FETCH 1:* (UID FLAGS) < 1 s: {common.verdict(p['fetch'] < 1.0)} ({p['fetch'] * 1000:.0f} ms)")
         if p.get("sort") is not None:
-            print(f"  SORT (REVERSE DATE) < 1 s: {common.verdict(p['sort'] < 1.0)} ({p['sort'] * 1000:.0f} ms; "
-                  f"first, loading the sort keys: {p['sort_first'] * 1000:.0f} ms)")
+            print(f"  SORT (REVERSE DATE) < 1 s: {common.verdict(p['sort_changed'] < 1.0)} "
+                  f"(computed after a flag change {p['sort_changed'] * 1000:.0f} ms; repeated unchanged "
+                  f"{p['sort'] * 1000:.0f} ms; first, loading the sort keys: {p['sort_first'] * 1000:.0f} ms)")
         if p.get("thread") is not None:
-            print(f"  THREAD REFERENCES < 1 s: {common.verdict(p['thread'] < 1.0)} ({p['thread'] * 1000:.0f} ms; "
-                  f"first: {p['thread_first'] * 1000:.0f} ms)")
+            print(f"  THREAD REFERENCES < 1 s: {common.verdict(p['thread_changed'] < 1.0)} "
+                  f"(computed after a flag change {p['thread_changed'] * 1000:.0f} ms; repeated unchanged "
+                  f"{p['thread'] * 1000:.0f} ms; first: {p['thread_first'] * 1000:.0f} ms)")
         if p.get("qresync") is not None:
             extra = p["qresync"] - p["qresync0"]
             ok = p["qresync_fetch"] == args.changes and extra < max(0.005, p["qresync0"])

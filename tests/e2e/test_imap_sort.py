@@ -244,3 +244,33 @@ def test_sort_keys_of_messages_stored_before_the_column_existed(srv: RunningServ
     stored = srv.call(srv.store.db.read(lambda tx: tx.all(
         "SELECT b.sortkeys FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?", (box.id,))))
     assert sorted(json.loads(row[0])[1] for row in stored) == ["ANTELOPE", "ZEBRA"]
+
+
+def test_repeated_sort_and_thread_follow_every_change(srv: RunningServer) -> None:
+    """Answers are reused while the mailbox is unchanged; any flag change, arrival or expunge
+    (from this session or another) gives a fresh one."""
+    address = account(srv, [msg("b", "Wed, 1 Mar 2000 10:00:00 +0000", mid="<1@x>"),
+                            msg("a", "Wed, 1 Mar 2000 09:00:00 +0000", mid="<2@x>")])
+    m, other = imap(srv, address), imap(srv, address)
+    try:
+        for _ in range(2):
+            assert m.sort("(SUBJECT)", "UTF-8", "KEYWORD", "pick") == ("OK", [b""])
+            assert m.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(2)(1)"])
+        other.store("1", "+FLAGS", "pick")
+        assert m.sort("(SUBJECT)", "UTF-8", "KEYWORD", "pick") == ("OK", [b"1"])
+        m.store("2", "+FLAGS", "pick")
+        assert m.sort("(SUBJECT)", "UTF-8", "KEYWORD", "pick") == ("OK", [b"2 1"])
+        acct = srv.call(srv.store.get_account(address))
+        srv.call(srv.store.deliver([(acct.id, "INBOX")], msg("Re: a", "Wed, 1 Mar 2000 11:00:00 +0000",
+                                                            mid="<3@x>", refs="<2@x>")))
+        m.noop()
+        assert m.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(2 3)(1)"])
+        other.store("2", "+FLAGS", "\\Deleted")
+        other.expunge()
+        m.noop()  # message 2 ("a") is gone; its reply (now 2) starts a thread of its own
+        assert m.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(1)(2)"])
+        # a clock-dependent key is never reused: YOUNGER counts from now
+        assert m.sort("(SUBJECT)", "UTF-8", "YOUNGER", "3600") == ("OK", [b"2 1"])
+    finally:
+        m.logout()
+        other.logout()

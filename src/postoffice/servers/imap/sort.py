@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...protocols.imap import commands as c
+from ...protocols.imap.grammar import search as sk
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
 from .errors import Refused
@@ -54,6 +56,8 @@ T = TypeVar("T")
 #: Up to this many matched messages are sorted/threaded on the event loop (microseconds);
 #: larger sets go to a worker thread.
 THREADED_INLINE = 2000
+#: SORT/THREAD answers kept per mailbox (see SortData.results and _cache_key).
+RESULT_CACHE = 8
 CHARSETS = ("UTF-8", "US-ASCII")
 
 
@@ -108,12 +112,29 @@ def make_row(size: int, arrival: float, keys: list[Any]) -> SortRow:
 class SortData:
     """The per-UID sort rows of one mailbox (shared, like the index it belongs to)."""
 
-    __slots__ = ("rows", "last_uid", "lock")
+    __slots__ = ("rows", "last_uid", "lock", "results")
 
     def __init__(self) -> None:
         self.rows: dict[int, SortRow] = {}
         self.last_uid = 0
         self.lock = asyncio.Lock()
+        # Recent SORT/THREAD answers by (command, search key, mailbox state): webmail repeats
+        # the same SORT or THREAD on every page view of an unchanged mailbox.
+        self.results: OrderedDict[Any, Any] = OrderedDict()
+
+    def cached(self, key: Any) -> Any:
+        if key is None:
+            return None
+        hit = self.results.get(key)
+        if hit is not None:
+            self.results.move_to_end(key)
+        return hit
+
+    def remember(self, key: Any, value: Any) -> None:
+        if key is not None:
+            self.results[key] = value
+            while len(self.results) > RESULT_CACHE:
+                self.results.popitem(last=False)
 
     @classmethod
     async def of(cls, index: MailboxIndex) -> SortData:
@@ -187,6 +208,45 @@ async def sorted_uids(s: Session, view: SelectedMailbox, seqs: list[int], criter
     return await _cpu(run, len(seqs))
 
 
+_UNCACHEABLE = (sk.SearchOlder, sk.SearchYounger, sk.SearchNew, sk.SearchOld)
+
+
+def _cacheable(key: Any) -> bool:
+    """False for keys whose answer depends on more than the mailbox state: the clock
+    (OLDER/YOUNGER), this session's \\Recent set (RECENT/NEW/OLD) or its saved result ($)."""
+    stack, seen = [key], 0
+    while stack and seen < 10_000:
+        node = stack.pop()
+        seen += 1
+        if isinstance(node, _UNCACHEABLE):
+            return False
+        if isinstance(node, sk.SearchFlag) and node.flag == "\\Recent":
+            return False
+        if isinstance(node, (sk.SearchSeqSet, sk.SearchUid)) and node.seqset.saved:
+            return False
+        if isinstance(node, sk.SearchNot):
+            stack.append(node.key)
+        elif isinstance(node, sk.SearchOr):
+            stack.extend((node.left, node.right))
+        elif isinstance(node, sk.SearchAnd):
+            stack.extend(node.keys)
+    return not stack
+
+
+async def _cache_key(view: SelectedMailbox, what: Any, key: Any) -> Any:
+    """A key under which the answer can be reused, or None. The mailbox state is the
+    index's (HIGHESTMODSEQ: any flag change; UID count and removals: arrivals, expunges)
+    and the view's (its length and last UID; a view with no pending expunge holds exactly
+    the index's UIDs up to its last one, so equal states mean equal sequence numbers)."""
+    index = view.index
+    await index.refresh()
+    if view.pending_expunge or not _cacheable(key):
+        return None
+    uids = view.uids
+    return (what, key, index.highestmodseq, len(index.uids), index.removals, len(uids),
+            uids[-1] if uids else 0)
+
+
 async def _matches(s: Session, view: SelectedMailbox, cmd: c.Sort | c.Thread) -> tuple[list[int], Any]:
     """Sequence numbers matching the command's search key (SEARCH's own evaluation)."""
     from .messages import _uses_modseq
@@ -207,12 +267,21 @@ async def do_sort(s: Session, tag: bytes, cmd: c.Sort) -> bytes:
     view = _view(s)
     verb = "UID SORT" if cmd.uid else "SORT"
     context.check_tag(s, tag, cmd.return_options)
-    seqs, columns = await _matches(s, view, cmd)
-    ordered_uids = await sorted_uids(s, view, seqs, cmd.criteria)
-    numbers = ordered_uids if cmd.uid else [view.seq_of(u) for u in ordered_uids]
+    if cmd.charset not in CHARSETS:  # checked before any cached answer is given
+        raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
+    data = await SortData.of(view.index)
+    cache = None if _uses_modseq(cmd.key) else await _cache_key(view, ("SORT", cmd.criteria), cmd.key)
     modseq = None
-    if seqs and _uses_modseq(cmd.key):
-        modseq = max(columns.modseqs[n - 1] for n in seqs)
+    hit = data.cached(cache)
+    if hit is not None:
+        ordered_uids = hit
+    else:
+        seqs, columns = await _matches(s, view, cmd)
+        ordered_uids = await sorted_uids(s, view, seqs, cmd.criteria)
+        if seqs and _uses_modseq(cmd.key):
+            modseq = max(columns.modseqs[n - 1] for n in seqs)
+        data.remember(cache, ordered_uids)
+    numbers = ordered_uids if cmd.uid else [view.seq_of(u) for u in ordered_uids]
     options = cmd.return_options
     if options is None:
         s.send(r.sort(numbers) if modseq is None else r.sort(numbers)[:-2] + b" (MODSEQ %d)\r\n" % modseq)
@@ -237,8 +306,15 @@ async def do_thread(s: Session, tag: bytes, cmd: c.Thread) -> bytes:
 
     view = _view(s)
     verb = "UID THREAD" if cmd.uid else "THREAD"
-    seqs, _columns = await _matches(s, view, cmd)
+    if cmd.charset not in CHARSETS:
+        raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
     data = await SortData.of(view.index)
+    cache = await _cache_key(view, ("THREAD", cmd.algorithm, cmd.uid), cmd.key)
+    hit = data.cached(cache)
+    if hit is not None:
+        s.send(r.thread(hit))
+        return r.ok(tag, f"{verb} completed")
+    seqs, _columns = await _matches(s, view, cmd)
     uids = view.uids[:]
     algorithm = orderedsubject if cmd.algorithm == "ORDEREDSUBJECT" else references
 
@@ -251,5 +327,6 @@ async def do_thread(s: Session, tag: bytes, cmd: c.Thread) -> bytes:
                                       row[MESSAGE_ID], row[REFERENCES]))
         return format_threads(algorithm(msgs))
     text = await _cpu(run, len(seqs))
+    data.remember(cache, text)
     s.send(r.thread(text))
     return r.ok(tag, f"{verb} completed")
