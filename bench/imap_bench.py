@@ -126,7 +126,8 @@ async def measure(port: int, address: str, runs: int, changes: int) -> dict[str,
         out["sort_first"] = time.perf_counter() - start
         best, med, _ = await timed(sort, runs)
         out["sort"], out["sort_med"] = best, med
-        flip = iter(range(1 << 30))
+        flip = iter(range(1 << 30))  # shared with THREAD below: every STORE changes the flag
+        out["flip"] = flip
 
         async def sort_changed() -> int:
             # a flag change first, so no server can reuse its previous answer
@@ -154,7 +155,7 @@ async def measure(port: int, address: str, runs: int, changes: int) -> dict[str,
         out["thread_first"] = time.perf_counter() - start
         best, med, _ = await timed(thread, runs)
         out["thread"], out["thread_med"] = best, med
-        flip2 = iter(range(1 << 30))
+        flip2 = out.pop("flip", None) or iter(range(1 << 30))
 
         async def thread_changed() -> int:
             await c.command(f"STORE 1 {'+-'[next(flip2) % 2]}FLAGS.SILENT (\\Flagged)")

@@ -197,15 +197,21 @@ async def matches(s: Session, view: SelectedMailbox, key: Any) -> tuple[list[int
     return seqs, columns
 
 
-async def sorted_uids(s: Session, view: SelectedMailbox, seqs: list[int], criteria: Any) -> list[int]:
-    """The UIDs of ``seqs`` (sequence numbers) in the order ``criteria`` give."""
+async def sorted_seqs(s: Session, view: SelectedMailbox, seqs: list[int], criteria: Any) -> list[int]:
+    """``seqs`` (sequence numbers) in the order ``criteria`` give."""
     data = await SortData.of(view.index)
     uids = view.uids[:]
 
     def run() -> list[int]:
         row = data.row
-        return [uids[n - 1] for n in sort_numbers([(n, row(uids[n - 1])) for n in seqs], criteria)]
+        return sort_numbers([(n, row(uids[n - 1])) for n in seqs], criteria)
     return await _cpu(run, len(seqs))
+
+
+async def sorted_uids(s: Session, view: SelectedMailbox, seqs: list[int], criteria: Any) -> list[int]:
+    """The UIDs of ``seqs`` (sequence numbers) in the order ``criteria`` give."""
+    uids = view.uids
+    return [uids[n - 1] for n in await sorted_seqs(s, view, seqs, criteria)]
 
 
 _UNCACHEABLE = (sk.SearchOlder, sk.SearchYounger, sk.SearchNew, sk.SearchOld)
@@ -274,14 +280,16 @@ async def do_sort(s: Session, tag: bytes, cmd: c.Sort) -> bytes:
     modseq = None
     hit = data.cached(cache)
     if hit is not None:
-        ordered_uids = hit
+        ordered, ordered_uids = hit
     else:
         seqs, columns = await _matches(s, view, cmd)
-        ordered_uids = await sorted_uids(s, view, seqs, cmd.criteria)
+        ordered = await sorted_seqs(s, view, seqs, cmd.criteria)
+        uids = view.uids
+        ordered_uids = [uids[n - 1] for n in ordered]
         if seqs and _uses_modseq(cmd.key):
             modseq = max(columns.modseqs[n - 1] for n in seqs)
-        data.remember(cache, ordered_uids)
-    numbers = ordered_uids if cmd.uid else [view.seq_of(u) for u in ordered_uids]
+        data.remember(cache, (ordered, ordered_uids))
+    numbers = ordered_uids if cmd.uid else ordered
     options = cmd.return_options
     if options is None:
         s.send(r.sort(numbers) if modseq is None else r.sort(numbers)[:-2] + b" (MODSEQ %d)\r\n" % modseq)
