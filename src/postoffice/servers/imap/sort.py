@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +41,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...protocols.imap import commands as c
-from ...protocols.imap.grammar import search as sk
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
 from .errors import Refused
@@ -56,8 +57,8 @@ T = TypeVar("T")
 #: Up to this many matched messages are sorted/threaded on the event loop (microseconds);
 #: larger sets go to a worker thread.
 THREADED_INLINE = 2000
-#: SORT/THREAD answers kept per mailbox (see SortData.results and _cache_key).
-RESULT_CACHE = 8
+#: SORT/THREAD answers kept per mailbox (see SortData.results and _answer_key).
+RESULT_CACHE = 4
 CHARSETS = ("UTF-8", "US-ASCII")
 
 
@@ -118,8 +119,8 @@ class SortData:
         self.rows: dict[int, SortRow] = {}
         self.last_uid = 0
         self.lock = asyncio.Lock()
-        # Recent SORT/THREAD answers by (command, search key, mailbox state): webmail repeats
-        # the same SORT or THREAD on every page view of an unchanged mailbox.
+        # Recent SORT/THREAD answers by (command, matched messages; see _answer_key): webmail
+        # repeats the same SORT or THREAD on every page view.
         self.results: OrderedDict[Any, Any] = OrderedDict()
 
     def cached(self, key: Any) -> Any:
@@ -214,43 +215,15 @@ async def sorted_uids(s: Session, view: SelectedMailbox, seqs: list[int], criter
     return [uids[n - 1] for n in await sorted_seqs(s, view, seqs, criteria)]
 
 
-_UNCACHEABLE = (sk.SearchOlder, sk.SearchYounger, sk.SearchNew, sk.SearchOld)
-
-
-def _cacheable(key: Any) -> bool:
-    """False for keys whose answer depends on more than the mailbox state: the clock
-    (OLDER/YOUNGER), this session's \\Recent set (RECENT/NEW/OLD) or its saved result ($)."""
-    stack, seen = [key], 0
-    while stack and seen < 10_000:
-        node = stack.pop()
-        seen += 1
-        if isinstance(node, _UNCACHEABLE):
-            return False
-        if isinstance(node, sk.SearchFlag) and node.flag == "\\Recent":
-            return False
-        if isinstance(node, (sk.SearchSeqSet, sk.SearchUid)) and node.seqset.saved:
-            return False
-        if isinstance(node, sk.SearchNot):
-            stack.append(node.key)
-        elif isinstance(node, sk.SearchOr):
-            stack.extend((node.left, node.right))
-        elif isinstance(node, sk.SearchAnd):
-            stack.extend(node.keys)
-    return not stack
-
-
-async def _cache_key(view: SelectedMailbox, what: Any, key: Any) -> Any:
-    """A key under which the answer can be reused, or None. The mailbox state is the
-    index's (HIGHESTMODSEQ: any flag change; UID count and removals: arrivals, expunges)
-    and the view's (its length and last UID; a view with no pending expunge holds exactly
-    the index's UIDs up to its last one, so equal states mean equal sequence numbers)."""
-    index = view.index
-    await index.refresh()
-    if view.pending_expunge or not _cacheable(key):
-        return None
-    uids = view.uids
-    return (what, key, index.highestmodseq, len(index.uids), index.removals, len(uids),
-            uids[-1] if uids else 0)
+def _answer_key(what: Any, seqs: list[int], uids: Any) -> bytes:
+    """What a SORT or THREAD answer depends on besides the immutable sort keys: the command
+    (``what``), the matched messages' sequence numbers and their UIDs. A digest of those is
+    the cache key (flag changes that leave the matched set alone, e.g. \\Seen under ALL,
+    keep the answer; arrivals and expunges do not)."""
+    h = hashlib.blake2b(repr(what).encode(), digest_size=16)
+    h.update(array("I", seqs).tobytes())
+    h.update(array("I", [uids[n - 1] for n in seqs]).tobytes())
+    return h.digest()
 
 
 async def _matches(s: Session, view: SelectedMailbox, cmd: c.Sort | c.Thread) -> tuple[list[int], Any]:
@@ -273,23 +246,21 @@ async def do_sort(s: Session, tag: bytes, cmd: c.Sort) -> bytes:
     view = _view(s)
     verb = "UID SORT" if cmd.uid else "SORT"
     context.check_tag(s, tag, cmd.return_options)
-    if cmd.charset not in CHARSETS:  # checked before any cached answer is given
-        raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
+    seqs, columns = await _matches(s, view, cmd)
     data = await SortData.of(view.index)
-    cache = None if _uses_modseq(cmd.key) else await _cache_key(view, ("SORT", cmd.criteria), cmd.key)
-    modseq = None
+    uids = view.uids
+    cache = _answer_key(("SORT", cmd.criteria), seqs, uids)
     hit = data.cached(cache)
     if hit is not None:
         ordered, ordered_uids = hit
     else:
-        seqs, columns = await _matches(s, view, cmd)
         ordered = await sorted_seqs(s, view, seqs, cmd.criteria)
-        uids = view.uids
         ordered_uids = [uids[n - 1] for n in ordered]
-        if seqs and _uses_modseq(cmd.key):
-            modseq = max(columns.modseqs[n - 1] for n in seqs)
         data.remember(cache, (ordered, ordered_uids))
     numbers = ordered_uids if cmd.uid else ordered
+    modseq = None
+    if seqs and _uses_modseq(cmd.key):
+        modseq = max(columns.modseqs[n - 1] for n in seqs)
     options = cmd.return_options
     if options is None:
         s.send(r.sort(numbers) if modseq is None else r.sort(numbers)[:-2] + b" (MODSEQ %d)\r\n" % modseq)
@@ -314,15 +285,13 @@ async def do_thread(s: Session, tag: bytes, cmd: c.Thread) -> bytes:
 
     view = _view(s)
     verb = "UID THREAD" if cmd.uid else "THREAD"
-    if cmd.charset not in CHARSETS:
-        raise Refused(f"Charset {cmd.charset} is not supported", Code.badcharset(CHARSETS))
+    seqs, _columns = await _matches(s, view, cmd)
     data = await SortData.of(view.index)
-    cache = await _cache_key(view, ("THREAD", cmd.algorithm, cmd.uid), cmd.key)
+    cache = _answer_key(("THREAD", cmd.algorithm, cmd.uid), seqs, view.uids)
     hit = data.cached(cache)
     if hit is not None:
         s.send(r.thread(hit))
         return r.ok(tag, f"{verb} completed")
-    seqs, _columns = await _matches(s, view, cmd)
     uids = view.uids[:]
     algorithm = orderedsubject if cmd.algorithm == "ORDEREDSUBJECT" else references
 
