@@ -526,7 +526,13 @@ class SelectedMailbox:
         index = self.index
         if upto <= index.recent_claimed:
             return  # another session of this process claimed them already
-        first = await index.store.claim_recent(self.mailbox_id, upto)
+        try:
+            first = await index.store.claim_recent(self.mailbox_id, upto)
+        except NotFound:
+            return  # the mailbox was deleted meanwhile; the sync reports that
+        except Exception:  # noqa: BLE001 - a busy database must not cost the session its updates
+            log.warning("claiming \\Recent in mailbox %s failed", self.mailbox_id, exc_info=True)
+            return
         index.recent_claimed = max(index.recent_claimed, upto, first)
         if upto > first:
             if self.recent and self.recent[-1][1] == first:
