@@ -403,3 +403,21 @@ def test_append_literal8_binary_part_is_kept_exactly(srv: RunningServer) -> None
     assert b'("APPLICATION" "OCTET-STREAM" NIL NIL NIL "BASE64" ' in structure, structure
     assert literal_of(ok(w.cmd(b"a8 FETCH 1 BINARY.PEEK[1]"), b"a8")[0]) == b"see attachment"
     w.close()
+
+
+def test_idle_reports_recent_with_new_mail(srv: RunningServer) -> None:
+    """RFC 3501 7.3.2 in IDLE: the new message is this (first) session's \\Recent."""
+    address, account_id = new_account(srv, plain(1))
+    c = client(srv, address)
+    assert c.select_folder("INBOX")[b"RECENT"] == 1
+    c.idle()
+    srv.call(srv.store.deliver([(account_id, "INBOX")], plain(2)))
+    seen: list = []
+    for _ in range(10):
+        seen += c.idle_check(timeout=1)
+        if (2, b"RECENT") in seen:
+            break
+    c.idle_done()
+    assert (2, b"EXISTS") in seen and (2, b"RECENT") in seen, seen
+    assert c.search(["RECENT"]) == [1, 2]
+    c.logout()
