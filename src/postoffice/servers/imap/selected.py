@@ -524,9 +524,13 @@ class SelectedMailbox:
 
     async def _claim(self, upto: int) -> None:
         index = self.index
-        if upto <= index.recent_claimed:
-            return  # another session of this process claimed them already
         try:
+            if not index.recent_claimed:
+                # first claim through this index: a read (no write lock) settles the usual
+                # SELECT of a mailbox without new mail
+                index.recent_claimed = await index.store.first_unclaimed_uid(self.mailbox_id)
+            if upto <= index.recent_claimed:
+                return  # claimed already (by a session of this process, or before)
             first = await index.store.claim_recent(self.mailbox_id, upto)
         except NotFound:
             return  # the mailbox was deleted meanwhile; the sync reports that
