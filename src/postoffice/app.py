@@ -31,7 +31,7 @@ from .services.events import EventBus, LoginResult, QueueWork, SessionsWanted
 from .services.metrics import Metrics
 from .services.sessions import SessionRegistry
 from .store import AccountChanged, Store
-from .tls import server_context
+from .tls import HostedDomains, server_context
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ class Postoffice:
     #: Octets of messages being received, over every connection of this process (SMTP DATA and
     #: BDAT, IMAP literals): servers/inflight.py.
     inflight: InflightBudget = field(default_factory=lambda: InflightBudget(0))
+    #: Hosted domains whose names TLS recognises by SNI (tls.py), kept current while running.
+    hosted: HostedDomains = field(default_factory=HostedDomains)
 
     @classmethod
     def open(cls, config: Config, node: str | None = None) -> Postoffice:
@@ -168,8 +170,9 @@ class Postoffice:
         on those (a worker; the supervisor hands the ``http`` one to worker 0 only).
         ``singletons``: run the queue runner, the panel and garbage collection here."""
         domains = [d.name for d in await self.store.list_domains()]
-        self.tls = server_context(self.config, domains)
-        self.tls_contexts = {protocol: server_context(self.config, domains, protocol)
+        self.hosted.replace(domains)
+        self.tls = server_context(self.config, domains, hosted=self.hosted)
+        self.tls_contexts = {protocol: server_context(self.config, domains, protocol, self.hosted)
                              for protocol in sorted(set(PROTOCOL_OF.values()))}
         if singletons:
             self._start_outbound()  # issue #7
@@ -200,6 +203,7 @@ class Postoffice:
             # With a shared bus the CLI announces its changes there (cli.py); and every other
             # worker's commit would change the data version anyway.
             self._tasks.append(asyncio.ensure_future(self._watch_other_processes()))
+        self._tasks.append(asyncio.ensure_future(self._follow_hosted_domains()))
         if singletons:
             self._tasks.append(asyncio.ensure_future(self._collect_garbage()))
         # The message parser's worker processes start now, in a thread, not on first use on
@@ -219,6 +223,16 @@ class Postoffice:
             if version != seen:
                 seen = version
                 self.bus.publish([AccountChanged(None)])
+
+    async def _follow_hosted_domains(self, interval: float = 3.0) -> None:
+        """Keep `hosted` current: a domain added in the panel, the API, the CLI or on another
+        worker is recognised by SNI within seconds, before the certificate is regenerated."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.hosted.replace(d.name for d in await self.store.list_domains())
+            except Exception:  # noqa: BLE001 - the store is closing
+                return
 
     async def _collect_garbage(self, interval: float = 3600.0) -> None:
         """Remove message files nothing references any more (after expunges), hourly."""

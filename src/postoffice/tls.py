@@ -10,9 +10,12 @@
   only *selects* (on a mismatch OpenSSL goes on without ALPN), so the offered list is read from
   the ClientHello through the context's message callback and the refusal made in the SNI
   callback, which runs after the ClientHello is read and may end the handshake with an alert.
-- SNI (RFC 6066 §3): a name none of our certificates is for gets a fatal ``unrecognized_name``
-  alert, unless ``tls.default_for_unknown_names`` is set (then the default certificate). No SNI
-  at all (clients connecting by IP address send none) gets the default certificate.
+- SNI (RFC 6066 §3): a name that is neither in one of our certificates nor a hosted domain (or a
+  name under one, such as ``mail.example.com``) gets a fatal ``unrecognized_name`` alert, unless
+  ``tls.default_for_unknown_names`` is set (then the default certificate). Hosted domains are a
+  live set (`HostedDomains`), so a domain added while the server runs is served at once, before
+  the certificate is regenerated. No SNI at all (clients connecting by IP address send none)
+  gets the default certificate.
 - Certificates: the configured PEM pair, or a self-signed one generated on first start under
   ``data_dir/tls`` naming the host name, ``localhost`` and the hosted domains' mail/imap/pop3/smtp
   names (some clients check the name even for a pinned certificate). It is regenerated when a
@@ -236,9 +239,35 @@ def _load(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
         raise ConfigError(f"TLS certificate {cert} or key {key} is not a valid PEM pair: {exc.reason}") from None
 
 
-def server_context(config: Config, domains: Iterable[str] = (), protocol: str | None = None) -> ssl.SSLContext:
+class HostedDomains:
+    """The hosted domain names, kept current by the server (app.py) while it runs, so the SNI
+    callback (which runs inside the handshake and cannot query the store) knows them."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names: frozenset[str] = frozenset()
+        self.replace(names)
+
+    def replace(self, names: Iterable[str]) -> None:
+        self.names = frozenset(n.lower().rstrip(".") for n in names)
+
+    def covers(self, host: str) -> bool:
+        """``host`` is a hosted domain or a name under one."""
+        name = host
+        while name:
+            if name in self.names:
+                return True
+            name = name.partition(".")[2]
+        return False
+
+
+def server_context(config: Config, domains: Iterable[str] = (), protocol: str | None = None,
+                   hosted: HostedDomains | None = None) -> ssl.SSLContext:
     """The SSLContext of a listener (implicit TLS and STARTTLS alike); with ``protocol``
-    (imap, pop3, smtp, managesieve) it also enforces that protocol's ALPN id."""
+    (imap, pop3, smtp, managesieve) it also enforces that protocol's ALPN id. ``hosted``: the
+    live set of hosted domains whose names are recognised (default: ``domains``, fixed)."""
+    domains = list(domains)
+    if hosted is None:
+        hosted = HostedDomains(domains)
     cert, key = ensure_certificate(config, domains)
     ctx = _base_context()
     _load(ctx, cert, key)
@@ -254,7 +283,7 @@ def server_context(config: Config, domains: Iterable[str] = (), protocol: str | 
             c.set_alpn_protocols([alpn.decode()])
         if not _watch_client_hello(ctx):
             alpn = None  # cannot see what was offered: select when offered, never refuse
-    ctx.sni_callback = _chooser(sni, default_names, config.tls.default_for_unknown_names, alpn)  # type: ignore[assignment]
+    ctx.sni_callback = _chooser(sni, default_names, hosted, config.tls.default_for_unknown_names, alpn)  # type: ignore[assignment]
     return ctx
 
 
@@ -270,8 +299,8 @@ def _watch_client_hello(ctx: ssl.SSLContext) -> bool:
     return True
 
 
-def _chooser(sni: dict[str, ssl.SSLContext], default_names: set[str], default_for_unknown: bool,
-             alpn: bytes | None) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
+def _chooser(sni: dict[str, ssl.SSLContext], default_names: set[str], hosted: HostedDomains,
+             default_for_unknown: bool, alpn: bytes | None) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
     def choose(sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> int | None:
         if alpn is not None:
             offered = getattr(sock, _OFFERED, None)
@@ -288,7 +317,7 @@ def _chooser(sni: dict[str, ssl.SSLContext], default_names: set[str], default_fo
                 return None
             name = name.partition(".")[2]
         host = server_name.lower().rstrip(".")
-        if default_for_unknown or _covers(default_names, host) or _is_ip(host):
+        if default_for_unknown or _covers(default_names, host) or hosted.covers(host) or _is_ip(host):
             return None
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # RFC 6066 §3
     return choose

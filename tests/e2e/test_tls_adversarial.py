@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -149,3 +150,23 @@ def test_tls12_offers_only_ecdhe_with_aead(srv: RunningServer, listener: str) ->
     for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"):
         with handshake(srv, listener, configure=_tls12(suite)) as tls:
             assert tls.version() == "TLSv1.2" and tls.cipher()[0] == suite
+
+
+def test_a_domain_added_while_running_is_recognised_by_sni(tmp_path: Path) -> None:
+    """A customer's own host name (mail.<their domain>) works as soon as the domain exists,
+    without a restart (the certificate naming it comes at the next start)."""
+    with RunningServer(tmp_path / "data") as srv:
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            handshake(srv, "imaps", server_name="mail.newcustomer.example").close()
+        srv.add_domain("newcustomer.example")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with handshake(srv, "imaps", server_name="mail.newcustomer.example") as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+                break
+            except ssl.SSLError:
+                assert time.monotonic() < deadline, "the new domain was never recognised"
+                time.sleep(0.2)
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            handshake(srv, "imaps", server_name="newcustomer.example.attacker.example").close()
