@@ -21,9 +21,11 @@ run: $(STAMP)
 # --no-install-recommends leaves out what some clients need, so it is named here:
 # swaks needs Net::SSLeay and IO::Socket::SSL for STARTTLS and port 465; mbsync (isync) needs
 # the Cyrus SASL modules for AUTHENTICATE PLAIN. (The others build TLS and SASL in.) curl is the
-# HTTPS client turned away from the mail ports (tests/e2e/test_tls_adversarial.py).
+# HTTPS client turned away from the mail ports (tests/e2e/test_tls_adversarial.py). rspamd is
+# the spam filter tests/e2e/test_rspamd.py starts itself (its own config and ports; the Debian
+# service is not used and need not run).
 DEBIAN_TEST_PACKAGES := chromium fetchmail swaks libnet-ssleay-perl libio-socket-ssl-perl \
-	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect curl
+	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect curl rspamd
 test-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

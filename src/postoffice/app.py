@@ -89,6 +89,8 @@ class Postoffice:
     worker: Any = None
     inbound_checker: Any = None
     dkim_signer: Any = None
+    #: Issue 15: the rspamd client ([filter] rspamd; None when filtering is off).
+    spam_filter: Any = None
     metrics: Metrics | None = None  # /metrics (services/metrics.py)
     #: Octets of messages being received, over every connection of this process (SMTP DATA and
     #: BDAT, IMAP literals): servers/inflight.py.
@@ -282,6 +284,11 @@ class Postoffice:
             self.inbound_checker = InboundChecker(self.config)
         if self.dkim_signer is None:
             self.dkim_signer = DkimSigner(self.store, self.config)
+        if self.spam_filter is None and self.config.filter.rspamd:
+            from .services.spamfilter import RspamdClient
+
+            self.spam_filter = RspamdClient(self.config.filter.rspamd, timeout=self.config.filter.timeout,
+                                            mta_name=self.config.hostname)
 
     def _start_outbound(self) -> None:
         """Issue #7: the queue worker ([outbound] enabled) and the mail-authentication hooks."""
@@ -317,6 +324,9 @@ class Postoffice:
                 await asyncio.wait_for(task, 5)
         self._tasks.clear()
         self._web = None
+        if self.spam_filter is not None:
+            with contextlib.suppress(Exception):
+                await self.spam_filter.close()
 
     def close(self) -> None:
         self.store.close()

@@ -153,6 +153,15 @@ class Inbound:
 
 
 @dataclass(frozen=True)
+class Filter:
+    """Spam filtering of mail arriving on port 25 (issue 15; services/spamfilter.py)."""
+
+    rspamd: str = ""  # rspamd's normal worker, e.g. "http://127.0.0.1:11333"; empty = off
+    on_failure: str = "accept"  # rspamd down or slow: "accept" (tagged X-Spam-Status: unknown) or "tempfail" (451)
+    timeout: float = 10.0  # seconds one check may take, in all
+
+
+@dataclass(frozen=True)
 class Panel:
     secret_key: str = ""  # empty: generated once and kept in data_dir
     public_url: str = ""
@@ -187,6 +196,7 @@ class Config:
     security: Security = field(default_factory=Security)
     outbound: Outbound = field(default_factory=Outbound)
     inbound: Inbound = field(default_factory=Inbound)
+    filter: Filter = field(default_factory=Filter)
     panel: Panel = field(default_factory=Panel)
     server: Server = field(default_factory=Server)
     source: str = ""  # the file this came from, for messages
@@ -318,5 +328,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: outbound.concurrency and outbound.retry_interval must be at least 1")
     if config.server.workers < 0 or config.server.workers > 256:
         raise ConfigError(f"{config.source}: server.workers must be between 0 (one per CPU) and 256")
+    if config.filter.on_failure not in ("accept", "tempfail"):
+        raise ConfigError(f"{config.source}: filter.on_failure must be accept or tempfail")
+    if config.filter.rspamd and not config.filter.rspamd.startswith(("http://", "https://")):
+        raise ConfigError(f"{config.source}: filter.rspamd must be an http:// or https:// URL")
+    if not 0 < config.filter.timeout <= 300:
+        raise ConfigError(f"{config.source}: filter.timeout must be between 0 and 300 seconds")
     if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):
         raise ConfigError(f"{config.source}: outbound.smarthost_tls must be starttls, tls or none")

@@ -78,7 +78,9 @@ from ..services.delivery import (
     new_queue_id,
     protocol_name,
 )
+from ..services import spamfilter
 from ..services.sessions import OpenSession
+from ..services.spamfilter import SpamVerdict
 from ..store import NotFound, QuotaExceeded
 from ..store.spool import HeaderTooLarge, MessageSource, Spool
 from .inflight import InflightBudget
@@ -120,6 +122,9 @@ R452_NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage")
 R451_LOCAL_ERROR = r.R451_LOCAL_ERROR
 R451_CHECK_FAILED = Reply(451, "4.7.1", "Cannot verify the message now; try again later")
 R550_POLICY = Reply(550, "5.7.1", "Message rejected by policy")
+R550_SPAM = Reply(550, "5.7.1", "Message rejected as spam")
+R451_SPAM_LATER = Reply(451, "4.7.1", "Message deferred by the spam filter; try again later")
+R451_FILTER_DOWN = Reply(451, "4.7.1", "The spam filter is not available; try again later")
 R554_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop detected")
 R421_BAD_RCPTS = Reply(421, "4.7.0", "Too many unknown recipients, closing connection")
 R535_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
@@ -646,8 +651,33 @@ class SmtpSession:
                         extra += b"\r\n"
                 if verdict.action == "quarantine":
                     mailbox = "Junk"
+        queue_id = new_queue_id()
+        spam: SpamVerdict | None = None
+        spam_filter = None if self.server.submission else getattr(self.app, "spam_filter", None)
+        if spam_filter is not None:
+            spam = await spam_filter.check(
+                source, ip=self.conn.remote_ip, helo=self.helo, mail_from=envelope.mail_from,
+                rcpts=[route.address for route in envelope.routes], queue_id=queue_id,
+                user=str(getattr(self.account, "address", "") or ""))
+            decision = spam.decision(self.app.config.filter.on_failure)
+            if decision in (spamfilter.REJECT, spamfilter.TEMPFAIL):
+                await self.record_spam(envelope, queue_id, spam)
+                if decision == spamfilter.REJECT:
+                    self.reply(R550_SPAM.with_text(spam.message) if spam.message else R550_SPAM)
+                else:
+                    later = R451_SPAM_LATER.with_text(spam.message) if spam.message else R451_SPAM_LATER
+                    self.reply(R451_FILTER_DOWN if spam.failed else later)
+                log.info("%s: from=<%s> %s by rspamd (%s, score %s)", queue_id, envelope.mail_from,
+                         "rejected" if decision == spamfilter.REJECT else "deferred", spam.action, spam.score)
+                return
+            stripped = spamfilter.strip_spam_fields(source.header_block())
+            if stripped is not None:  # no forged X-Spam-* fields below ours
+                source = source.replace_header(stripped)
+            extra = spam.headers() + extra
+            if decision == spamfilter.JUNK:
+                mailbox = "Junk"
         trace = Trace(
-            helo=self.helo, remote_ip=self.conn.remote_ip, queue_id=new_queue_id(),
+            helo=self.helo, remote_ip=self.conn.remote_ip, queue_id=queue_id,
             protocol=protocol_name(esmtp=self.sm.esmtp, tls=self.conn.tls,
                                    authenticated=self.account is not None, utf8=self.smtputf8),
         )
@@ -672,11 +702,20 @@ class SmtpSession:
             return
         if self.server.submission and self.account is not None:
             self.server.send_rate.record(self.account.id, envelope.recipient_count)
+        if spam is not None:
+            await self.record_spam(envelope, queue_id, spam)
         if done.queued and hasattr(self.app, "queue_changed"):
             self.app.queue_changed()  # the queue runner (here or in worker 0) picks the entry up at once
         log.info("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
                   envelope.recipient_count, done.delivered, done.queued, source.size)
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
+
+    async def record_spam(self, envelope: Envelope, queue_id: str, spam: SpamVerdict) -> None:
+        """Keep rspamd's verdict per local recipient (the panel counts them); best effort."""
+        try:
+            await self.app.store.record_filter_verdicts(queue_id, envelope.local_accounts(), spam.action, spam.score)
+        except Exception:  # noqa: BLE001 - the message itself is handled; a lost count is not lost mail
+            log.exception("%s: cannot record the spam filter's verdict", queue_id)
 
     def inbound_checker(self) -> InboundChecker | None:
         """Port 25 only: the server's own checker, else the application's (services.mailauth)."""

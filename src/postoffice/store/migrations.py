@@ -417,6 +417,19 @@ MIGRATIONS: list[list[Step]] = [
             PRIMARY KEY (account_id, mailbox_id, uidvalidity, name)
         )""",
     ],
+    # 15 (issue 15, spam filtering): rspamd's verdict on each message received on port 25, one
+    # row per local recipient account ("unknown": rspamd could not be asked), for the panel's
+    # counts of received, rejected and junked mail.
+    [
+        """CREATE TABLE filter_verdicts (
+            queue_id TEXT NOT NULL,
+            account_id INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+            action TEXT NOT NULL,
+            score REAL,
+            at REAL NOT NULL
+        )""",
+        "CREATE INDEX filter_verdicts_account ON filter_verdicts(account_id, at)",
+    ],
 ]
 
 

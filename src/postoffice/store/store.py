@@ -40,10 +40,12 @@ from .panel_sessions import PanelSessionStore
 from .metadata import MetadataStore
 from .twofactor import TwoFactorStore
 from .urlauth import UrlAuthStore
+from .verdicts import VerdictStore
 
 
 class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, AppPasswordStore,
-            PanelSessionStore, UrlAuthStore, TwoFactorStore, MetadataStore):
+            PanelSessionStore, UrlAuthStore, TwoFactorStore, MetadataStore,
+            VerdictStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
     def __init__(self, db: Database, blobs: BlobStore, spool: Spool | None = None) -> None:
