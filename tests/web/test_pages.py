@@ -320,3 +320,28 @@ async def test_filters_page_writes_sieve_and_raw_script(admin: httpx.AsyncClient
     assert "custom-script" in (await admin.get(page)).text
     response = await post(admin, page, {"kind": "raw", "script": ""})
     assert await office.store.active_sieve_script(alice.id) is None
+
+
+async def test_mailbox_user_manages_own_filters_and_app_passwords(client: httpx.AsyncClient,
+                                                                 office: Postoffice) -> None:
+    response = await login(client, "alice@example.com", "alice-password")
+    assert response.status_code == 303
+    me = await client.get("/me")
+    assert "Filters and vacation reply" in me.text and "App passwords" in me.text
+    own = "/domains/example.com/email/alice@example.com"
+    assert (await client.get(own + "/filters")).status_code == 200
+    response = await post(client, own + "/app-passwords", {"name": "My phone", "imap": "on"})
+    assert response.status_code == 200 and "data-app-password" in response.text
+    response = await post(client, own + "/filters", {"kind": "raw", "script": "keep;"})
+    assert response.status_code == 303
+    alice = await office.store.get_account("alice@example.com")
+    assert (await office.store.active_sieve_script(alice.id)).content == "keep;"
+    # someone else's address: refused, nothing changes
+    for path in ("/domains/other.org/email/bob@other.org/filters", "/domains/other.org/email/bob@other.org/app-passwords",
+                 "/domains/example.com/email/bob@other.org/filters"):
+        assert (await client.get(path)).status_code in (403, 404), path
+    bob = await office.store.get_account("bob@other.org")
+    response = await post(client, "/domains/other.org/email/bob@other.org/app-passwords", {"name": "x", "imap": "on"},
+                          page=own + "/app-passwords")
+    assert response.status_code in (403, 404)
+    assert await office.store.list_app_passwords(bob.id) == []

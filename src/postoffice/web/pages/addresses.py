@@ -4,6 +4,7 @@ delete, Connected devices and the Apple profile download."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -128,11 +129,20 @@ def filters_from_form(form: FormData) -> object:
     return Filters(tuple(rules), vacation)
 
 
-@page
+async def _domain_of(ops: Operations, request: Request) -> object:
+    """The domain in the URL; for a mailbox user, their own address's domain (ops.address then
+    checks that the address in the URL is theirs)."""
+    if ops.who.is_user:
+        info = await ops.address("", request.path_params["address"])
+        return await ops.store.get_domain_by_id(info.account.domain_id)
+    return await ops.domain(request.path_params["domain"])
+
+
+@page(staff=False)
 async def filters(request: Request, ops: Operations) -> Response:
     """Filters and vacation: the rules editor for the common cases, the vacation reply, and the
-    raw Sieve script for everything else."""
-    domain = await ops.domain(request.path_params["domain"])
+    raw Sieve script for everything else (staff, and the mailbox user for their own address)."""
+    domain: Any = await _domain_of(ops, request)
     address = request.path_params["address"]
     data = await ops.filters(domain.name, address)
     info = data["info"]
@@ -154,12 +164,13 @@ async def filters(request: Request, ops: Operations) -> Response:
     return render(request, "domain/filters.html", **context)
 
 
-@page
+@page(staff=False)
 async def app_passwords(request: Request, ops: Operations) -> Response:
-    """App passwords of an address: create one (shown once, on this answer only) or revoke."""
+    """App passwords of an address: create one (shown once, on this answer only) or revoke
+    (staff, and the mailbox user for their own address)."""
     import time
 
-    domain = await ops.domain(request.path_params["domain"])
+    domain: Any = await _domain_of(ops, request)
     info = await ops.address(domain.name, request.path_params["address"])
     context: dict[str, object] = {"domain": domain, "section": "email", "info": info}
     if request.method == "POST":
@@ -180,7 +191,7 @@ async def app_passwords(request: Request, ops: Operations) -> Response:
     return render(request, "domain/app_passwords.html", **context)
 
 
-@page
+@page(staff=False)
 async def app_password_delete(request: Request, ops: Operations) -> Response:
     await checked_form(request)
     domain, address = request.path_params["domain"], request.path_params["address"]
