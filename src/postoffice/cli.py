@@ -555,6 +555,42 @@ def dkim_show(ctx: Context, domain_name: str) -> None:
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
 
 
+# -- spam filtering on/off (issue 15) ---------------------------------------------------------
+
+
+@main.command("spam-filter")
+@click.argument("target")
+@click.argument("state", required=False, type=click.Choice(["on", "off", "inherit"]))
+@pass_ctx
+def spam_filter(ctx: Context, target: str, state: str | None) -> None:
+    """Show or switch spam filtering (rspamd, [filter] rspamd) for a domain or one address.
+
+    TARGET is a domain or an address; STATE on, off, or (for an address) inherit: as its domain."""
+    async def work(svc: AccountService) -> str:
+        store = svc.store
+        if "@" in target:
+            account = await store.get_account(svc.clean_address(target))
+            if account is None:
+                raise UserError(f"no such address: {target}")
+            if state is not None:
+                await store.set_spam_filter(None if state == "inherit" else state == "on", account_id=account.id)
+            own = await store.spam_filter_setting(account_id=account.id)
+            on = (await store.spam_filter_wanted([account.id]))[account.id]
+            return f"{account.address}: spam filter {'on' if on else 'off'}" + (" (as its domain)" if own is None else "")
+        domain = await store.get_domain(svc.clean_domain(target))
+        if domain is None:
+            raise UserError(f"no such domain: {target}")
+        if state == "inherit":
+            raise UserError("a domain's spam filter is either on or off")
+        if state is not None:
+            await store.set_spam_filter(state == "on", domain_id=domain.id)
+        own = await store.spam_filter_setting(domain_id=domain.id)
+        return f"{domain.name}: spam filter {'off' if own is False else 'on'}"
+    console.print(ctx.run(work))
+    if not ctx.config.filter.rspamd:
+        console.print("(no spam filter is configured: set [filter] rspamd to use one)")
+
+
 # -- app passwords (issue 16) -----------------------------------------------------------------
 
 

@@ -183,3 +183,37 @@ def test_rspamd_that_never_answers_costs_at_most_the_timeout(tmp_path: Path) -> 
         for conn in held:
             conn.close()
         listener.close()
+
+
+def test_switched_off_per_address_and_per_domain(srv: RunningServer) -> None:
+    store = srv.store
+    alice = srv.call(store.get_account("alice@example.com"))
+    domain = srv.call(store.get_domain("example.com"))
+    srv.call(store.set_spam_filter(False, account_id=alice.id))
+    try:
+        inbox = {a: len(messages(srv, f"{a}@example.com")) for a in ("alice", "bob")}
+        junk = {a: len(messages(srv, f"{a}@example.com", "Junk")) for a in ("alice", "bob")}
+        # One reply for both: alice (filter off) gets GTUBE in her INBOX, bob's copy goes to Junk.
+        with RawSmtp(srv.port("smtp")) as c:
+            c.cmd("EHLO mx.outside.example")
+            c.cmd("MAIL FROM:<sender@outside.example>")
+            assert c.cmd("RCPT TO:<alice@example.com>")[0] == 250
+            assert c.cmd("RCPT TO:<bob@example.com>")[0] == 250
+            c.cmd("DATA")
+            code, text = c.cmd(message("mixed gtube", GTUBE + b"\r\n").decode() + ".")
+        assert code == 250, text
+        assert len(messages(srv, "alice@example.com")) == inbox["alice"] + 1
+        assert len(messages(srv, "alice@example.com", "Junk")) == junk["alice"]
+        assert len(messages(srv, "bob@example.com")) == inbox["bob"]
+        assert len(messages(srv, "bob@example.com", "Junk")) == junk["bob"] + 1
+        # The whole domain off: rspamd is not asked at all (no X-Spam-* fields), bob's setting
+        # (none) follows the domain.
+        srv.call(store.set_spam_filter(False, domain_id=domain.id))
+        assert send(srv.port("smtp"), message("domain off", GTUBE + b"\r\n"), rcpt="bob@example.com")[0] == 250
+        assert b"X-Spam-" not in messages(srv, "bob@example.com")[-1]
+        # ... while an address switched on explicitly is still filtered.
+        srv.call(store.set_spam_filter(True, account_id=alice.id))
+        assert send(srv.port("smtp"), message("alice on", GTUBE + b"\r\n"))[0] == 550
+    finally:
+        srv.call(store.set_spam_filter(None, account_id=alice.id))
+        srv.call(store.set_spam_filter(None, domain_id=domain.id))

@@ -185,3 +185,22 @@ def test_app_password_commands(config: Path) -> None:
     assert "Phone" not in po(config, "app-password", "list", "alice@example.com").stdout
     bad = po(config, "app-password", "revoke", "alice@example.com", "1")
     assert bad.returncode != 0
+
+
+def test_spam_filter_command(config: Path) -> None:
+    assert po(config, "domain", "add", "example.com").returncode == 0
+    assert po(config, "account", "add", "alice@example.com", "--password", "another-pass").returncode == 0
+    out = po(config, "spam-filter", "example.com")
+    assert out.returncode == 0 and "example.com: spam filter on" in out.stdout
+    assert "no spam filter is configured" in out.stdout
+    out = po(config, "spam-filter", "Alice@Example.com", "off")
+    assert out.returncode == 0 and "alice@example.com: spam filter off" in out.stdout, out.stderr
+    assert "as its domain" not in out.stdout
+    assert "spam filter on" in po(config, "spam-filter", "example.com").stdout
+    out = po(config, "spam-filter", "alice@example.com", "inherit")
+    assert "alice@example.com: spam filter on (as its domain)" in out.stdout
+    assert "spam filter off" in po(config, "spam-filter", "example.com", "off").stdout
+    assert "alice@example.com: spam filter off (as its domain)" in po(config, "spam-filter", "alice@example.com").stdout
+    for args in (("nobody@example.com",), ("unknown.example",), ("example.com", "inherit")):
+        out = po(config, "spam-filter", *args)
+        assert out.returncode != 0 and out.stderr.count("\n") <= 1, (args, out.stderr)

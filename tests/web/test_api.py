@@ -334,3 +334,29 @@ async def test_filters_api(client: httpx.AsyncClient, tokens: dict[str, str], of
     raw = (await call(client, tokens["admin"], "PUT", base + "/sieve-script", {"script": "discard;"})).json()
     assert raw["custom"] and raw["script"] == "discard;"
     assert (await call(client, tokens["otto"], "GET", base + "/filters")).status_code == 403
+
+
+async def test_spam_filter_switches(client: httpx.AsyncClient, tokens: dict[str, str], office: Postoffice) -> None:
+    t = tokens["olga"]
+    domain = (await call(client, t, "GET", "/domains/example.com/spam-filter")).json()
+    # on unless switched off; not effective here: the test server has no [filter] rspamd
+    assert domain == {"domain": "example.com", "enabled": True, "effective": False, "available": False}
+    path = "/domains/example.com/addresses/alice@example.com/spam-filter"
+    assert (await call(client, t, "GET", path)).json()["enabled"] is None
+    assert (await call(client, t, "PUT", "/domains/example.com/spam-filter", {"enabled": False})).json()["enabled"] is False
+    answer = (await call(client, t, "GET", path)).json()
+    assert answer["enabled"] is None and answer["domain_enabled"] is False
+    alice = await office.store.get_account("alice@example.com")
+    assert await office.store.spam_filter_wanted([alice.id]) == {alice.id: False}
+    assert (await call(client, t, "PUT", path, {"enabled": True})).json()["enabled"] is True
+    assert await office.store.spam_filter_wanted([alice.id]) == {alice.id: True}
+    assert (await call(client, t, "PUT", path, {"enabled": None})).json()["enabled"] is None
+    assert await office.store.spam_filter_wanted([alice.id]) == {alice.id: False}
+    response = await call(client, t, "PUT", "/domains/example.com/spam-filter", {"enabled": None})
+    assert response.status_code == 400
+    for method, body in (("GET", None), ("PUT", {"enabled": False})):
+        assert (await call(client, t, method, "/domains/other.org/spam-filter", body)).status_code == 403
+        assert (await call(client, t, method, "/domains/other.org/addresses/bob@other.org/spam-filter",
+                           body)).status_code == 403
+    bob = await office.store.get_account("bob@other.org")
+    assert await office.store.spam_filter_wanted([bob.id]) == {bob.id: True}

@@ -653,15 +653,23 @@ class SmtpSession:
                     mailbox = "Junk"
         queue_id = new_queue_id()
         spam: SpamVerdict | None = None
+        mailboxes: dict[int, str] = {}  # per-account overrides of `mailbox` (the spam filter's Junk)
         spam_filter = None if self.server.submission else getattr(self.app, "spam_filter", None)
-        if spam_filter is not None:
+        local = envelope.local_accounts()
+        wanted = await self.app.store.spam_filter_wanted(local) if spam_filter is not None else {}
+        filtered = [a for a in local if wanted.get(a, True)]  # recipients who have filtering on
+        if spam_filter is not None and (filtered or not local):
             spam = await spam_filter.check(
                 source, ip=self.conn.remote_ip, helo=self.helo, mail_from=envelope.mail_from,
                 rcpts=[route.address for route in envelope.routes], queue_id=queue_id,
                 user=str(getattr(self.account, "address", "") or ""))
             decision = spam.decision(self.app.config.filter.on_failure)
+            if decision in (spamfilter.REJECT, spamfilter.TEMPFAIL) and len(filtered) < len(local):
+                # One reply for the whole transaction: a recipient who switched filtering off
+                # still gets the message, so the others get it in Junk instead of a refusal.
+                decision = spamfilter.JUNK if not spam.failed else spamfilter.ACCEPT
             if decision in (spamfilter.REJECT, spamfilter.TEMPFAIL):
-                await self.record_spam(envelope, queue_id, spam)
+                await self.record_spam(filtered, queue_id, spam)
                 if decision == spamfilter.REJECT:
                     self.reply(R550_SPAM.with_text(spam.message) if spam.message else R550_SPAM)
                 else:
@@ -675,7 +683,7 @@ class SmtpSession:
                 source = source.replace_header(stripped)
             extra = spam.headers() + extra
             if decision == spamfilter.JUNK:
-                mailbox = "Junk"
+                mailboxes = {account_id: "Junk" for account_id in filtered}
         trace = Trace(
             helo=self.helo, remote_ip=self.conn.remote_ip, queue_id=queue_id,
             protocol=protocol_name(esmtp=self.sm.esmtp, tls=self.conn.tls,
@@ -683,7 +691,7 @@ class SmtpSession:
         )
         try:
             done = await self.server.delivery.commit(envelope, source, trace, extra_headers=extra, mailbox=mailbox,
-                                                     sign=sign)
+                                                     sign=sign, mailboxes=mailboxes)
         except QuotaExceeded:
             too_big = any(q and source.size > q for route in envelope.routes for q in route.quota.values())
             self.reply(R552_MAILBOX_FULL if too_big else R452_MAILBOX_FULL)
@@ -703,17 +711,17 @@ class SmtpSession:
         if self.server.submission and self.account is not None:
             self.server.send_rate.record(self.account.id, envelope.recipient_count)
         if spam is not None:
-            await self.record_spam(envelope, queue_id, spam)
+            await self.record_spam(filtered, queue_id, spam)
         if done.queued and hasattr(self.app, "queue_changed"):
             self.app.queue_changed()  # the queue runner (here or in worker 0) picks the entry up at once
         log.info("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
                   envelope.recipient_count, done.delivered, done.queued, source.size)
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
 
-    async def record_spam(self, envelope: Envelope, queue_id: str, spam: SpamVerdict) -> None:
-        """Keep rspamd's verdict per local recipient (the panel counts them); best effort."""
+    async def record_spam(self, account_ids: list[int], queue_id: str, spam: SpamVerdict) -> None:
+        """Keep rspamd's verdict per filtered local recipient (the panel counts them); best effort."""
         try:
-            await self.app.store.record_filter_verdicts(queue_id, envelope.local_accounts(), spam.action, spam.score)
+            await self.app.store.record_filter_verdicts(queue_id, account_ids, spam.action, spam.score)
         except Exception:  # noqa: BLE001 - the message itself is handled; a lost count is not lost mail
             log.exception("%s: cannot record the spam filter's verdict", queue_id)
 

@@ -350,12 +350,14 @@ class Delivery:
 
     async def commit(self, envelope: Envelope, message: bytes | MessageSource, trace: Trace, *,
                      extra_headers: bytes = b"", mailbox: str = "INBOX",
-                     sign: Callable[[MessageSource], Awaitable[MessageSource]] | None = None) -> Committed:
+                     sign: Callable[[MessageSource], Awaitable[MessageSource]] | None = None,
+                     mailboxes: dict[int, str] | None = None) -> Committed:
         """Store the local copies and queue the remote recipients, durably.
 
         ``message`` may be spooled (a `MessageSource`): the trace fields are put in front of it
         without copying the body, and the store reads it where the parse runs.
-        ``sign`` (DKIM for submitted mail) is applied to the queued copy only.
+        ``sign`` (DKIM for submitted mail) is applied to the queued copy only. ``mailboxes``
+        overrides ``mailbox`` per account (the spam filter's Junk for some recipients only).
         Raises what the store raises (QuotaExceeded, OSError, NotFound): nothing was
         acknowledged then, and a local copy is never half-stored (one transaction)."""
         source = MessageSource.of(message)
@@ -368,7 +370,7 @@ class Delivery:
         if accounts:
             local = source.prepend(self.return_path(envelope) + extra_headers + received)
             # Each address's Sieve script decides its copy's mailboxes and flags (services/sieve.py).
-            plans = await self._sieve_plans(envelope, accounts, local, mailbox)
+            plans = await self._sieve_plans(envelope, accounts, local, mailbox, mailboxes or {})
             targets = [(p.account_id, box, bits, keywords) for p in plans for box, bits, keywords in p.targets]
             if targets:
                 stored = list(await self.store.deliver(targets, local) or ())
@@ -395,12 +397,13 @@ class Delivery:
         return Committed(trace.queue_id, delivered, len(remote))
 
     async def _sieve_plans(self, envelope: Envelope, accounts: list[int], local: MessageSource,
-                           mailbox: str) -> list[Plan]:
+                           mailbox: str, mailboxes: dict[int, str]) -> list[Plan]:
         plans = []
         for account_id in accounts:
             rcpt = next((r.address for r in envelope.routes if account_id in r.accounts), "")
             plans.append(await self.sieve.plan(
-                account_id, envelope_from=envelope.mail_from, envelope_to=rcpt, message=local, default_mailbox=mailbox))
+                account_id, envelope_from=envelope.mail_from, envelope_to=rcpt, message=local,
+                default_mailbox=mailboxes.get(account_id, mailbox)))
         return plans
 
     async def send(self, mail_from: str, recipients: list[str], raw: bytes | MessageSource) -> None:

@@ -430,6 +430,18 @@ MIGRATIONS: list[list[Step]] = [
         )""",
         "CREATE INDEX filter_verdicts_account ON filter_verdicts(account_id, at)",
     ],
+    # 16 (issue 15): spam filtering switched on or off per domain and per address (no row: the
+    # domain's setting, and for a domain: on).
+    [
+        """CREATE TABLE domain_spam_filter (
+            domain_id INTEGER PRIMARY KEY REFERENCES domains(id) ON DELETE CASCADE,
+            enabled INTEGER NOT NULL
+        )""",
+        """CREATE TABLE account_spam_filter (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            enabled INTEGER NOT NULL
+        )""",
+    ],
 ]
 
 

@@ -1,5 +1,6 @@
 """The spam filter's verdicts (issue 15, migration 15): one row per message and local
-recipient account, so the panel can count received, rejected and junked mail per day."""
+recipient account, so the panel can count received, rejected and junked mail per day; and
+whether filtering is on per domain and per address (migration 16)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,53 @@ class VerdictStore(StoreBase):
                 "SELECT queue_id, action, score, at FROM filter_verdicts WHERE account_id = ? AND at >= ? "
                 "ORDER BY at, rowid", (account_id, since))]
         return await self.db.read(op)
+
+    # -- on/off per domain and per address --------------------------------------------------
+
+    async def spam_filter_setting(self, *, domain_id: int | None = None, account_id: int | None = None) -> bool | None:
+        """The stored switch of one domain or one address (None: not set, i.e. inherited)."""
+        table, column, key = _switch(domain_id, account_id)
+
+        def op(tx: Tx) -> bool | None:
+            row = tx.one(f"SELECT enabled FROM {table} WHERE {column} = ?", (key,))
+            return None if row is None else bool(row[0])
+        return await self.db.read(op)
+
+    async def set_spam_filter(self, enabled: bool | None, *, domain_id: int | None = None,
+                              account_id: int | None = None) -> None:
+        """Switch filtering on or off for a domain or an address; None removes the setting."""
+        table, column, key = _switch(domain_id, account_id)
+
+        def op(tx: Tx) -> None:
+            if enabled is None:
+                tx.execute(f"DELETE FROM {table} WHERE {column} = ?", (key,))
+            else:
+                tx.execute(f"INSERT INTO {table} ({column}, enabled) VALUES (?, ?) "
+                           f"ON CONFLICT ({column}) DO UPDATE SET enabled = excluded.enabled", (key, int(enabled)))
+        await self.db.write(op)
+
+    async def spam_filter_wanted(self, account_ids: Sequence[int]) -> dict[int, bool]:
+        """Per account: is its mail filtered? The address's switch, else its domain's, else on."""
+        if not account_ids:
+            return {}
+
+        def op(tx: Tx) -> dict[int, bool]:
+            marks = ",".join("?" * len(account_ids))
+            rows = tx.all(
+                "SELECT a.id, s.enabled, d.enabled FROM accounts a "
+                "LEFT JOIN account_spam_filter s ON s.account_id = a.id "
+                "LEFT JOIN domain_spam_filter d ON d.domain_id = a.domain_id "
+                f"WHERE a.id IN ({marks})", tuple(account_ids))
+            wanted = {row[0]: bool(row[1] if row[1] is not None else (row[2] if row[2] is not None else 1))
+                      for row in rows}
+            return {account_id: wanted.get(account_id, True) for account_id in account_ids}
+        return await self.db.read(op)
+
+
+def _switch(domain_id: int | None, account_id: int | None) -> tuple[str, str, int]:
+    if (domain_id is None) == (account_id is None):
+        raise ValueError("give exactly one of domain_id and account_id")
+    if domain_id is not None:
+        return "domain_spam_filter", "domain_id", domain_id
+    assert account_id is not None
+    return "account_spam_filter", "account_id", account_id

@@ -294,6 +294,37 @@ class Operations:
         account = await self._account(domain, address)
         await self.accounts.remove_account(account.address)
 
+    # -- spam filtering on/off (issue 15) -----------------------------------------------------
+
+    async def spam_filter(self, domain_name: str, address: str | None = None) -> dict[str, Any]:
+        """Whether mail to the domain (or to one address) is checked by rspamd. ``enabled`` is
+        the stored switch (for an address None: the domain's), ``effective`` what applies;
+        ``available`` says whether the server has a spam filter configured at all."""
+        domain = await self.domain(domain_name)
+        own_domain = await self.store.spam_filter_setting(domain_id=domain.id)
+        domain_on = True if own_domain is None else own_domain
+        available = bool(self.office.config.filter.rspamd)
+        if address is None:
+            return {"domain": domain.name, "enabled": domain_on, "effective": domain_on and available,
+                    "available": available}
+        account = await self._account(domain, address)
+        own = await self.store.spam_filter_setting(account_id=account.id)
+        on = domain_on if own is None else own
+        return {"address": account.address, "enabled": own, "domain_enabled": domain_on,
+                "effective": on and available, "available": available}
+
+    async def set_spam_filter(self, domain_name: str, address: str | None, enabled: bool | None) -> dict[str, Any]:
+        """Switch filtering on/off for a domain, or for one address (None: follow the domain)."""
+        domain = await self.domain(domain_name)
+        if address is None:
+            if enabled is None:
+                raise UserError("a domain's spam filter is either on or off", "enabled")
+            await self.store.set_spam_filter(enabled, domain_id=domain.id)
+        else:
+            account = await self._account(domain, address)
+            await self.store.set_spam_filter(enabled, account_id=account.id)
+        return await self.spam_filter(domain_name, address)
+
     async def sessions(self, domain_name: str, address: str) -> list[OpenSession]:
         info = await self.address(domain_name, address)
         return list(info.sessions)

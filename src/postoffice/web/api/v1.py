@@ -73,6 +73,10 @@ class AddressPatch(BaseModel):
     pop3_policy: str | None = Field(None, description="delete | keep | mark-read | trash | archive")
 
 
+class SpamFilterIn(BaseModel):
+    enabled: bool | None = Field(description="on/off; for an address null follows the domain")
+
+
 class AppPasswordIn(BaseModel):
     name: str = Field(examples=["Phone"])
     protocols: list[str] = Field(description="any of imap, pop3, smtp", examples=[["imap", "smtp"]])
@@ -232,6 +236,27 @@ def create_api(office: Any, panel_users: Any) -> FastAPI:
              summary="Connected devices: the address's open IMAP, POP3 and SMTP sessions")
     async def address_sessions(domain: str, address: str, ops: OpsDep) -> list[dict[str, Any]]:
         return [session_dict(s) for s in await ops.sessions(domain, address)]
+
+    # -- spam filtering on/off (issue 15) ------------------------------------------------
+
+    @api.get("/domains/{domain}/spam-filter", tags=["spam filter"],
+             summary="Whether mail to the domain is checked by the spam filter (rspamd)")
+    async def get_domain_spam_filter(domain: str, ops: OpsDep) -> dict[str, Any]:
+        return await ops.spam_filter(domain)
+
+    @api.put("/domains/{domain}/spam-filter", tags=["spam filter"], summary="Switch spam filtering for a domain")
+    async def put_domain_spam_filter(domain: str, body: SpamFilterIn, ops: OpsDep) -> dict[str, Any]:
+        return await ops.set_spam_filter(domain, None, body.enabled)
+
+    @api.get("/domains/{domain}/addresses/{address}/spam-filter", tags=["spam filter"],
+             summary="Whether mail to the address is checked by the spam filter")
+    async def get_address_spam_filter(domain: str, address: str, ops: OpsDep) -> dict[str, Any]:
+        return await ops.spam_filter(domain, address)
+
+    @api.put("/domains/{domain}/addresses/{address}/spam-filter", tags=["spam filter"],
+             summary="Switch spam filtering for an address (null: as the domain)")
+    async def put_address_spam_filter(domain: str, address: str, body: SpamFilterIn, ops: OpsDep) -> dict[str, Any]:
+        return await ops.set_spam_filter(domain, address, body.enabled)
 
     # -- Sieve filters (issue 16) ------------------------------------------------------
 
