@@ -187,8 +187,10 @@ async def _first_admin(store: Store, auth: Authenticator) -> None:
 
 
 def _print_banner(config: Config, bound: dict[str, Any], workers: int) -> None:
-    table = Table(title=f"postoffice is running as {config.hostname} ({workers} worker process"
-                  f"{'es' if workers != 1 else ''}, supervisor pid {os.getpid()})", show_header=True)
+    # On its own line (a table title wraps at the table's width): the pid to signal.
+    console.print(f"postoffice is running as {config.hostname}: {workers} worker process"
+                  f"{'es' if workers != 1 else ''}, supervisor pid {os.getpid()}", soft_wrap=True, highlight=False)
+    table = Table(show_header=True)
     table.add_column("service")
     table.add_column("address")
     table.add_column("security")

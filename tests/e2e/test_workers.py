@@ -11,6 +11,7 @@ from __future__ import annotations
 import imaplib
 import os
 import poplib
+import re
 import signal
 import socket
 import subprocess
@@ -248,6 +249,11 @@ def test_killed_worker_is_restarted_and_the_listener_keeps_answering(served: Ser
 
 
 def test_sigterm_drains_every_worker(served: Served) -> None:
+    # The supervisor is the process to signal: the startup table and the pid file name it.
+    assert f"2 worker processes, supervisor pid {served.proc.pid}" in served.output()
+    pidfile = served.config.parent / "data" / "postoffice.pid"
+    assert pidfile.read_text().strip() == str(served.proc.pid)
+    assert re.search(r"workers\s+2", served.cli("check-config").stdout)
     sessions = [served.imap_on(pid) for pid in served.worker_pids()]
     pop = served.pop3_on(served.worker_pids()[0])
     pids = served.worker_pids()
