@@ -53,6 +53,12 @@ START_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 30.0
 
 
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a worker that exited ``failures`` times in a row without
+    running HEALTHY_AFTER seconds (0: it had been running well; restart at once)."""
+    return 0.0 if failures <= 0 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+
+
 @dataclass
 class Worker:
     index: int
@@ -221,7 +227,7 @@ class Supervisor:
                 return
             ran = time.monotonic() - worker.started
             worker.failures = 0 if ran >= HEALTHY_AFTER else worker.failures + 1
-            delay = 0.0 if worker.failures == 0 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (worker.failures - 1))
+            delay = restart_delay(worker.failures)
             how = f"signal {-code}" if code < 0 else f"status {code}"
             log.error("worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
                       worker.index, worker.pid, how, ran, delay)
