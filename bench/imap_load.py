@@ -199,6 +199,19 @@ def run_loadgen(binary: Path, host: str, port: int, addresses: list[str], passwo
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system, with reaped children) of these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def pin_to_last_cpu() -> int | None:
     """Pin this process (the Python client) to the last CPU it may use; returns that CPU."""
     try:
@@ -219,6 +232,9 @@ def report(name: str, counts: list[int], results: dict[int, dict[str, object]]) 
               f"(first/last quarter {r['first']:,.0f}/{r['last']:,.0f}/s, {r['cycles']:,} cycles, "
               f"{r['errors']} NO/BAD = {r['error_share']:.2%} of answers, {r['failures']} aborted, load client {r['client_cpu']:.0%} of a CPU; "
               f"runs {'/'.join(f'{x:,.0f}' for x in r.get('rates', []))}){note}")
+        if "server_cpu" in r:
+            print(f"      server: {r['server_cpu']:.2f} CPU-seconds per second (of {len(os.sched_getaffinity(0))} CPUs), "
+                  f"~{float(r['cpu_per_command']) * 1000:.2f} ms CPU per OK command")  # type: ignore[arg-type]
         if SHOW_TIMELINE:
             print("      per second: " + " ".join(str(v) for v in r["timeline"]))
 
@@ -279,10 +295,23 @@ def main() -> None:
     if load > 1.0:
         print(f"  note: load average {load:.1f} before starting: other work on this machine skews the figures")
 
+    server_pids: dict[int, int] = {}  # port -> pid of the server process (its descendants count too)
+
     def one_run(host: str, port: int, addresses: list[str], password: str, clients: int) -> dict[str, object]:
+        pid = server_pids.get(port)
+        pids = common.children(pid) if pid else []
+        cpu0, t0 = cpu_seconds(pids), time.perf_counter()
         if loadgen is not None and tls is None:
-            return run_loadgen(loadgen, host, port, addresses, password, clients, args.duration, args.warmup)
-        return asyncio.run(run_load(host, port, tls, addresses, password, clients, args.duration, args.warmup))
+            r = run_loadgen(loadgen, host, port, addresses, password, clients, args.duration, args.warmup)
+        else:
+            r = asyncio.run(run_load(host, port, tls, addresses, password, clients, args.duration, args.warmup))
+        if pids:
+            # Over warm-up and measurement alike: the server's CPU seconds per second and per
+            # OK command. On a shared or small machine the first says how much CPU it got.
+            used, wall = cpu_seconds(pids) - cpu0, time.perf_counter() - t0
+            r["server_cpu"] = used / wall
+            r["cpu_per_command"] = used / max(1.0, float(r["rate"]) * wall)  # type: ignore[arg-type]
+        return r
 
     def run_all(targets: dict[str, tuple[str, int, list[str], str]]) -> None:
         """Each client count against every server in turn, ``--rounds`` times (interleaved, so
@@ -320,6 +349,7 @@ def main() -> None:
                 servers.append(po)
                 label = f"postoffice w={workers}" + (f" ({ncpu})" if workers == 0 else "")
                 targets[label] = ("127.0.0.1", po.port, addresses, common.PASSWORD)
+                server_pids[po.port] = po.pid
             version = None if args.no_dovecot else common.dovecot_version()
             if not args.no_dovecot and version is None:
                 print("  Dovecot is not installed (apt-get install dovecot-imapd): skipped")
@@ -332,6 +362,7 @@ def main() -> None:
                                 common.seen_pattern(args.prefill))
                     dc.start()
                     targets[f"dovecot {version}"] = ("127.0.0.1", dc.port, addresses, common.PASSWORD)
+                    server_pids[dc.port] = dc.pid
                 except RuntimeError as e:
                     print(f"  dovecot failed: {e}")
             run_all(targets)
