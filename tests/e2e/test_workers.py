@@ -157,6 +157,14 @@ def read_until(sock: socket.socket, needle: bytes, timeout: float) -> tuple[byte
     return data, time.monotonic() - start
 
 
+def alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def idle(imap: imaplib.IMAP4) -> socket.socket:
     imap.select("INBOX")
     imap.send(b"i1 IDLE\r\n")
@@ -264,8 +272,7 @@ def test_sigterm_drains_every_worker(served: Served) -> None:
     data, _ = read_until(pop.sock, b"-ERR", 10)
     assert b"-ERR" in data and b"shutting down" in data, data
     assert served.proc.wait(30) == 0, served.output()
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not any(alive(pid) for pid in pids)
     assert not (served.config.parent / "data" / "postoffice.pid").exists()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", served.ports["imap"]), 2)
@@ -320,3 +327,19 @@ def test_connected_devices_lists_the_sessions_of_every_worker(served: Served) ->
     assert len(listed_when(1)) == 1
     sessions[0].logout()
     assert listed_when(0) == []
+
+
+def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> None:
+    """kill -9 of the supervisor leaves no worker behind holding the ports."""
+    pids = served.worker_pids()
+    session = served.imap_on(pids[0])
+    os.kill(served.proc.pid, signal.SIGKILL)
+    served.proc.wait(10)
+    data, _ = read_until(session.sock, b"BYE", 15)  # the worker drains: its session hears why
+    assert b"* BYE" in data, data
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", served.ports["imap"]), 2)
