@@ -21,6 +21,15 @@ a process boundary, and decoding never runs code (the payload may come from Redi
 other programs can write to). The ``origin`` of a `FlagsChanged` (the session that made the
 change) stays in its own process.
 
+What a second transport must provide (issue 14, PostgreSQL LISTEN/NOTIFY across nodes):
+``send`` may NOTIFY inside the committing transaction itself (delivery then follows commit
+order), keeping each payload under NOTIFY's 8,000 bytes (split a batch; a large FlagsChanged
+may carry only its mailbox and MODSEQ: the index catches up from the database anyway);
+``try_lock``/``unlock`` map onto ``pg_try_advisory_lock``/``pg_advisory_unlock`` on the
+listening connection, so a node that dies loses its locks with its connection; and since no
+hub sees a node leave, `NodeGone` has to come from a heartbeat (a row per node, refreshed, and
+announced gone when stale). Nothing above the transport changes.
+
 Each subscription is an asyncio queue, so a slow session never blocks delivery; an IMAP session
 drains its queue at the next command or at once while in IDLE (RFC 9051 §7.4, RFC 2177). A
 subscription may be bounded (``limit``): a silent client's queue then stops growing at the
