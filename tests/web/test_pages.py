@@ -345,3 +345,39 @@ async def test_mailbox_user_manages_own_filters_and_app_passwords(client: httpx.
                           page=own + "/app-passwords")
     assert response.status_code in (403, 404)
     assert await office.store.list_app_passwords(bob.id) == []
+
+
+async def test_spam_filter_page_switches_and_counts(admin: httpx.AsyncClient, office: Postoffice) -> None:
+    import re
+    import time
+
+    page = "/domains/example.com/spam-filter"
+    response = await admin.get(page)
+    assert response.status_code == 200
+    assert "No spam filter is configured on this server" in response.text  # the test server has none
+    alice = await office.store.get_account("alice@example.com")
+    bob = await office.store.get_account("bob@other.org")
+    now = time.time()
+    for action, count, age in (("no action", 3, 0), ("add header", 2, 0), ("rewrite subject", 1, 86400),
+                               ("reject", 4, 86400), ("greylist", 1, 0), ("add header", 5, 8 * 86400)):
+        for _ in range(count):
+            await office.store.record_filter_verdicts("Q", [alice.id], action, 1.0, at=now - age)
+    await office.store.record_filter_verdicts("Q", [bob.id], "add header", 9.0, at=now)  # another domain
+    text = (await admin.get(page)).text
+    rows = re.findall(r'<tr data-day="[^"]+"><td>[^<]+</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td>'
+                      r'<td>(\d+)</td><td>(\d+)</td>', text)
+    assert len(rows) == 7
+    # today: 3 delivered, 2 junked, 1 deferred; yesterday 1 junked, 4 rejected; 8 days ago not shown
+    assert rows[-1] == ("6", "3", "2", "0", "1") and rows[-2] == ("5", "0", "1", "4", "0")
+    assert all(row == ("0",) * 5 for row in rows[:-2])
+    assert re.search(r'alice@example.com</td><td>.*?<td class="junk-count">3</td>', text, re.S)
+    response = await post(admin, page, {"domain": "off", "address:alice@example.com": "on"})
+    assert response.status_code == 303
+    domain = await office.store.get_domain("example.com")
+    assert await office.store.spam_filter_setting(domain_id=domain.id) is False
+    assert await office.store.spam_filter_wanted([alice.id]) == {alice.id: True}
+    response = await post(admin, page, {"domain": "on", "address:alice@example.com": "inherit",
+                                        "address:bob@other.org": "off"})
+    assert await office.store.spam_filter_setting(domain_id=domain.id) is True
+    assert await office.store.spam_filter_setting(account_id=alice.id) is None
+    assert await office.store.spam_filter_setting(account_id=bob.id) is None  # not this domain's address

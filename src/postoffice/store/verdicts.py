@@ -35,6 +35,19 @@ class VerdictStore(StoreBase):
                 "ORDER BY at, rowid", (account_id, since))]
         return await self.db.read(op)
 
+    async def verdict_counts(self, domain_id: int, since: float) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
+        """For the domain's addresses since ``since``: (day, action, count) with day the whole
+        days after ``since`` (0, 1, ...), and (account_id, action, count)."""
+        def op(tx: Tx) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
+            where = ("FROM filter_verdicts v JOIN accounts a ON a.id = v.account_id "
+                     "WHERE a.domain_id = ? AND v.at >= ?")
+            days = tx.all(f"SELECT CAST((v.at - ?) / 86400 AS INTEGER) AS day, v.action, count(*) {where} "
+                          "GROUP BY day, v.action", (since, domain_id, since))
+            accounts = tx.all(f"SELECT v.account_id, v.action, count(*) {where} GROUP BY v.account_id, v.action",
+                              (domain_id, since))
+            return ([(int(r[0]), r[1], int(r[2])) for r in days], [(int(r[0]), r[1], int(r[2])) for r in accounts])
+        return await self.db.read(op)
+
     # -- on/off per domain and per address --------------------------------------------------
 
     async def spam_filter_setting(self, *, domain_id: int | None = None, account_id: int | None = None) -> bool | None:

@@ -325,6 +325,38 @@ class Operations:
             await self.store.set_spam_filter(enabled, account_id=account.id)
         return await self.spam_filter(domain_name, address)
 
+    async def spam_overview(self, domain_name: str, *, days: int = 7, now: float | None = None) -> dict[str, Any]:
+        """The panel's spam filter page: the switches of the domain and each address, and the
+        stored verdicts of the last ``days`` days per day (oldest first) and per address."""
+        import time as _time
+
+        domain = await self.domain(domain_name)
+        now = _time.time() if now is None else now
+        today = now - now % 86400  # UTC midnight
+        since = today - (days - 1) * 86400
+        per_day, per_account = await self.store.verdict_counts(domain.id, since)
+        kinds = {"no action": "delivered", "unknown": "delivered", "add header": "junked",
+                 "rewrite subject": "junked", "reject": "rejected", "greylist": "deferred",
+                 "soft reject": "deferred"}
+        empty = {"checked": 0, "delivered": 0, "junked": 0, "rejected": 0, "deferred": 0}
+        chart = [{"day": _time.strftime("%a %d %b", _time.gmtime(since + i * 86400)), **empty} for i in range(days)]
+        for day, action, count in per_day:
+            if 0 <= day < days:
+                chart[day]["checked"] += count
+                chart[day][kinds.get(action, "delivered")] += count
+        junk: dict[int, int] = {}
+        for account_id, action, count in per_account:
+            if kinds.get(action) == "junked":
+                junk[account_id] = junk.get(account_id, 0) + count
+        addresses = []
+        for account in await self.store.list_accounts(domain.name):
+            addresses.append({"address": account.address,
+                              "enabled": await self.store.spam_filter_setting(account_id=account.id),
+                              "junk": junk.get(account.id, 0)})
+        settings = await self.spam_filter(domain.name)
+        peak = max([row["checked"] for row in chart] + [1])
+        return {**settings, "chart": chart, "peak": peak, "addresses": addresses}
+
     async def sessions(self, domain_name: str, address: str) -> list[OpenSession]:
         info = await self.address(domain_name, address)
         return list(info.sessions)

@@ -35,6 +35,7 @@ routes: list[BaseRoute] = [
     Route("/domains/{domain}/aliases/{alias}/delete", domains.alias_delete, name="alias_delete",
           methods=["POST"]),
     Route("/domains/{domain}/protocols", domains.protocols, name="protocols", methods=GET_POST),
+    Route("/domains/{domain}/spam-filter", domains.spam_filter, name="spam_filter", methods=GET_POST),
     Route("/domains/{domain}/client-settings", domains.client_settings, name="client_settings"),
     Route("/domains/{domain}/dns", domains.dns, name="dns"),
     # Panel logins and API tokens
