@@ -211,6 +211,9 @@ class Postoffice:
         # The message parser's worker processes start now, in a thread, not on first use on
         # the event loop (postoffice/cpu.py).
         self._tasks.append(asyncio.ensure_future(asyncio.to_thread(cpu.warm)))
+        if self.config.inbound.verify:  # DMARC's public suffix list: parsed once, not on the loop
+            from .authn.orgdomain import load_public_suffix_list
+            self._tasks.append(asyncio.ensure_future(asyncio.to_thread(load_public_suffix_list)))
 
     async def _watch_other_processes(self, interval: float = 2.0) -> None:
         """The CLI writes to the same database from another process; when it commits, re-check

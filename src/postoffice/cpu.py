@@ -48,7 +48,7 @@ T = TypeVar("T")
 #: Modules the forkserver imports once, so each worker process starts warm.
 PRELOAD = ["postoffice.store.prepare", "postoffice.authn.dkim"]
 #: Worker processes run at this nice increment above the server.
-WORKER_NICE = 5
+WORKER_NICE = 10
 
 _lock = threading.Lock()
 _workers = 1  # processes sharing this machine's CPUs (configure)

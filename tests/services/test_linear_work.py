@@ -61,3 +61,14 @@ def test_has_8bit_is_one_pass() -> None:
 @given(st.text(alphabet="ab.@ <>(),;:\"'x\t[]\\é", max_size=40))
 def test_address_like_finds_what_the_regex_finds(text: str) -> None:
     assert _address_like(text) == _ADDRESS_LIKE.findall(text)
+
+
+@given(st.lists(st.sampled_from([b"From: a@b.example", b"from : x", b"\tfolded", b" more", b"Subject: s",
+                                 b"FROM:y", b"X-From: no", b"no colon", b"DKIM-Signature: v=1"]), max_size=12),
+       st.sampled_from([b"\r\n", b"\n"]))
+def test_find_fields_agrees_with_split_fields(lines: list[bytes], eol: bytes) -> None:
+    from postoffice.mail.headers import find_fields, split_fields
+    raw = eol.join(lines) + eol if lines else b""
+    for name in (b"from", b"dkim-signature"):
+        expected = [raw[fs:fe].rstrip(b"\r\n") for n, fs, _vs, fe in split_fields(raw, 0, len(raw)) if n == name]
+        assert find_fields(raw, name) == expected

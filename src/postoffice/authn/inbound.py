@@ -12,6 +12,7 @@ from postoffice.authn.dmarc import DMARCCheck, DMARCPolicy, DMARCResult, check_d
 from postoffice.authn.results import authentication_results
 from postoffice.authn.spf import SPFCheck, SPFResult, check_spf
 from postoffice.dns import Resolver
+from postoffice.mail.headers import find_fields
 from postoffice.store.spool import MessageSource
 
 __all__ = ["InboundVerdict", "authenticate_inbound"]
@@ -56,9 +57,11 @@ async def authenticate_inbound(
     spf_subject = mail_from if identity == "mailfrom" else helo
     spf_domain = spf_subject.rpartition("@")[2] if identity == "mailfrom" else helo
     sigs = await dkim_mod.verify(resolver, message)
-    # DMARC reads only the From field: the header block is enough (never the whole body).
+    # DMARC reads only the From fields: those alone, found in C (the header block may be a
+    # megabyte of folded lines; this runs on the event loop), never the body.
     header = MessageSource.of(message).header_block()
-    dmarc = await check_dmarc(resolver, header, spf, spf_domain, sigs, rng=rng)
+    from_fields = b"".join(field + b"\r\n" for field in find_fields(header, b"from")) + b"\r\n"
+    dmarc = await check_dmarc(resolver, from_fields, spf, spf_domain, sigs, rng=rng)
     action: Action = "accept"
     if dmarc.result == DMARCResult.FAIL:
         if dmarc.disposition == DMARCPolicy.REJECT:

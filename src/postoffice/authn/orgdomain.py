@@ -80,12 +80,16 @@ def load_public_suffix_list(path: str | None = None) -> bool:
     """Load the PSL from ``path`` (or the default locations). Returns whether a list is in use."""
     global _psl, _psl_loaded
     candidates = [path] if path else list(PSL_PATHS)
-    _psl, _psl_loaded = None, True
+    psl = None
     for p in candidates:
         if p and os.path.exists(p):
             with open(p, encoding="utf-8") as fh:
-                _psl = _PSL(fh.readlines())
+                psl = _PSL(fh.readlines())
             break
+    # Switched in whole once built: the server loads it in a thread at start (parsing the list
+    # takes ~100 ms, too long for the event loop) while lookups may already be running.
+    _psl = psl
+    _psl_loaded = True
     organizational_domain.cache_clear()
     return _psl is not None
 

@@ -105,6 +105,36 @@ def _split_fields(raw: bytes, start: int, end: int) -> list[Field]:
     return fields
 
 
+_FIELD_END = re.compile(rb"\n(?![ \t])")
+
+
+def find_fields(raw: bytes, name: bytes, limit: int | None = None) -> list[bytes]:
+    """The ``name`` fields (lower case) of the header block ``raw`` - name, colon, value and
+    continuation lines, without the final line end - at most ``limit`` of them. Found with
+    ``bytes.find`` and a regular expression, in C: a header of 14,000 folded lines is not walked
+    line by line in Python (what :func:`split_fields` does, fine for analysis in a worker but
+    not on an event loop)."""
+    lowered = raw.lower()
+    needle = b"\n" + name
+    out: list[bytes] = []
+    at = 0 if lowered.startswith(name) else lowered.find(needle)
+    while at >= 0:
+        start = at if at == 0 and lowered.startswith(name) and not out else at + 1
+        after = start + len(name)
+        while after < len(raw) and raw[after] in (0x20, 0x09):
+            after += 1
+        if raw[after:after + 1] == b":":
+            end_match = _FIELD_END.search(raw, after)
+            end = end_match.start() if end_match else len(raw)
+            if end > start and raw[end - 1:end] == b"\r":
+                end -= 1
+            out.append(raw[start:end])
+            if limit is not None and len(out) >= limit:
+                break
+        at = lowered.find(needle, start + 1)
+    return out
+
+
 def unfold(value: bytes) -> bytes:
     """RFC 5322 section 2.2.3 unfolding (remove CRLF before WSP), then trim outer whitespace."""
     return _FOLD.sub(b"", value).strip(_WS)

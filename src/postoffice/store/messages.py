@@ -164,19 +164,20 @@ class MessageStore(StoreBase):
         blob_id = self.blobs.put(data)
         return blob_id, blob_row(blob_id, data), len(data)
 
-    async def _put_blob(self, raw: bytes | MessageSource) -> tuple[str, tuple[Any, ...], int]:
+    async def _put_blob(self, raw: bytes | bytearray | MessageSource) -> tuple[str, tuple[Any, ...], int]:
         """The body written and parsed off the event loop: a small message in a writer thread,
         a large one (or a spooled one) in a worker process, whose Python parsing would otherwise
-        hold this process's GIL for as long as it takes (``postoffice.cpu``)."""
+        hold this process's GIL for as long as it takes (``postoffice.cpu``). A bytearray (a
+        large IMAP literal, never copied) is fine too."""
         if not needs_process(raw):
-            data = raw.read() if isinstance(raw, MessageSource) else raw
+            data = raw.read() if isinstance(raw, MessageSource) else bytes(raw)
             return await asyncio.get_running_loop().run_in_executor(self._writers, self._write_blob, data)
-        return await self._put_blob_elsewhere(MessageSource.of(raw))
+        return await self._put_blob_elsewhere(raw)
 
-    async def _put_blob_elsewhere(self, source: MessageSource) -> tuple[str, tuple[Any, ...], int]:
+    async def _put_blob_elsewhere(self, source: bytes | bytearray | MessageSource) -> tuple[str, tuple[Any, ...], int]:
         loop = asyncio.get_running_loop()
         spooled = None
-        if source.in_memory:
+        if not isinstance(source, MessageSource) or source.in_memory:
             # Handed over as a file, written here in a thread (os.write copies without the GIL),
             # not pickled: pickling 50 MB would hold this process's GIL for tens of ms.
             spooled = await loop.run_in_executor(self._writers, self.spool.write, source)
@@ -263,7 +264,7 @@ class MessageStore(StoreBase):
             return out
 
         if needs_process(raw):
-            blob_id, row, size = await self._put_blob_elsewhere(MessageSource.of(raw))
+            blob_id, row, size = await self._put_blob_elsewhere(raw)
             return await self.db.write(lambda tx: op(tx, blob_id, row, size))
         data = raw.read() if isinstance(raw, MessageSource) else raw
 

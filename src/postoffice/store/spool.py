@@ -37,7 +37,7 @@ WRITE_BATCH = 1024 * 1024
 INLINE_PARSE_LIMIT = 256 * 1024
 
 
-def needs_process(message: bytes | MessageSource) -> bool:
+def needs_process(message: bytes | bytearray | MessageSource) -> bool:
     """True if CPU work over the whole of ``message`` belongs in a worker process."""
     if isinstance(message, MessageSource):
         return not message.in_memory or message.size > INLINE_PARSE_LIMIT
@@ -131,13 +131,14 @@ class Spool:
         for f in self.root.iterdir():
             f.unlink(missing_ok=True)
 
-    def write(self, source: MessageSource) -> MessageSource:
+    def write(self, source: MessageSource | bytes | bytearray) -> MessageSource:
         """``source`` written to a new spool file, as a source reading it (blocking)."""
         path = self.new_path()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        pieces = (source.header, *source.body) if isinstance(source, MessageSource) else (source,)
         try:
-            for piece in (source.header, *source.body):
-                view = memoryview(piece if isinstance(piece, bytes) else piece.read())
+            for piece in pieces:
+                view = memoryview(piece.read() if isinstance(piece, FileRange) else piece)
                 while view:
                     view = view[os.write(fd, view):]
         except BaseException:
@@ -145,7 +146,7 @@ class Spool:
             os.unlink(path)
             raise
         os.close(fd)
-        return MessageSource(b"", (FileRange(path, 0, source.size),))
+        return MessageSource(b"", (FileRange(path, 0, len(source)),))
 
     def writer(self, *, max_header: int, inline: int = INLINE_BODY) -> SpoolWriter:
         return SpoolWriter(self, max_header=max_header, inline=inline)

@@ -68,3 +68,24 @@ def test_a_synchronizing_literal_after_a_refused_one_ends_the_command_at_once() 
     assert got == [LiteralRejected(b"a", 3, 0, False, busy=True)]  # no "+": the client gives up
     got = events(conn, b"b NOOP\r\n")
     assert isinstance(got[0], CommandReceived)
+
+
+def test_large_append_literals_are_collected_apart_and_never_joined() -> None:
+    from postoffice.protocols.imap.connection import OUT_OF_LINE
+
+    big = bytes(range(256)).replace(b"\x00", b"\x01") * (OUT_OF_LINE // 256 + 7)
+    small = b"From: a\r\n\r\nsmall\r\n"
+    conn = ImapConnection(max_literal_size=10 * OUT_OF_LINE)
+    wire = (b"a APPEND INBOX (\\Seen) {%d+}\r\n" % len(big) + big + b" {%d+}\r\n" % len(small) + small
+            + b" ~{%d+}\r\n" % (len(big) + 1) + big + b"\x00" + b"\r\n")
+    got = []
+    for at in range(0, len(wire), 65536):  # as it arrives from the socket
+        got += events(conn, wire[at:at + 65536])
+    [command] = got
+    first, second, third = command.command.messages
+    assert isinstance(first.data, bytearray) and first.data == big and first.flags == ("\\Seen",)
+    assert second.data == small and isinstance(second.data, bytes)
+    assert third.binary and third.data == big + b"\x00"
+    conn = ImapConnection(max_literal_size=10 * OUT_OF_LINE)
+    [bad] = events(conn, b"b APPEND INBOX {%d+}\r\n" % (len(big) + 1) + big + b"\x00\r\n")
+    assert bad.message == "APPEND: NUL in a literal (use literal8)"  # the rule holds outside the command too

@@ -47,21 +47,24 @@ __all__ = ["parse_command", "COMMAND_VERBS"]
 _Parser = Callable[[Reader], Command]
 
 
-def parse_command(data: bytes, *, max_search_depth: int = MAX_SEARCH_DEPTH) -> CommandReceived | InvalidCommand:
+def parse_command(data: bytes, *, max_search_depth: int = MAX_SEARCH_DEPTH,
+                  literals: dict[int, bytearray] | None = None) -> CommandReceived | InvalidCommand:
     """Parse one complete command.
 
     ``data`` is the tag, the command and its arguments with every literal's
     contents inline exactly as on the wire (``{n}`` / ``{n+}`` / ``~{n}``
     header, CRLF, then n bytes); the final CRLF is optional. Returns
     ``CommandReceived(tag, command)`` or ``InvalidCommand(tag, message)``;
-    never raises for bad input.
+    never raises for bad input. A literal whose contents start at offset k may
+    instead be left out of ``data`` and given as ``literals[k]`` (the
+    connection does so for large APPEND literals, which are never copied).
     """
     m = TAG_RE.match(data)
     if m is None or data[m.end() : m.end() + 1] != b" ":
         tag = m.group() if m is not None and m.end() == len(data.rstrip(b"\r\n")) else None
         return InvalidCommand(tag, "missing command" if tag else "invalid or missing tag")
     tag = m.group()
-    r = Reader(data, m.end() + 1)
+    r = Reader(data, m.end() + 1, literals=literals)
     vm = ATOM_RE.match(data, r.pos)
     if vm is None:
         return InvalidCommand(tag, "missing or invalid command name")

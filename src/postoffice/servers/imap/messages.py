@@ -89,7 +89,7 @@ async def do_append(s: Session, tag: bytes, cmd: c.Append) -> bytes:
         if message.binary:
             # RFC 3516 4.4: binary parts of a literal8 are kept exactly, stored base64-encoded
             # (BODY[] never carries NUL; BINARY[n] gives the octets back) -- off the event loop
-            data = await asyncio.to_thread(encode_binary_parts, data)
+            data = await asyncio.to_thread(lambda raw=data: encode_binary_parts(bytes(raw)))
         items.append((data, bits, " ".join(keywords), when))
     uidvalidity, uids = await s.app.store.append(s.account.id, box.id, items)
     return r.ok(tag, "APPEND completed", Code.appenduid(uidvalidity, uids))

@@ -97,12 +97,16 @@ class Reader:
     :class:`ParseError`. ``peek``/``at``/``try_*`` look ahead without failing.
     """
 
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "pos", "end", "literals")
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None,
+                 literals: dict[int, bytearray] | None = None) -> None:
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end
+        # Large APPEND literals kept out of ``data`` by the connection: the offset where their
+        # contents would start -> the contents (ImapConnection, OUT_OF_LINE).
+        self.literals = literals
 
     # -- looking ahead -------------------------------------------------------
     def at_end(self) -> bool:
@@ -255,6 +259,14 @@ class Reader:
         if size > MAX_NUMBER64:
             raise self.fail("literal size is too large")
         start = m.end()
+        outside = self.literals.get(start) if self.literals else None
+        if outside is not None:
+            if len(outside) != size:
+                raise self.fail("literal is shorter than announced")
+            if not binary and b"\x00" in outside:
+                raise self.fail("NUL in a literal (use literal8)")
+            self.pos = start
+            return outside, binary  # type: ignore[return-value]  (a bytearray: never copied)
         stop = start + size
         if stop > self.end:
             raise self.fail("literal is shorter than announced")
