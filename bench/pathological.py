@@ -95,7 +95,7 @@ def build(header_bytes: int, body_mb: float, key_pem: bytes | None) -> bytes:
 
 
 class Server:
-    def __init__(self, tmp: Path, executable: str, dns_port: int, workers: int) -> None:
+    def __init__(self, tmp: Path, executable: str, dns_port: int, workers: int, *, old_config: bool = False) -> None:
         self.tmp = tmp
         self.executable = executable
         self.smtp, self.imap = common.free_port(), common.free_port()
@@ -104,8 +104,9 @@ class Server:
         self.config.write_text(
             f'hostname = "localhost"\ndata_dir = "{tmp / "data"}"\nlog_level = "warning"\n'
             f'[listen]\nsmtp = "127.0.0.1:{self.smtp}"\nimap = "127.0.0.1:{self.imap}"\nsubmission = ""\n'
-            'submissions = ""\nimaps = ""\npop3 = ""\npop3s = ""\nhttp = ""\nmanagesieve = ""\n'
-            "[security]\nallow_plaintext_auth = true\n"
+            'submissions = ""\nimaps = ""\npop3 = ""\npop3s = ""\nhttp = ""\n'
+            + ("" if old_config else 'managesieve = ""\n')
+            + "[security]\nallow_plaintext_auth = true\n"
             "[limits]\nmax_message_size = 209715200\nimap_max_literal = 209715200\n"
             f'[outbound]\nenabled = false\ndns = "127.0.0.1:{dns_port}"\n[inbound]\nverify = true\n'
             + (f"[server]\nworkers = {workers}\n" if workers else ""))
@@ -184,9 +185,9 @@ def send_imap(server: Server, message: bytes) -> tuple[float, str]:
         return time.perf_counter() - started, answer.decode(errors="replace").strip()[:60]
 
 
-def scenario(name: str, executable: str, dns_port: int, workers: int, message: bytes) -> str:
+def scenario(name: str, executable: str, dns_port: int, workers: int, message: bytes, old_config: bool) -> str:
     tmp = common.tmpdir("po-patho-")
-    server = Server(tmp, executable, dns_port, workers)
+    server = Server(tmp, executable, dns_port, workers, old_config=old_config)
     try:
         server.start()
         pinger = Pinger(server)
@@ -221,7 +222,9 @@ def main() -> None:
     parser.add_argument("--imap-header-mb", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1, help="[server] workers (0: one per CPU)")
     parser.add_argument("--postoffice", default=str(common.POSTOFFICE), help="the postoffice executable to run")
-    parser.add_argument("--only", help="comma-separated scenarios (smtp, imap, smtp-552)")
+    parser.add_argument("--only", help="comma-separated scenarios (idle, smtp, imap, smtp-552)")
+    parser.add_argument("--old-config", action="store_true",
+                        help="write no settings an older build (--postoffice) does not know (managesieve)")
     args = parser.parse_args()
     keys = generate_dkim_keys("rsa-sha256", 2048)
     dns_server = StubDNS(keys.dns_txt.replace(" ", ""))
@@ -242,7 +245,7 @@ def main() -> None:
     print("| case | message | sent to answered | answer | NOOPs | median | p90 | max | all within 100 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, message in messages.items():
-        print(scenario(name, args.postoffice, dns_server.port, args.workers, message), flush=True)
+        print(scenario(name, args.postoffice, dns_server.port, args.workers, message, args.old_config), flush=True)
 
 
 if __name__ == "__main__":
