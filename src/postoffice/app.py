@@ -91,6 +91,7 @@ class Postoffice:
     dkim_signer: Any = None
     #: Issue 15: the rspamd client ([filter] rspamd; None when filtering is off).
     spam_filter: Any = None
+    spam_learner: Any = None  # rspamd's controller ([filter] controller): Junk learning
     metrics: Metrics | None = None  # /metrics (services/metrics.py)
     #: Octets of messages being received, over every connection of this process (SMTP DATA and
     #: BDAT, IMAP literals): servers/inflight.py.
@@ -292,6 +293,11 @@ class Postoffice:
 
             self.spam_filter = RspamdClient(self.config.filter.rspamd, timeout=self.config.filter.timeout,
                                             mta_name=self.config.hostname)
+        if self.spam_learner is None and self.config.filter.controller:
+            from .services.spamfilter import RspamdLearner
+
+            self.spam_learner = RspamdLearner(self.config.filter.controller, self.config.filter.controller_password,
+                                              timeout=self.config.filter.timeout)
 
     def _start_outbound(self) -> None:
         """Issue #7: the queue worker ([outbound] enabled) and the mail-authentication hooks."""
@@ -330,6 +336,9 @@ class Postoffice:
         if self.spam_filter is not None:
             with contextlib.suppress(Exception):
                 await self.spam_filter.close()
+        if self.spam_learner is not None:
+            with contextlib.suppress(Exception):
+                await self.spam_learner.close()
 
     def close(self) -> None:
         self.store.close()

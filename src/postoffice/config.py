@@ -159,6 +159,10 @@ class Filter:
     rspamd: str = ""  # rspamd's normal worker, e.g. "http://127.0.0.1:11333"; empty = off
     on_failure: str = "accept"  # rspamd down or slow: "accept" (tagged X-Spam-Status: unknown) or "tempfail" (451)
     timeout: float = 10.0  # seconds one check may take, in all
+    # rspamd's controller, for learning: a message moved into Junk is learned as spam, one moved
+    # out of Junk (not to Trash) as ham. Empty = no learning.
+    controller: str = ""  # e.g. "http://127.0.0.1:11334"
+    controller_password: str = ""  # the controller's "enable_password" (or "password")
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: filter.on_failure must be accept or tempfail")
     if config.filter.rspamd and not config.filter.rspamd.startswith(("http://", "https://")):
         raise ConfigError(f"{config.source}: filter.rspamd must be an http:// or https:// URL")
+    if config.filter.controller and not config.filter.controller.startswith(("http://", "https://")):
+        raise ConfigError(f"{config.source}: filter.controller must be an http:// or https:// URL")
     if not 0 < config.filter.timeout <= 300:
         raise ConfigError(f"{config.source}: filter.timeout must be between 0 and 300 seconds")
     if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):

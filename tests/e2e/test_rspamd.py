@@ -217,3 +217,45 @@ def test_switched_off_per_address_and_per_domain(srv: RunningServer) -> None:
     finally:
         srv.call(store.set_spam_filter(None, account_id=alice.id))
         srv.call(store.set_spam_filter(None, domain_id=domain.id))
+
+
+def test_moving_into_and_out_of_junk_trains_rspamd(rspamd: Rspamd, tmp_path: Path) -> None:
+    import imaplib
+    import uuid
+
+    srv = serve(tmp_path / "data", rspamd=rspamd.url, controller=rspamd.controller_url, controller_password="test")
+    try:
+        token = uuid.uuid4().hex
+        spam_id, ham_id = f"<spam.{token}@outside.example>", f"<ham.{token}@outside.example>"
+        body = b"Cheap watches and pills, lottery winner, transfer the fee today " + token.encode() + b"\r\n"
+        for subject, msgid in (("offer", spam_id), ("minutes", ham_id)):
+            data = message(subject, body).replace(b"<" + subject.encode() + b"@outside.example>", msgid.encode())
+            assert send(srv.port("smtp"), data)[0] == 250
+        learner = srv.office.spam_learner
+
+        def learned() -> list[tuple[str, str]]:
+            srv.call(learner.wait())
+            return [(kind, f"<{msgid}>") for kind, msgid in rspamd.learned() if token in msgid]
+
+        with imaplib.IMAP4_SSL("127.0.0.1", srv.port("imaps"), ssl_context=srv.client_tls()) as imap:
+            imap.login("alice@example.com", "password1")
+            imap.select("INBOX")
+            _, found = imap.uid("SEARCH", "HEADER", "Message-ID", spam_id)
+            assert imap.uid("MOVE", found[0].decode(), "Junk")[0] == "OK"
+            _, found = imap.uid("SEARCH", "HEADER", "Message-ID", ham_id)
+            assert imap.uid("COPY", found[0].decode(), "Archive")[0] == "OK"  # not Junk: nothing learned
+            assert learned() == [("spam", spam_id)]
+            imap.select("Junk")
+            assert imap.uid("MOVE", "1:*", "Trash")[0] == "OK"  # deleting spam is no verdict
+            assert learned() == [("spam", spam_id)]
+            imap.select("Trash")
+            assert imap.uid("MOVE", "1:*", "Junk")[0] == "OK"  # Trash -> Junk: spam again (rspamd: already known)
+            imap.select("Junk")
+            # The user disagrees with the filter: the message goes back to the INBOX, learned as ham.
+            assert imap.uid("MOVE", "1:*", "INBOX")[0] == "OK"
+            imap.logout()
+        entries = learned()
+        assert entries[0] == ("spam", spam_id) and entries[-1] == ("ham", spam_id)
+        assert learner.learned["ham"] == 1 and learner.learned["spam"] >= 1
+    finally:
+        srv.__exit__(None, None, None)

@@ -51,3 +51,18 @@ def test_config_is_checked(bad: dict[str, object]) -> None:
 
 def test_filtering_is_off_by_default() -> None:
     assert config_module.load(None, env={}).filter.rspamd == ""
+
+
+def test_which_moves_teach_rspamd() -> None:
+    from types import SimpleNamespace as Box
+
+    from postoffice.services.spamfilter import RspamdLearner
+
+    inbox, junk, trash = Box(name="INBOX", special_use=None), Box(name="Junk", special_use="\\Junk"), \
+        Box(name="Deleted", special_use="\\Trash")
+    spam_folder, archive = Box(name="Spam", special_use=None), Box(name="Archive", special_use="\\Archive")
+    kind = RspamdLearner.kind_of_move
+    assert kind(inbox, junk) == "spam" and kind(archive, spam_folder) == "spam" and kind(trash, junk) == "spam"
+    assert kind(junk, inbox) == "ham" and kind(spam_folder, archive) == "ham"
+    assert kind(junk, trash) is None and kind(junk, spam_folder) is None and kind(inbox, archive) is None
+    assert kind(inbox, trash) is None

@@ -6,12 +6,15 @@ and a five-entry TLD list (the full list takes rspamd 30 s to compile on a busy 
 machine; this config starts in ~2 s). GTUBE is rspamd's own (the core checks it, action
 ``reject``). One test-only rule, ``POSTOFFICE_TEST_JUNK`` (score 8, above ``add_header`` = 6),
 fires on ``JUNK_MARKER`` in the Subject, so a test can put a message in the "add header" range;
-``POSTOFFICE_TEST_GREY`` (score 5, above ``greylist`` = 4) on ``GREYLIST_MARKER``.
+``POSTOFFICE_TEST_GREY`` (score 5, above ``greylist`` = 4) on ``GREYLIST_MARKER``. Bayes
+learning (the controller's /learnspam, /learnham; password "test") keeps its tokens in the local
+Redis (127.0.0.1:6379, database 14); tests learn messages with unique Message-IDs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -54,8 +57,17 @@ options {
 }
 logging { type = "file"; filename = "%(dir)s/rspamd.log"; level = "info"; }
 worker "normal" { bind_socket = "127.0.0.1:%(port)d"; count = 1; }
-worker "controller" { bind_socket = "127.0.0.1:%(controller)d"; count = 1; password = "test"; secure_ip = "127.0.0.1"; }
+worker "controller" { bind_socket = "127.0.0.1:%(controller)d"; count = 1; password = "test"; enable_password = "test"; }
 actions { reject = 15; add_header = 6; greylist = 4; }
+classifier "bayes" {
+  backend = "redis";
+  servers = "127.0.0.1:6379";
+  database = "14";
+  min_tokens = 1;
+  min_learns = 1;
+  statfile { symbol = "BAYES_HAM"; spam = false; }
+  statfile { symbol = "BAYES_SPAM"; spam = true; }
+}
 lua = "%(dir)s/rules.lua";
 """
 
@@ -77,6 +89,15 @@ class Rspamd:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def controller_url(self) -> str:
+        return f"http://127.0.0.1:{self.controller}"
+
+    def learned(self) -> list[tuple[str, str]]:
+        """(spam|ham, Message-ID) of each message the controller has learned, from its log."""
+        text = (self.dir / "rspamd.log").read_text(errors="replace")
+        return re.findall(r"learned message as (spam|ham): (\S+)", text)
 
     def start(self, timeout: float = 60) -> Rspamd:
         self.dir.mkdir(parents=True, exist_ok=True)

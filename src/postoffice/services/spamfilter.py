@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +183,79 @@ class RspamdClient:
             message=_safe(str(text or ""))[:400],
             symbols=tuple(sorted(symbols)) if isinstance(symbols, dict) else (),
         )
+
+
+class RspamdLearner:
+    """Junk learning through rspamd's controller (``/learnspam``, ``/learnham``): what a user
+    moves into Junk is spam, what they move out of it is ham (as Dovecot's IMAPSieve scripts do
+    for rspamd). Runs after the IMAP command has answered, in the background; best effort."""
+
+    def __init__(self, url: str, password: str = "", *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.password = password
+        self.timeout = timeout
+        self.learned = {"spam": 0, "ham": 0}
+        self._client: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def kind_of_move(source: Any, target: Any) -> str | None:
+        """"spam" into Junk, "ham" out of Junk (except into Trash: deleting is no verdict)."""
+        def role(box: Any) -> str:
+            use = (getattr(box, "special_use", None) or "").lower()
+            name = str(getattr(box, "name", "")).lower()
+            if use == "\\junk" or name in ("junk", "spam"):
+                return "junk"
+            if use == "\\trash" or name == "trash":
+                return "trash"
+            return "other"
+        before, after = role(source), role(target)
+        if after == "junk" and before != "junk":
+            return "spam"
+        if before == "junk" and after == "other":
+            return "ham"
+        return None
+
+    def schedule(self, kind: str, load: Callable[[], Awaitable[list[bytes]]]) -> None:
+        """Learn the messages ``load()`` returns as ``kind``, without making the caller wait."""
+        task = asyncio.get_running_loop().create_task(self._learn(kind, load))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self) -> None:
+        """Until every scheduled learning has finished (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _learn(self, kind: str, load: Callable[[], Awaitable[list[bytes]]]) -> None:
+        try:
+            messages = await load()
+            for raw in messages:
+                async with asyncio.timeout(self.timeout):
+                    response = await self._http().post(f"{self.url}/learn{kind}", content=raw,
+                                                       headers={"Password": self.password} if self.password else {})
+                # rspamd answers 208 for a message it has learned before: nothing to count
+                if response.status_code == 200:
+                    self.learned[kind] += 1
+                elif response.status_code != 208:
+                    log.warning("rspamd could not learn a message as %s: HTTP %d %s", kind,
+                                response.status_code, response.text[:200])
+        except Exception as exc:  # noqa: BLE001 - learning is best effort
+            log.warning("rspamd learning (%s) failed: %s: %s", kind, type(exc).__name__, exc)
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), verify=False, trust_env=False)
+        return self._client
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
 
 def _number(value: Any) -> float | None:

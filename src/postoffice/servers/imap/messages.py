@@ -351,10 +351,30 @@ async def do_copy(s: Session, tag: bytes, cmd: c.Copy | c.Move) -> bytes:
     if not pairs:
         return r.no(tag, "The messages were expunged meanwhile", Code.EXPUNGEISSUED)
     code = Code.copyuid(uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
+    await _learn_junk_move(s, view.mailbox, target, [b for _, b in pairs])
     if move:
         s.send(r.untagged_ok("Moved", code))  # RFC 6851 4.3: COPYUID before the expunges
         return r.ok(tag, f"{verb} completed")
     return r.ok(tag, f"{verb} completed", code)
+
+
+async def _learn_junk_move(s: Session, source: Any, target: Any, uids: list[int]) -> None:
+    """Issue 15: a message moved or copied into Junk is learned by rspamd as spam, one taken
+    out of Junk as ham (services.spamfilter.RspamdLearner; in the background)."""
+    learner = getattr(s.app, "spam_learner", None)
+    if learner is None or not uids:
+        return
+    kind = learner.kind_of_move(source, target)
+    if kind is None:
+        return
+    account_id = s.account.id if s.account is not None else 0
+    if not (await s.app.store.spam_filter_wanted([account_id])).get(account_id, True):
+        return  # filtering is off for this address: its moves teach rspamd nothing either
+    store, mailbox_id = s.app.store, target.id
+
+    async def load() -> list[bytes]:
+        return [await store.read_blob(m.blob_id) for m in await store.get_messages(mailbox_id, uids)]
+    learner.schedule(kind, load)
 
 
 # == SEARCH ==========================================================================================
