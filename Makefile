@@ -23,9 +23,11 @@ run: $(STAMP)
 # the Cyrus SASL modules for AUTHENTICATE PLAIN. (The others build TLS and SASL in.) curl is the
 # HTTPS client turned away from the mail ports (tests/e2e/test_tls_adversarial.py). rspamd is
 # the spam filter tests/e2e/test_rspamd.py starts itself (its own config and ports; the Debian
-# service is not used and need not run).
+# service is not used and need not run); so is clamd (clamav-daemon, tests/e2e/test_clamav.py,
+# with a one-signature database the test writes: freshclam's download is not needed).
 DEBIAN_TEST_PACKAGES := chromium fetchmail swaks libnet-ssleay-perl libio-socket-ssl-perl \
-	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect curl rspamd
+	isync libsasl2-modules publicsuffix mutt offlineimap getmail6 msmtp sieve-connect curl rspamd \
+	clamav-daemon
 test-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -91,6 +91,7 @@ class Postoffice:
     dkim_signer: Any = None
     #: Issue 15: the rspamd client ([filter] rspamd; None when filtering is off).
     spam_filter: Any = None
+    virus_scanner: Any = None  # clamd ([filter] clamav)
     spam_learner: Any = None  # rspamd's controller ([filter] controller): Junk learning
     metrics: Metrics | None = None  # /metrics (services/metrics.py)
     #: Octets of messages being received, over every connection of this process (SMTP DATA and
@@ -293,6 +294,10 @@ class Postoffice:
 
             self.spam_filter = RspamdClient(self.config.filter.rspamd, timeout=self.config.filter.timeout,
                                             mta_name=self.config.hostname)
+        if self.virus_scanner is None and self.config.filter.clamav:
+            from .services.antivirus import ClamdClient
+
+            self.virus_scanner = ClamdClient(self.config.filter.clamav, timeout=self.config.filter.timeout)
         if self.spam_learner is None and self.config.filter.controller:
             from .services.spamfilter import RspamdLearner
 

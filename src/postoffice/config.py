@@ -159,6 +159,8 @@ class Filter:
     rspamd: str = ""  # rspamd's normal worker, e.g. "http://127.0.0.1:11333"; empty = off
     on_failure: str = "accept"  # rspamd down or slow: "accept" (tagged X-Spam-Status: unknown) or "tempfail" (451)
     timeout: float = 10.0  # seconds one check may take, in all
+    # clamd's socket for virus scanning: a path ("/run/clamav/clamd.ctl") or "host:port"; empty = off
+    clamav: str = ""
     # rspamd's controller, for learning: a message moved into Junk is learned as spam, one moved
     # out of Junk (not to Trash) as ham. Empty = no learning.
     controller: str = ""  # e.g. "http://127.0.0.1:11334"
@@ -338,6 +340,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{config.source}: filter.rspamd must be an http:// or https:// URL")
     if config.filter.controller and not config.filter.controller.startswith(("http://", "https://")):
         raise ConfigError(f"{config.source}: filter.controller must be an http:// or https:// URL")
+    if config.filter.clamav and not config.filter.clamav.startswith("/"):
+        HostPort.parse(config.filter.clamav, f"{config.source}: filter.clamav")
     if not 0 < config.filter.timeout <= 300:
         raise ConfigError(f"{config.source}: filter.timeout must be between 0 and 300 seconds")
     if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):

@@ -123,6 +123,8 @@ R451_LOCAL_ERROR = r.R451_LOCAL_ERROR
 R451_CHECK_FAILED = Reply(451, "4.7.1", "Cannot verify the message now; try again later")
 R550_POLICY = Reply(550, "5.7.1", "Message rejected by policy")
 R550_SPAM = Reply(550, "5.7.1", "Message rejected as spam")
+R554_VIRUS = Reply(554, "5.7.1", "Message rejected: virus found")
+R451_SCANNER_DOWN = Reply(451, "4.7.1", "The virus scanner is not available; try again later")
 R451_SPAM_LATER = Reply(451, "4.7.1", "Message deferred by the spam filter; try again later")
 R451_FILTER_DOWN = Reply(451, "4.7.1", "The spam filter is not available; try again later")
 R554_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop detected")
@@ -655,9 +657,25 @@ class SmtpSession:
         spam: SpamVerdict | None = None
         mailboxes: dict[int, str] = {}  # per-account overrides of `mailbox` (the spam filter's Junk)
         spam_filter = None if self.server.submission else getattr(self.app, "spam_filter", None)
+        scanner = None if self.server.submission else getattr(self.app, "virus_scanner", None)
         local = envelope.local_accounts()
-        wanted = await self.app.store.spam_filter_wanted(local) if spam_filter is not None else {}
+        any_filter = spam_filter is not None or scanner is not None
+        wanted = await self.app.store.spam_filter_wanted(local) if any_filter else {}
         filtered = [a for a in local if wanted.get(a, True)]  # recipients who have filtering on
+        if scanner is not None and (filtered or not local):
+            scan = await scanner.scan(source)
+            if scan.status == "infected":  # refused for every recipient: nobody wants a virus
+                await self.record_spam(local, queue_id, SpamVerdict("virus"))
+                log.info("%s: from=<%s> rejected: virus %s", queue_id, envelope.mail_from, scan.virus)
+                self.reply(R554_VIRUS.with_text(f"Message rejected: virus found ({scan.virus})"))
+                return
+            if scan.status == "unknown":
+                if self.app.config.filter.on_failure == "tempfail":
+                    self.reply(R451_SCANNER_DOWN)
+                    return
+                extra = b"X-Virus-Status: unknown (the virus scanner could not be reached)\r\n" + extra
+            else:
+                extra = b"X-Virus-Status: clean\r\n" + extra
         if spam_filter is not None and (filtered or not local):
             spam = await spam_filter.check(
                 source, ip=self.conn.remote_ip, helo=self.helo, mail_from=envelope.mail_from,
@@ -678,12 +696,13 @@ class SmtpSession:
                 log.info("%s: from=<%s> %s by rspamd (%s, score %s)", queue_id, envelope.mail_from,
                          "rejected" if decision == spamfilter.REJECT else "deferred", spam.action, spam.score)
                 return
-            stripped = spamfilter.strip_spam_fields(source.header_block())
-            if stripped is not None:  # no forged X-Spam-* fields below ours
-                source = source.replace_header(stripped)
             extra = spam.headers() + extra
             if decision == spamfilter.JUNK:
                 mailboxes = {account_id: "Junk" for account_id in filtered}
+        if any_filter and (filtered or not local):
+            stripped = spamfilter.strip_spam_fields(source.header_block())
+            if stripped is not None:  # no forged X-Spam-*/X-Virus-Status fields below ours
+                source = source.replace_header(stripped)
         trace = Trace(
             helo=self.helo, remote_ip=self.conn.remote_ip, queue_id=queue_id,
             protocol=protocol_name(esmtp=self.sm.esmtp, tls=self.conn.tls,

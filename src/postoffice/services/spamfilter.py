@@ -42,7 +42,7 @@ _DECISIONS = {
 
 #: The header fields this server writes; copies arriving with the message are removed, so a
 #: sender cannot pre-set "X-Spam-Status: No" for a client that trusts the first one it sees.
-SPAM_FIELDS = (b"x-spam-status", b"x-spam-score", b"x-spam-action", b"x-spam-flag")
+SPAM_FIELDS = (b"x-spam-status", b"x-spam-score", b"x-spam-action", b"x-spam-flag", b"x-virus-status")
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,10 @@ def _safe(text: str) -> str:
 
 
 def strip_spam_fields(block: bytes) -> bytes | None:
-    """``block`` (a header block) without X-Spam-* fields, or None when it has none."""
-    if b"x-spam-" not in block.lower():
+    """``block`` (a header block) without our X-Spam-*/X-Virus-Status fields, or None when it
+    has none."""
+    lowered = block.lower()
+    if b"x-spam-" not in lowered and b"x-virus-" not in lowered:
         return None
     out: list[bytes] = []
     dropping = False

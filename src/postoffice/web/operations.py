@@ -336,7 +336,7 @@ class Operations:
         since = today - (days - 1) * 86400
         per_day, per_account = await self.store.verdict_counts(domain.id, since)
         kinds = {"no action": "delivered", "unknown": "delivered", "add header": "junked",
-                 "rewrite subject": "junked", "reject": "rejected", "greylist": "deferred",
+                 "rewrite subject": "junked", "reject": "rejected", "virus": "rejected", "greylist": "deferred",
                  "soft reject": "deferred"}
         empty = {"checked": 0, "delivered": 0, "junked": 0, "rejected": 0, "deferred": 0}
         chart = [{"day": _time.strftime("%a %d %b", _time.gmtime(since + i * 86400)), **empty} for i in range(days)]
