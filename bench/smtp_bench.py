@@ -1,7 +1,7 @@
 """SMTP inbound benchmark: postoffice on port 25 against Postfix (+ Dovecot LMTP) on this machine.
 
     .venv/bin/python bench/smtp_bench.py [--messages 2000] [--sessions 10] [--size 5120]
-                                         [--only postoffice|postfix] [--profile FILE]
+                                         [--only postoffice|postfix] [--profile FILE] [--no-rspamd]
 
 One load generator (asyncio, plain sockets, RFC 2920 pipelining: MAIL+RCPT+DATA in one write,
 then the text) sends N unique messages of about SIZE bytes over S parallel sessions to one
@@ -10,6 +10,8 @@ local account, and times until the last 250.
 * postoffice: ``postoffice serve`` in a subprocess (temp data dir, SQLite). Its 250 means
   "fsynced in the mailbox", so the acceptance time is also the in-mailbox time; the bench
   checks that the INBOX holds every message right after the last 250.
+* postoffice + rspamd (issue 15): the same with ``[filter] rspamd`` pointing at a private rspamd
+  (the test suite's minimal config); skipped if rspamd is not installed.
 * Postfix: a private instance (``postfix -c <tmp>``) on a loopback port, relaying to a
   private Dovecot (``dovecot -c <tmp>``) over LMTP, which writes a Maildir. Two figures:
   acceptance (last 250, mail in Postfix's queue) and in-mailbox (Dovecot's Maildir holds all).
@@ -132,10 +134,11 @@ def run_load(port: int, messages: list[bytes], sessions: int) -> tuple[float, fl
 # -- postoffice ----------------------------------------------------------------------------
 
 
-def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: str = "") -> dict[str, float]:
+def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: str = "",
+                     rspamd: str = "") -> dict[str, float]:
     port = free_port()
-    data = tmp / "postoffice"
-    config = tmp / "postoffice.toml"
+    data = tmp / ("postoffice-rspamd" if rspamd else "postoffice")
+    config = tmp / ("postoffice-rspamd.toml" if rspamd else "postoffice.toml")
     listen = {name: "127.0.0.1:0" for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")}
     listen["smtp"] = f"127.0.0.1:{port}"
     listen["http"] = ""
@@ -144,6 +147,8 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: s
     lines += ["[limits]", "max_connections_per_ip = 100"]
     # Like the Postfix side: no SPF/DKIM/DMARC look-ups (no DNS here), no queue runner.
     lines += ["[inbound]", "verify = false", "[outbound]", "enabled = false"]
+    if rspamd:  # issue 15: every message also goes to rspamd's /checkv2
+        lines += ["[filter]", f'rspamd = "{rspamd}"', 'on_failure = "tempfail"']
     config.write_text("\n".join(lines) + "\n")
     cli = [sys.executable, "-m", "postoffice", "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": os.environ.get("BENCH_SRC", str(ROOT / "src"))}
@@ -184,6 +189,35 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: s
     elapsed = end - start
     return {"accepted_s": elapsed, "mailbox_s": elapsed, "stored": stored, "failures": len(failures),
             "cpu_s": cpu}
+
+
+def bench_with_rspamd(tmp: Path, messages: list[bytes], args: argparse.Namespace) -> bool:
+    """The same load with spam filtering on (issue 15): a private rspamd started from the test
+    suite's minimal config (tests/support/rspamd.py: one normal worker, no plugins, so this is
+    the cost of the round trip and rspamd's parsing, not of a full rule set)."""
+    if shutil.which("rspamd") is None:
+        print("postoffice + rspamd: skipped (rspamd not installed: apt-get install rspamd)")
+        return True
+    sys.path.insert(0, str(ROOT))
+    from tests.support.rspamd import Rspamd
+
+    daemon = Rspamd(tmp / "rspamd").start()
+    try:
+        cpu_before = process_cpu(daemon.proc.pid) + sum(process_cpu(p) for p in _children(daemon.proc.pid))
+        result = bench_postoffice(tmp, messages, args.sessions, rspamd=daemon.url)
+        rspamd_cpu = process_cpu(daemon.proc.pid) + sum(process_cpu(p) for p in _children(daemon.proc.pid)) - cpu_before
+    finally:
+        daemon.stop()
+    report("postoffice + rspamd", args.messages, result)
+    print(f"{'':<22} rspamd's own CPU {rspamd_cpu / args.messages * 1000:.2f} ms/msg")
+    return result["stored"] == args.messages and not result["failures"]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def process_cpu(pid: int) -> float:
@@ -408,6 +442,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=5 * 1024)
     parser.add_argument("--only", choices=("postoffice", "postfix"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--no-rspamd", action="store_true",
+                        help="skip the postoffice + rspamd row (it needs the Debian package rspamd)")
     parser.add_argument("--profile", default="", metavar="FILE",
                         help="py-spy record the postoffice server during the load into FILE "
                              "(.svg: flame graph, else collapsed stacks)")
@@ -423,6 +459,8 @@ def main() -> int:
             result = bench_postoffice(tmp, messages, args.sessions, args.profile)
             report("postoffice (port 25)", args.messages, result)
             ok &= result["stored"] == args.messages and not result["failures"]
+            if not args.no_rspamd:
+                ok &= bench_with_rspamd(tmp, messages, args)
         if args.only in (None, "postfix"):
             why = postfix_available()
             if why:
