@@ -186,6 +186,7 @@ class Supervisor:
 
     async def start(self) -> None:
         """Everything up to all workers ready. Raises ConfigError when a worker cannot start."""
+        _become_subreaper()
         self.lock_pidfile()
         self.bind()
         await self.hub.start()
@@ -231,11 +232,31 @@ class Supervisor:
             how = f"signal {-code}" if code < 0 else f"status {code}"
             log.error("worker %d (pid %s) exited with %s after %.1f s; restarting in %.1f s",
                       worker.index, worker.pid, how, ran, delay)
+            self.end_orphans()
             await asyncio.sleep(delay)
             if self.stopping:
                 return
             await self._spawn(worker)
             worker.restarts += 1
+
+    def end_orphans(self) -> None:
+        """End what a dead worker left behind. A worker killed outright cannot stop its CPU pool
+        (postoffice/cpu.py): the forkserver and pool processes do not notice and would live on
+        holding memory. As the subreaper they became our children: every child that is not a
+        running worker is such a leftover."""
+        me = os.getpid()
+        for _ in range(5):  # a killed forkserver's own children are adopted in turn
+            workers = {w.pid for w in self.workers if w.process is not None and w.process.returncode is None}
+            orphans = [pid for pid in _children(me) if pid not in workers]
+            if not orphans:
+                return
+            for pid in orphans:
+                log.warning("ending pid %d, left behind by a worker that exited", pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in orphans:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)  # SIGKILLed: returns at once
 
     async def stop(self) -> None:
         """SIGTERM to every worker, wait for them (SIGKILL after DRAIN_TIMEOUT), close up."""
@@ -253,6 +274,7 @@ class Supervisor:
                         with contextlib.suppress(ProcessLookupError):
                             proc.kill()
                 await asyncio.wait(pending, timeout=5)
+        self.end_orphans()
         self.close_sockets()
         await self.hub.close()
         if self._pidfile is not None:
@@ -260,6 +282,31 @@ class Supervisor:
                 (self.config.data_path / "postoffice.pid").unlink()
             self._pidfile.close()
             self._pidfile = None
+
+
+def _become_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER (Linux): orphaned descendants of our workers become our children
+    (`Supervisor.end_orphans`) instead of init's."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER = 36
+    except (OSError, AttributeError):
+        pass
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
 
 
 # -- the worker side ---------------------------------------------------------------------------

@@ -66,11 +66,26 @@ class Served:
         raise AssertionError("the server did not start:\n" + self.output())
 
     def worker_pids(self) -> list[int]:
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        except OSError:
-            return []
-        return sorted(int(pid) for pid in children)
+        return sorted(pid for pid in children(self.proc.pid) if b"\0worker\0" in cmdline(pid))
+
+    def leftovers(self) -> list[int]:
+        """Processes writing to this server's log that are neither the supervisor, a worker nor
+        a descendant of a running worker (what a killed worker could leave behind)."""
+        log = os.path.realpath(self.log.name)
+        mine = {self.proc.pid}
+        todo = self.worker_pids()
+        while todo:
+            pid = todo.pop()
+            mine.add(pid)
+            todo.extend(children(pid))
+        out = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{entry}/fd/1") == log and int(entry) not in mine and alive(int(entry)):
+                    out.append(int(entry))
+            except OSError:
+                continue
+        return out
 
     def owner(self, sock: socket.socket, timeout: float = 10) -> int:
         """The pid of the worker that accepted ``sock`` (the server side of this connection)."""
@@ -155,6 +170,24 @@ def read_until(sock: socket.socket, needle: bytes, timeout: float) -> tuple[byte
             break
         data += chunk
     return data, time.monotonic() - start
+
+
+def children(parent: int) -> list[int]:
+    out = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                out.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return b"\0" + Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def alive(pid: int) -> bool:
@@ -250,6 +283,11 @@ def test_killed_worker_is_restarted_and_the_listener_keeps_answering(served: Ser
     else:
         raise AssertionError(f"no replacement worker: {served.worker_pids()}\n{served.output()}")
     replacement = next(p for p in served.worker_pids() if p != survivor)
+    # What the killed worker started (its CPU pool's forkserver and processes) did not outlive it.
+    deadline = time.monotonic() + 10
+    while served.leftovers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert served.leftovers() == [], [cmdline(p)[:120] for p in served.leftovers()]
     imap = served.imap_on(replacement)
     assert imap.select("INBOX")[0] == "OK"
     imap.logout()
