@@ -35,6 +35,15 @@ __all__ = [
 ]
 
 
+def is_ip(host: str) -> bool:
+    """``host`` is an IPv4 or IPv6 address literal, not a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class DNSError(Exception):
     """Base class of every look-up failure raised by :class:`Resolver`."""
 

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .config import Config, ConfigError
+from .dns import is_ip
 
 log = logging.getLogger(__name__)
 
@@ -317,18 +318,11 @@ def _chooser(sni: dict[str, ssl.SSLContext], default_names: set[str], hosted: Ho
                 return None
             name = name.partition(".")[2]
         host = server_name.lower().rstrip(".")
-        if default_for_unknown or _covers(default_names, host) or hosted.covers(host) or _is_ip(host):
+        if default_for_unknown or _covers(default_names, host) or hosted.covers(host) or is_ip(host):
             return None
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # RFC 6066 §3
     return choose
 
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def client_context_trusting(cert_path: Path) -> ssl.SSLContext:

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..mail.address import InvalidAddress, normalize_address
 from ..config import Config, HostPort
-from ..dns import DNSError, Resolver
+from ..dns import DNSError, Resolver, is_ip
 from ..mail.dsn import DSNRecipient, build_delay_notice, build_dsn, build_success_notice, is_bounce
 from .client import RecipientResult, SmarthostAuth, TLSPolicy, deliver_to_host
 from .mtasts import MTASTS
@@ -372,7 +372,7 @@ class QueueWorker:
                     hosts, policy_kind = allowed, TLSPolicy.VERIFY
             for host in hosts:
                 try:
-                    addresses = [host] if _is_ip(host) else await self.resolver.addresses(host)
+                    addresses = [host] if is_ip(host) else await self.resolver.addresses(host)
                 except DNSError as exc:
                     log.info("queue %s: %s: MX %s has no address: %s", queue_id, domain, host, exc)
                     continue
@@ -444,12 +444,3 @@ def _notify(rcpt: dict[str, Any], what: str) -> bool:
     items = {v.strip() for v in value.split(",")}
     return "NEVER" not in items and what in items
 
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

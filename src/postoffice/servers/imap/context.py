@@ -61,6 +61,21 @@ def window(numbers: Sequence[int], partial: tuple[int, int] | None) -> list[int]
     return list(numbers[lo - 1:hi])
 
 
+def result(tag: bytes, uid: bool, options: Sequence[str], numbers: Sequence[int], modseq: int | None,
+           partial: tuple[int, int] | None, ordered: bool = False) -> bytes:
+    """The ESEARCH answer of a SEARCH or SORT with RETURN options (RFC 4731 section 3.1,
+    RFC 5267 sections 3.1 and 4.4): ``numbers`` in the order they are reported."""
+    return r.esearch(
+        tag, uid=uid,
+        min=numbers[0] if numbers and "MIN" in options else None,
+        max=numbers[-1] if numbers and "MAX" in options else None,
+        all=numbers if numbers and "ALL" in options else None,
+        count=len(numbers) if "COUNT" in options else None,
+        modseq=modseq, ordered=ordered,
+        partial=(partial, window(numbers, partial)) if partial else None,
+    )
+
+
 def check_tag(s: Session, tag: bytes, options: Sequence[str] | None) -> None:
     """Refuse an UPDATE search whose tag a live context already uses (section 4.3: BAD)."""
     if options and "UPDATE" in options and s.contexts and tag in s.contexts:

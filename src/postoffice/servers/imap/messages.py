@@ -447,15 +447,7 @@ async def do_search(s: Session, tag: bytes, cmd: c.Search) -> bytes:
             chosen = sorted(pick)
         s.saved = [view.uids[n - 1] for n in chosen]
     if set(options) != {"SAVE"}:
-        s.send(r.esearch(
-            tag, uid=cmd.uid,
-            min=numbers[0] if numbers and "MIN" in options else None,
-            max=numbers[-1] if numbers and "MAX" in options else None,
-            all=numbers if numbers and "ALL" in options else None,
-            count=len(numbers) if "COUNT" in options else None,
-            modseq=modseq,
-            partial=(cmd.partial, context.window(numbers, cmd.partial)) if cmd.partial else None,
-        ))
+        s.send(context.result(tag, cmd.uid, options, numbers, modseq, cmd.partial))
     if "UPDATE" in options:  # CONTEXT=SEARCH (RFC 5267 4.3): keep this result current
         context.register(s, tag, cmd.uid, cmd.key, None, [view.uids[n - 1] for n in seqs])
     return r.ok(tag, f"{verb} completed")

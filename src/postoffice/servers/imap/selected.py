@@ -177,6 +177,18 @@ class MailboxIndex:
             return
         await self._catch_up(box.account_id)
 
+    def _append(self, meta: Any) -> None:
+        """Add a message above every UID held (UIDs only grow: RFC 9051 section 2.3.1.1)."""
+        self.uids.append(meta.uid)
+        self.bits.append(meta.flags & 0xFF)
+        self.modseqs.append(meta.modseq)
+        if self.sizes is not None and self.dates is not None:
+            self.sizes.append(meta.size)
+            self.dates.append(meta.internal_date)
+        if meta.keywords:
+            self.keywords[meta.uid] = meta.keywords
+            self.kwset.update(meta.keywords.split())
+
     def _missed(self, events: list[Any]) -> bool:
         """True when the events skip a MODSEQ: a change committed before them is not here yet."""
         expected = self.highestmodseq
@@ -215,15 +227,7 @@ class MailboxIndex:
                         self.keywords.pop(meta.uid, None)
                     flags.append((meta.uid, meta.flags, meta.keywords, meta.modseq))
             elif not self.uids or meta.uid > self.uids[-1]:
-                self.uids.append(meta.uid)
-                self.bits.append(meta.flags & 0xFF)
-                self.modseqs.append(meta.modseq)
-                if self.sizes is not None and self.dates is not None:
-                    self.sizes.append(meta.size)
-                    self.dates.append(meta.internal_date)
-                if meta.keywords:
-                    self.keywords[meta.uid] = meta.keywords
-                    self.kwset.update(meta.keywords.split())
+                self._append(meta)
                 self.uidnext = max(self.uidnext, meta.uid + 1)
         if flags:
             told.append(FlagsChanged(account_id, self.mailbox_id, tuple(flags)))
@@ -244,15 +248,7 @@ class MailboxIndex:
                 for uid in event.uids:
                     meta = loaded.get(uid)
                     if meta is not None and (not self.uids or uid > self.uids[-1]):
-                        self.uids.append(uid)
-                        self.bits.append(meta.flags & 0xFF)
-                        self.modseqs.append(meta.modseq)
-                        if self.sizes is not None and self.dates is not None:
-                            self.sizes.append(meta.size)
-                            self.dates.append(meta.internal_date)
-                        if meta.keywords:
-                            self.keywords[uid] = meta.keywords
-                            self.kwset.update(meta.keywords.split())
+                        self._append(meta)
                     self.uidnext = max(self.uidnext, uid + 1)
                 self.highestmodseq = max(self.highestmodseq, event.modseq)
             elif isinstance(event, FlagsChanged):

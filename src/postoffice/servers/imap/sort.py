@@ -266,15 +266,7 @@ async def do_sort(s: Session, tag: bytes, cmd: c.Sort) -> bytes:
         s.send(r.sort(numbers) if modseq is None else r.sort(numbers)[:-2] + b" (MODSEQ %d)\r\n" % modseq)
         return r.ok(tag, f"{verb} completed")
     # ESORT (RFC 5267 section 3.1): results in an ESEARCH response, in sort order.
-    s.send(r.esearch(
-        tag, uid=cmd.uid,
-        min=numbers[0] if numbers and "MIN" in options else None,
-        max=numbers[-1] if numbers and "MAX" in options else None,
-        all=numbers if numbers and "ALL" in options else None,
-        count=len(numbers) if "COUNT" in options else None,
-        modseq=modseq, ordered=True,
-        partial=(cmd.partial, context.window(numbers, cmd.partial)) if cmd.partial else None,
-    ))
+    s.send(context.result(tag, cmd.uid, options, numbers, modseq, cmd.partial, ordered=True))
     if "UPDATE" in options:
         context.register(s, tag, cmd.uid, cmd.key, cmd.criteria, ordered_uids)
     return r.ok(tag, f"{verb} completed")
