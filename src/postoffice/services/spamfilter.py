@@ -123,7 +123,8 @@ class RspamdClient:
         if self._client is None:
             import httpx  # imported lazily: only needed when filtering is on
 
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), verify=False,
+            # (an https:// rspamd on another host: its certificate is verified)
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout),
                                              trust_env=False)
         return self._client
 
@@ -249,7 +250,7 @@ class RspamdLearner:
         if self._client is None:
             import httpx
 
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), verify=False, trust_env=False)
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), trust_env=False)
         return self._client
 
     async def close(self) -> None:
