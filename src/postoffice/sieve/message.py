@@ -54,18 +54,20 @@ class MessageFacts:
                    user_addresses: tuple[str, ...] = (), now: datetime | None = None) -> MessageFacts:
         end = _find_header_end(raw)
         head = raw[:end].decode("utf-8", "replace").replace("\r\n", "\n")
-        fields: list[tuple[str, str]] = []
+        # A field's lines are joined once at the end: adding each continuation line to the
+        # value as it came was quadratic (a 1 MB field folded into 14,000 lines: seconds).
+        pieces: list[tuple[str, list[str]]] = []
         for line in head.split("\n"):
             if not line:
                 continue
-            if line[0] in " \t" and fields:
-                name, value = fields[-1]
-                fields[-1] = (name, value + " " + line.strip())
+            if line[0] in " \t" and pieces:
+                pieces[-1][1].append(line.strip())
                 continue
             name, sep, value = line.partition(":")
-            if not sep or len(fields) >= MAX_FIELDS:
+            if not sep or len(pieces) >= MAX_FIELDS:
                 continue
-            fields.append((name.strip().lower(), value.strip()))
+            pieces.append((name.strip().lower(), [value.strip()]))
+        fields = [(name, " ".join(parts)) for name, parts in pieces]
         return cls(raw, fields, envelope_from, envelope_to, user_addresses,
                    now or datetime.now(timezone.utc))
 
