@@ -195,7 +195,8 @@ class Postoffice:
                         await self._start_web(addr, sock)
                     continue
                 implicit, refuse, shutdown = LISTENERS[name]
-                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown, _FULL[PROTOCOL_OF[name]])
+                spec = ListenerSpec(name, addr.host, addr.port, implicit, refuse, shutdown,
+                                    _FULL.get(PROTOCOL_OF.get(name, ""), b""))
                 listening = await serve(spec, self.protocol_server(name), self.tls_context(name), limiter,
                                         on_accept=self.metrics.connection if self.metrics else None, sock=sock)
                 self.servers[name] = listening
