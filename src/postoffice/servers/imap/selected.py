@@ -167,6 +167,14 @@ class MailboxIndex:
             else:
                 await self._apply(self.sub.pending())
 
+    async def catch_up(self, account_id: int) -> None:
+        """Read what other worker processes committed whose events are still on their way, so
+        a SELECT made after another session's APPEND or STORE was answered shows it (one
+        indexed query; nothing to apply in the usual case)."""
+        async with self.lock:
+            await self._drain()
+            await self._catch_up(account_id)
+
     async def _resync(self) -> None:
         """Events were dropped (the queue was full): read every change above our HIGHESTMODSEQ
         from the database instead, and whether the mailbox still exists."""
@@ -428,6 +436,8 @@ class SelectedMailbox:
             raise
         view = cls(mailbox, name, readonly, index, sub)
         try:
+            if bus.shared:
+                await index.catch_up(mailbox.account_id)
             await index.refresh()
             while not index.sub.queue.empty() or index.sub.overflowed:
                 await index.refresh()
