@@ -100,21 +100,8 @@ def _processes() -> concurrent.futures.ProcessPoolExecutor:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
             pool = concurrent.futures.ProcessPoolExecutor(share(), mp_context=context, initializer=_worker_init)
-            if _process_pool is None or not _atexit_registered:
-                _register_atexit()
             _process_pool = (pid, pool)
         return _process_pool[1]
-
-
-_atexit_registered = False
-
-
-def _register_atexit() -> None:
-    # Stop the workers before the interpreter goes (else multiprocessing's resource tracker
-    # complains about the pool's semaphores).
-    global _atexit_registered
-    _atexit_registered = True
-    atexit.register(shutdown)
 
 
 def _hashers() -> concurrent.futures.ThreadPoolExecutor:
@@ -183,3 +170,8 @@ def shutdown() -> None:
         processes[1].shutdown(wait=True, cancel_futures=True)
     if hashers is not None and hashers[0] == os.getpid():
         hashers[1].shutdown(wait=False, cancel_futures=True)
+
+
+# Stop the workers before the interpreter goes (else multiprocessing's resource tracker
+# complains about the pool's semaphores); a no-op where no pool was made.
+atexit.register(shutdown)

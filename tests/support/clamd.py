@@ -9,13 +9,12 @@ found in a base64 attachment too. It starts in a few seconds (no real database t
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, stop_process_group
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
@@ -61,13 +60,7 @@ class Clamd:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait(5)
+        stop_process_group(proc)
 
     def log(self) -> str:
         parts = []

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, stop_process_group
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 JUNK_MARKER = "postoffice-junk-test"
@@ -134,13 +134,7 @@ class Rspamd:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait(5)
+        stop_process_group(proc)
         deadline = time.monotonic() + 10
         while self.ping() and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 
 import pytest
 
@@ -39,3 +41,14 @@ def require_tool(program: str, package: str) -> str:
         pytest.fail(f"{reason}; a failure, not a skip, because POSTOFFICE_TEST_STRICT is on "
                     f"(it is by default as root)", pytrace=False)
     pytest.skip(reason)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a daemon started in its own process group (and its workers), SIGKILL after 15 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)

@@ -67,12 +67,7 @@ class BlobStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            try:
-                os.rename(tmp, final)
-            except FileNotFoundError:  # the shard directory was removed behind our back
-                self._dirs.pop(shard, None)
-                directory = self._dir(shard)
-                os.rename(tmp, final)
+            directory = self._move_into(tmp, shard, final)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -97,14 +92,7 @@ class BlobStore:
                 return
             except FileNotFoundError:
                 pass
-            try:
-                os.rename(tmp, final)
-            except FileNotFoundError:
-                if not os.path.exists(tmp):
-                    raise
-                self._dirs.pop(shard, None)
-                directory = self._dir(shard)
-                os.rename(tmp, final)
+            directory = self._move_into(tmp, shard, final)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -112,6 +100,20 @@ class BlobStore:
                 pass
             raise
         _fsync_dir(directory)
+
+    def _move_into(self, tmp: str, shard: str, final: str) -> str:
+        """Rename ``tmp`` to ``final`` in ``shard``'s directory, making the directory again if it
+        was removed behind our back; returns the directory (for the caller's fsync)."""
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            if not os.path.exists(tmp):
+                raise
+            self._dirs.pop(shard, None)
+            directory = self._dir(shard)
+            os.rename(tmp, final)
+            return directory
+        return final.rpartition("/")[0]
 
     def _dir(self, shard: str) -> str:
         path = self.root / shard
