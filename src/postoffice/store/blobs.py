@@ -11,11 +11,12 @@ a delivery may have just written (or re-used) a file whose row is not committed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -55,7 +56,7 @@ class BlobStore:
         except FileNotFoundError:
             pass
         tmp = f"{self._tmp}/{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
-        try:
+        with _removed_on_failure(tmp):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 written = os.write(fd, data)
@@ -68,12 +69,6 @@ class BlobStore:
             finally:
                 os.close(fd)
             directory = self._move_into(tmp, shard, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
         _fsync_dir(directory)
         return blob_id
 
@@ -84,7 +79,7 @@ class BlobStore:
         shard = blob_id[:2]
         directory = self._dirs.get(shard) or self._dir(shard)
         final = f"{directory}/{blob_id[2:]}"
-        try:
+        with _removed_on_failure(tmp):
             try:
                 with self._reuse:
                     os.utime(final)
@@ -93,12 +88,6 @@ class BlobStore:
             except FileNotFoundError:
                 pass
             directory = self._move_into(tmp, shard, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
         _fsync_dir(directory)
 
     def _move_into(self, tmp: str, shard: str, final: str) -> str:
@@ -151,6 +140,17 @@ class BlobStore:
         """Temporary files left by a crash mid-write are never referenced: drop them."""
         for f in self.tmp.iterdir():
             f.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: str) -> Iterator[None]:
+    """Leave no partial or orphaned temporary file behind when storing fails."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
