@@ -312,6 +312,13 @@ class EventBus:
                 except Exception:  # noqa: BLE001 - one listener must not starve the others
                     log.exception("event listener failed on %r", type(event).__name__)
 
+    def lost_events(self) -> None:
+        """The transport may have missed events (it reconnected): every subscriber re-reads its
+        source of truth at its next look, as after an overflow."""
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.overflowed = True
+
     def publish_threadsafe(self, events: list[Any]) -> None:
         if self.loop is None or self.loop.is_closed():
             return
