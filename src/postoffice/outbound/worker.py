@@ -1,10 +1,13 @@
 """The queue runner: delivers queued mail to remote servers, retries, bounces.
 
-One :class:`QueueWorker` runs inside ``postoffice serve``. It polls the queue (every
-``poll_interval`` seconds, or at once after :meth:`QueueWorker.wake`), *claims* due entries in one
-database write (``queue.claimed_until``, so an entry is never processed twice at once; the claim of
-a crashed worker lapses, and a starting single node drops stale claims) and delivers up to
-``[outbound] concurrency`` entries at the same time.
+One :class:`QueueWorker` runs in each ``postoffice serve`` node (in its worker 0). It polls the
+queue (every ``poll_interval`` seconds, or at once after :meth:`QueueWorker.wake`), *claims* due
+entries in one database write (``queue.claimed_until``, a lease: an entry is never processed
+twice at once, even by the runners of several nodes on one PostgreSQL) and delivers up to
+``[outbound] concurrency`` entries at the same time. While an attempt runs its lease is renewed
+every ``RENEW_INTERVAL``; the claims of a node that was killed lapse after ``CLAIM_LEASE``, and
+another node's runner takes the entries then. A runner that is the only one (``sole_runner``:
+SQLite, one node) drops every stale claim when it starts instead.
 
 For each entry the pending recipients are grouped by domain (or all sent to the smart host) and
 each group is routed: MX look-up with A/AAAA fallback (RFC 5321 5.1, :mod:`.mx`), MTA-STS
@@ -55,7 +58,8 @@ __all__ = ["QueueWorker", "Outcome", "backoff"]
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = 30 * 60.0  # seconds a claim holds; an attempt bounded by timeouts ends sooner
+CLAIM_LEASE = 300.0  # seconds a claim holds unless renewed: how long a killed node's entries wait
+RENEW_INTERVAL = 60.0  # seconds between renewals of the claims of attempts in flight
 MAX_RCPTS_PER_TRANSACTION = 100  # RFC 5321 4.5.3.1.8: servers must accept at least 100
 SMTP_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -96,6 +100,7 @@ class QueueWorker:
         tls_context: ssl.SSLContext | None = None,
         poll_interval: float = 1.0,
         smtp_timeout: float = SMTP_TIMEOUT,
+        sole_runner: bool = True,
     ) -> None:
         from ..services.mailauth import make_resolver
 
@@ -110,6 +115,8 @@ class QueueWorker:
         self.poll_interval = poll_interval
         self.smtp_timeout = smtp_timeout
         self.hostname = config.hostname
+        self.sole_runner = sole_runner
+        self._claims: dict[int, float] = {}  # queue id -> the claim's token (its claimed_until)
         self._semaphore = asyncio.Semaphore(self.out.concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -141,7 +148,7 @@ class QueueWorker:
             self._task = None
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=STOP_GRACE)
-        ids = list(self._inflight)
+        claims = dict(self._claims)
         for task in self._inflight.values():
             task.cancel()
         for task in list(self._inflight.values()):
@@ -154,18 +161,46 @@ class QueueWorker:
             # record it now, while the store is still open (a remote that accepted after the
             # loop went away would get the message again after the restart).
             await asyncio.wait(list(self._sending), timeout=self.smtp_timeout)
-        if ids:
+        if claims:
             try:
-                await self.store.queue_release(ids)
+                await self.store.queue_release(claims)
             except Exception:  # noqa: BLE001 - the claims lapse on their own
-                log.exception("could not release queue claims %s", ids)
+                log.exception("could not release queue claims %s", list(claims))
 
     async def _run(self) -> None:
+        if self.sole_runner:
+            try:
+                # The only runner owns the whole queue: claims left by a crash are stale.
+                await self.store.queue_release(None)
+            except Exception:  # noqa: BLE001
+                log.exception("could not release stale queue claims")
+        renewer = asyncio.ensure_future(self._renew_claims())
         try:
-            # A single node owns the whole queue: claims left by a crash are stale.
-            await self.store.queue_release(None)
-        except Exception:  # noqa: BLE001
-            log.exception("could not release stale queue claims")
+            await self._loop()
+        finally:
+            renewer.cancel()
+
+    async def _renew_claims(self) -> None:
+        """Keep the leases of attempts in flight from lapsing (a slow remote, a big message)."""
+        while True:
+            await asyncio.sleep(RENEW_INTERVAL)
+            held = dict(self._claims)
+            if not held:
+                continue
+            try:
+                renewed = await self.store.queue_renew(held, self.clock() + CLAIM_LEASE)
+            except Exception:  # noqa: BLE001 - tried again next interval; the lease outlasts a few
+                log.exception("could not renew queue claims")
+                continue
+            for queue_id in held:
+                if queue_id not in renewed and queue_id in self._claims:
+                    log.error("queue %s: the claim lapsed while its attempt was running (another node "
+                              "may deliver it as well)", queue_id)
+            for queue_id, token in renewed.items():
+                if queue_id in self._claims:
+                    self._claims[queue_id] = token
+
+    async def _loop(self) -> None:
         while not self._stopping:
             try:
                 await self._claim_and_start()
@@ -188,13 +223,16 @@ class QueueWorker:
             if entry["id"] in self._inflight:
                 # Its attempt outlived the claim's lease (a slow remote): the claim was renewed
                 # just now, but a second, parallel attempt would send the message twice.
+                self._claims[entry["id"]] = entry["claimed_until"]
                 continue
             task = asyncio.ensure_future(self._guarded(entry))
             self._inflight[entry["id"]] = task
+            self._claims[entry["id"]] = entry["claimed_until"]
             task.add_done_callback(lambda _t, qid=entry["id"]: self._done(qid))
 
     def _done(self, queue_id: int) -> None:
         self._inflight.pop(queue_id, None)
+        self._claims.pop(queue_id, None)
         self._wake.set()  # a slot is free
 
     async def run_once(self) -> int:

@@ -76,27 +76,47 @@ class QueueStore(StoreBase):
     async def queue_claim(self, now: float, lease: float, limit: int) -> list[dict[str, Any]]:
         """Claim up to ``limit`` due, unclaimed entries until ``now + lease`` and return them.
 
-        Runs as one write on the database thread, so two workers never claim the same entry."""
+        Each claim is a conditional UPDATE that re-checks the entry is still unclaimed: with
+        PostgreSQL two nodes' queue runners claim side by side, and the second UPDATE of a row
+        waits for the first's commit, then finds the claim taken and changes nothing (with
+        SQLite the whole job runs under the one write lock anyway). The entry's ``claimed_until``
+        is the claim's token for `queue_renew` and `queue_release`."""
+        until = now + lease
+
         def op(tx: Tx) -> list[dict[str, Any]]:
             ids = [r[0] for r in tx.all(
                 "SELECT id FROM queue WHERE next_attempt <= ? AND (claimed_until IS NULL OR claimed_until <= ?) "
                 "ORDER BY next_attempt, id LIMIT ?", (now, now, limit))]
             out = []
             for queue_id in ids:
-                tx.execute("UPDATE queue SET claimed_until = ? WHERE id = ?", (now + lease, queue_id))
-                entry = self._queue_entry(tx, queue_id)
+                claimed = tx.execute(
+                    "UPDATE queue SET claimed_until = ? WHERE id = ? AND next_attempt <= ? "
+                    "AND (claimed_until IS NULL OR claimed_until <= ?)", (until, queue_id, now, now)).rowcount
+                entry = self._queue_entry(tx, queue_id) if claimed == 1 else None
                 if entry is not None:
                     out.append(entry)
             return out
         return await self.db.write(op)
 
-    async def queue_release(self, queue_ids: Sequence[int] | None = None) -> None:
-        """Drop claims (None: every claim -- a single node starting up after a crash)."""
-        if queue_ids is None:
+    async def queue_renew(self, claims: dict[int, float], until: float) -> dict[int, float]:
+        """Extend claims (queue id -> the ``claimed_until`` it holds) to ``until``; returns the
+        claims still held, with their new token. A claim that lapsed and was taken by another
+        node (or finished meanwhile) is missing from the answer."""
+        def op(tx: Tx) -> dict[int, float]:
+            return {queue_id: until for queue_id, held in claims.items() if tx.execute(
+                "UPDATE queue SET claimed_until = ? WHERE id = ? AND claimed_until = ?",
+                (until, queue_id, held)).rowcount == 1}
+        return await self.db.write(op)
+
+    async def queue_release(self, claims: dict[int, float] | None = None) -> None:
+        """Drop claims (queue id -> the ``claimed_until`` it holds; a claim since taken over is
+        left alone). None: every claim -- only for a queue runner that is the only one (a single
+        node starting after a crash); with several nodes, a crashed node's claims lapse."""
+        if claims is None:
             await self.db.write(lambda tx: tx.execute("UPDATE queue SET claimed_until = NULL"))
             return
         await self.db.write(lambda tx: tx.executemany(
-            "UPDATE queue SET claimed_until = NULL WHERE id = ?", [(i,) for i in queue_ids]))
+            "UPDATE queue SET claimed_until = NULL WHERE id = ? AND claimed_until = ?", list(claims.items())))
 
     async def queue_next_due(self) -> float | None:
         """The earliest next_attempt of an unclaimed entry (the worker sleeps until then)."""
