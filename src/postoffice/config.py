@@ -165,6 +165,9 @@ class Filter:
     # out of Junk (not to Trash) as ham. Empty = no learning.
     controller: str = ""  # e.g. "http://127.0.0.1:11334"
     controller_password: str = ""  # the controller's "enable_password" (or "password")
+    # Also check authenticated mail (587/465) with rspamd, the account passed as its User:
+    # reject -> 550 5.7.1, soft reject/greylist -> 451 4.7.1 (outbound spam from a stolen password)
+    submission: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ and a five-entry TLD list (the full list takes rspamd 30 s to compile on a busy 
 machine; this config starts in ~2 s). GTUBE is rspamd's own (the core checks it, action
 ``reject``). One test-only rule, ``POSTOFFICE_TEST_JUNK`` (score 8, above ``add_header`` = 6),
 fires on ``JUNK_MARKER`` in the Subject, so a test can put a message in the "add header" range;
-``POSTOFFICE_TEST_GREY`` (score 5, above ``greylist`` = 4) on ``GREYLIST_MARKER``. Bayes
+``POSTOFFICE_TEST_GREY`` (score 5, above ``greylist`` = 4) on ``GREYLIST_MARKER``;
+``POSTOFFICE_TEST_LOW`` (score 3: "no action", but a score a Junk threshold can act on) on
+``LOW_MARKER``. Bayes
 learning (the controller's /learnspam, /learnham; password "test") keeps its tokens in the local
 Redis (127.0.0.1:6379, database 14); tests learn messages with unique Message-IDs.
 """
@@ -26,6 +28,7 @@ from tests.support.tools import require_tool, stop_process_group
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 JUNK_MARKER = "postoffice-junk-test"
 GREYLIST_MARKER = "postoffice-greylist-test"
+LOW_MARKER = "postoffice-low-score-test"
 
 _RULES = """
 rspamd_config.POSTOFFICE_TEST_JUNK = {
@@ -43,6 +46,14 @@ rspamd_config.POSTOFFICE_TEST_GREY = {
   end,
   score = 5.0,
   description = 'test-only: a marker in the Subject scores in the greylist range',
+}
+rspamd_config.POSTOFFICE_TEST_LOW = {
+  callback = function(task)
+    local subject = task:get_header('Subject')
+    return subject ~= nil and string.find(subject, '%(low)s', 1, true) ~= nil
+  end,
+  score = 3.0,
+  description = 'test-only: a marker in the Subject scores 3, below every action',
 }
 """
 
@@ -99,10 +110,19 @@ class Rspamd:
         text = (self.dir / "rspamd.log").read_text(errors="replace")
         return re.findall(r"learned message as (spam|ham): (\S+)", text)
 
+    def checked(self) -> list[tuple[str, str]]:
+        """(Message-ID, authenticated user or "") of each message the normal worker checked."""
+        text = (self.dir / "rspamd.log").read_text(errors="replace")
+        found = []
+        for msgid, fields in re.findall(r"rspamd_task_write_log: id: <([^>]*)>,([^(]*)", text):
+            user = re.search(r" user: ([^,]*),", fields)
+            found.append((msgid, user.group(1) if user else ""))
+        return found
+
     def start(self, timeout: float = 60) -> Rspamd:
         self.dir.mkdir(parents=True, exist_ok=True)
         values = {"dir": str(self.dir), "port": self.port, "controller": self.controller, "marker": JUNK_MARKER,
-                  "grey": GREYLIST_MARKER}
+                  "grey": GREYLIST_MARKER, "low": LOW_MARKER}
         (self.dir / "rules.lua").write_text(_RULES % values)
         (self.dir / "tlds.dat").write_text("com\norg\nnet\ntest\nexample\n")
         (self.dir / "rspamd.conf").write_text(_CONFIG % values)

@@ -28,6 +28,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..mail.address import InvalidAddress, normalize_address
@@ -78,7 +79,7 @@ from ..services.delivery import (
     new_queue_id,
     protocol_name,
 )
-from ..services import spamfilter
+from ..services import spamfilter, spampolicy
 from ..services.sessions import OpenSession
 from ..services.spamfilter import SpamVerdict
 from ..store import NotFound, QuotaExceeded
@@ -127,6 +128,9 @@ R554_VIRUS = Reply(554, "5.7.1", "Message rejected: virus found")
 R451_SCANNER_DOWN = Reply(451, "4.7.1", "The virus scanner is not available; try again later")
 R451_SPAM_LATER = Reply(451, "4.7.1", "Message deferred by the spam filter; try again later")
 R451_FILTER_DOWN = Reply(451, "4.7.1", "The spam filter is not available; try again later")
+R550_SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by the recipient")
+R550_MESSAGE_BLOCKED = Reply(550, "5.7.1", "Message rejected: sender blocked by the recipients")
+R550_OUTBOUND_SPAM = Reply(550, "5.7.1", "Message rejected as spam by the outbound filter")
 R554_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop detected")
 R421_BAD_RCPTS = Reply(421, "4.7.0", "Too many unknown recipients, closing connection")
 R535_AUTHZID = Reply(535, "5.7.8", "Authentication credentials invalid")
@@ -157,6 +161,17 @@ class InboundVerdictLike(Protocol):
 InboundChecker = Callable[[str, str, str, bytes], Awaitable[InboundVerdictLike]]
 
 T = TypeVar("T")
+
+
+@dataclass
+class Screened:
+    """What port 25's filters made of a message (`SmtpSession.screen`)."""
+
+    source: MessageSource  # forged X-Spam-*/X-Virus-Status fields removed
+    headers: bytes  # ours, to put on top
+    mailboxes: dict[int, str]  # account -> Junk, where the settings or rspamd say so
+    recorded: dict[int, str]  # account -> the verdict to keep once the message is stored
+    spam: SpamVerdict | None
 
 
 def _shared(app: Any, name: str, factory: Callable[[], T]) -> T:
@@ -213,6 +228,8 @@ class SmtpSession:
         self.helo = ""
         self.account: Any = None
         self.envelope: Envelope | None = None
+        #: port 25: the spam settings of the transaction's accounts, read at RCPT TO
+        self.policies: dict[int, spampolicy.SpamPolicy] = {}
         self.smtputf8 = False
         self.size_hint = 0
         self.mechanism: sasl.ServerMechanism | None = None
@@ -491,6 +508,7 @@ class SmtpSession:
             self.reply(R452_INFLIGHT)
             return
         self.envelope = Envelope(mail_from, account=self.account, envid=cmd.params.envid, ret=cmd.params.ret)
+        self.policies = {}
         self.smtputf8 = cmd.params.smtputf8
         self.size_hint = cmd.params.size or 0
         self.reply(r.R250_SENDER_OK)
@@ -522,6 +540,9 @@ class SmtpSession:
                 self.account.id, len(envelope.routes) + 1):
             self.reply(R450_RATE)
             return
+        if not self.server.submission and route.accounts and await self.sender_blocked(envelope, route.accounts):
+            self.reply(R550_SENDER_BLOCKED)
+            return
         full = await self.mailbox_full(route.quota)
         if full is not None:
             self.reply(full)
@@ -544,6 +565,23 @@ class SmtpSession:
         if self.bad_recipients > TARPIT_AFTER:
             await asyncio.sleep(min(0.5 * (self.bad_recipients - TARPIT_AFTER), 5.0))
         self.reply(R550_USER_UNKNOWN)
+
+    async def sender_blocked(self, envelope: Envelope, accounts: list[int]) -> bool:
+        """Port 25: does every account of this recipient block the envelope sender? Known at
+        RCPT TO, so this recipient alone is refused (services/spampolicy.py); the settings read
+        here serve the end of DATA too."""
+        await self.read_policies(accounts)
+        if not all(self.policies[a].listing([envelope.mail_from]) == spampolicy.BLOCK for a in accounts):
+            return False
+        log.info("from=<%s> refused at RCPT TO: sender blocked by the recipient", envelope.mail_from)
+        await self.record_verdicts("", dict.fromkeys(accounts, spampolicy.BLOCKED))
+        return True
+
+    async def read_policies(self, accounts: list[int]) -> None:
+        missing = [a for a in accounts if a not in self.policies]
+        if missing:
+            found = await spampolicy.policies(self.app.store, missing)
+            self.policies.update({a: found.get(a, spampolicy.DEFAULT) for a in missing})
 
     async def mailbox_full(self, quotas: dict[int, int]) -> Reply | None:
         """RCPT-time quota check (RFC 1870 SIZE when given): 452 4.2.2 / 552 5.2.2."""
@@ -607,11 +645,9 @@ class SmtpSession:
             self.reply(R552_HEADER_TOO_BIG)
             return
         # The header checks are linear in the block but Python: a large block goes elsewhere.
-        if len(block) > HEADER_INLINE_LIMIT:
-            facts = await cpu.in_process(functools.partial(inspect_header, submission=self.server.submission,
-                                                           hostname=self.server.hostname), block)
-        else:
-            facts = inspect_header(block, submission=self.server.submission, hostname=self.server.hostname)
+        inspect = functools.partial(inspect_header, submission=self.server.submission, hostname=self.server.hostname,
+                                    from_header=any(p.has_lists for p in self.policies.values()))
+        facts = await cpu.in_process(inspect, block) if len(block) > HEADER_INLINE_LIMIT else inspect(block)
         if facts.hops >= MAX_HOPS:
             self.reply(R554_HOPS)
             return
@@ -654,55 +690,20 @@ class SmtpSession:
                 if verdict.action == "quarantine":
                     mailbox = "Junk"
         queue_id = new_queue_id()
-        spam: SpamVerdict | None = None
         mailboxes: dict[int, str] = {}  # per-account overrides of `mailbox` (the spam filter's Junk)
-        spam_filter = None if self.server.submission else getattr(self.app, "spam_filter", None)
-        scanner = None if self.server.submission else getattr(self.app, "virus_scanner", None)
-        local = envelope.local_accounts()
-        any_filter = spam_filter is not None or scanner is not None
-        wanted = await self.app.store.spam_filter_wanted(local) if any_filter else {}
-        filtered = [a for a in local if wanted.get(a, True)]  # recipients who have filtering on
-        if scanner is not None and (filtered or not local):
-            scan = await scanner.scan(source)
-            if scan.status == "infected":  # refused for every recipient: nobody wants a virus
-                await self.record_spam(local, queue_id, SpamVerdict("virus"))
-                log.info("%s: from=<%s> rejected: virus %s", queue_id, envelope.mail_from, scan.virus)
-                self.reply(R554_VIRUS.with_text(f"Message rejected: virus found ({scan.virus})"))
+        screened: Screened | None = None
+        if self.server.submission:
+            refusal = await self.screen_submission(envelope, source, queue_id)
+            if refusal is not None:
+                self.reply(refusal)
                 return
-            if scan.status == "unknown":
-                if self.app.config.filter.on_failure == "tempfail":
-                    self.reply(R451_SCANNER_DOWN)
-                    return
-                extra = b"X-Virus-Status: unknown (the virus scanner could not be reached)\r\n" + extra
-            else:
-                extra = b"X-Virus-Status: clean\r\n" + extra
-        if spam_filter is not None and (filtered or not local):
-            spam = await spam_filter.check(
-                source, ip=self.conn.remote_ip, helo=self.helo, mail_from=envelope.mail_from,
-                rcpts=[route.address for route in envelope.routes], queue_id=queue_id,
-                user=str(getattr(self.account, "address", "") or ""))
-            decision = spam.decision(self.app.config.filter.on_failure)
-            if decision in (spamfilter.REJECT, spamfilter.TEMPFAIL) and len(filtered) < len(local):
-                # One reply for the whole transaction: a recipient who switched filtering off
-                # still gets the message, so the others get it in Junk instead of a refusal.
-                decision = spamfilter.JUNK if not spam.failed else spamfilter.ACCEPT
-            if decision in (spamfilter.REJECT, spamfilter.TEMPFAIL):
-                await self.record_spam(filtered, queue_id, spam)
-                if decision == spamfilter.REJECT:
-                    self.reply(R550_SPAM.with_text(spam.message) if spam.message else R550_SPAM)
-                else:
-                    later = R451_SPAM_LATER.with_text(spam.message) if spam.message else R451_SPAM_LATER
-                    self.reply(R451_FILTER_DOWN if spam.failed else later)
-                log.info("%s: from=<%s> %s by rspamd (%s, score %s)", queue_id, envelope.mail_from,
-                         "rejected" if decision == spamfilter.REJECT else "deferred", spam.action, spam.score)
+        else:
+            result = await self.screen(envelope, source, queue_id, facts.senders or [])
+            if isinstance(result, Reply):
+                self.reply(result)
                 return
-            extra = spam.headers() + extra
-            if decision == spamfilter.JUNK:
-                mailboxes = {account_id: "Junk" for account_id in filtered}
-        if any_filter and (filtered or not local):
-            stripped = spamfilter.strip_spam_fields(source.header_block())
-            if stripped is not None:  # no forged X-Spam-*/X-Virus-Status fields below ours
-                source = source.replace_header(stripped)
+            screened = result
+            source, mailboxes, extra = screened.source, screened.mailboxes, screened.headers + extra
         trace = Trace(
             helo=self.helo, remote_ip=self.conn.remote_ip, queue_id=queue_id,
             protocol=protocol_name(esmtp=self.sm.esmtp, tls=self.conn.tls,
@@ -729,18 +730,103 @@ class SmtpSession:
             return
         if self.server.submission and self.account is not None:
             self.server.send_rate.record(self.account.id, envelope.recipient_count)
-        if spam is not None:
-            await self.record_spam(filtered, queue_id, spam)
+        if screened is not None:
+            await self.record_verdicts(queue_id, screened.recorded, screened.spam)
         if done.queued and hasattr(self.app, "queue_changed"):
             self.app.queue_changed()  # the queue runner (here or in worker 0) picks the entry up at once
         log.info("%s: from=<%s> rcpts=%d local=%d queued=%d size=%d", done.queue_id, envelope.mail_from,
                   envelope.recipient_count, done.delivered, done.queued, source.size)
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {done.queue_id}"))
 
-    async def record_spam(self, account_ids: list[int], queue_id: str, spam: SpamVerdict) -> None:
-        """Keep rspamd's verdict per filtered local recipient (the panel counts them); best effort."""
+    async def screen(self, envelope: Envelope, source: MessageSource, queue_id: str, from_header: list[str]
+                     ) -> Reply | Screened:
+        """Port 25: clamd, rspamd and each recipient's settings (switch, Junk threshold, allow and
+        block lists: services/spampolicy.py). A refusal (already recorded), or the message with
+        forged X-Spam-* fields removed, our fields, the Junk mailboxes and the verdicts to keep."""
+        spam_filter = getattr(self.app, "spam_filter", None)
+        scanner = getattr(self.app, "virus_scanner", None)
+        local = envelope.local_accounts()
+        await self.read_policies(local)  # (read at RCPT TO already)
+        policies = {a: self.policies[a] for a in local}
+        senders = [envelope.mail_from, *from_header]
+        filtered = [a for a in local if policies[a].enabled]  # recipients who have filtering on
+        checked = bool(filtered) or not local
+        extra = b""
+        if scanner is not None and checked:
+            scan = await scanner.scan(source)
+            if scan.status == "infected":  # refused for every recipient: nobody wants a virus
+                await self.record_verdicts(queue_id, dict.fromkeys(local, "virus"))
+                log.info("%s: from=<%s> rejected: virus %s", queue_id, envelope.mail_from, scan.virus)
+                return R554_VIRUS.with_text(f"Message rejected: virus found ({scan.virus})")
+            if scan.status == "unknown":
+                if self.app.config.filter.on_failure == "tempfail":
+                    return R451_SCANNER_DOWN
+                extra = b"X-Virus-Status: unknown (the virus scanner could not be reached)\r\n"
+            else:
+                extra = b"X-Virus-Status: clean\r\n"
+        spam: SpamVerdict | None = None
+        wanted = not local or any(policies[a].listing(senders) != spampolicy.BLOCK for a in filtered)
+        if spam_filter is not None and wanted:
+            spam = await spam_filter.check(
+                source, ip=self.conn.remote_ip, helo=self.helo, mail_from=envelope.mail_from,
+                rcpts=[route.address for route in envelope.routes], queue_id=queue_id)
+        placement = spampolicy.place(local, policies, senders, spam, self.app.config.filter.on_failure)
+        if placement.refusal is not None:
+            await self.record_verdicts(queue_id, placement.recorded, spam)
+            why = "sender blocked" if placement.blocked else f"rspamd: {spam.action if spam else '-'}"
+            log.info("%s: from=<%s> %s (%s, score %s)", queue_id, envelope.mail_from,
+                     "rejected" if placement.refusal == spamfilter.REJECT else "deferred", why,
+                     spam.score if spam else None)
+            return self.refusal_reply(placement, spam)
+        if spam is not None:
+            extra = spam.headers(placement.junk if local else None) + extra
+        if checked:
+            stripped = spamfilter.strip_spam_fields(source.header_block())
+            if stripped is not None:  # no forged X-Spam-*/X-Virus-Status fields below ours
+                source = source.replace_header(stripped)
+        return Screened(source, extra, placement.mailboxes, placement.recorded, spam)
+
+    @staticmethod
+    def refusal_reply(placement: spampolicy.Placement, spam: SpamVerdict | None) -> Reply:
+        if placement.blocked:
+            return R550_MESSAGE_BLOCKED
+        text = spam.message if spam is not None else ""
+        if placement.refusal == spamfilter.REJECT:
+            return R550_SPAM.with_text(text) if text else R550_SPAM
+        if spam is None or spam.failed:
+            return R451_FILTER_DOWN
+        return R451_SPAM_LATER.with_text(text) if text else R451_SPAM_LATER
+
+    async def screen_submission(self, envelope: Envelope, source: MessageSource, queue_id: str) -> Reply | None:
+        """``[filter] submission``: authenticated mail is checked by rspamd with the account as
+        its ``User``, so a compromised account's spam stops here: reject -> 550 5.7.1, soft
+        reject/greylist -> 451 4.7.1; anything else is sent unchanged (no X-Spam-* fields on
+        outgoing mail). rspamd unreachable: ``on_failure`` (accept, or 451)."""
+        spam_filter = getattr(self.app, "spam_filter", None)
+        if spam_filter is None or not self.app.config.filter.submission:
+            return None
+        user = str(getattr(self.account, "address", "") or "")
+        spam = await spam_filter.check(
+            source, ip=self.conn.remote_ip, helo=self.helo, mail_from=envelope.mail_from,
+            rcpts=[route.address for route in envelope.routes], queue_id=queue_id, user=user)
+        decision = spam.decision(self.app.config.filter.on_failure)
+        if decision not in (spamfilter.REJECT, spamfilter.TEMPFAIL):
+            return None
+        log.warning("%s: submission by %s from %s %s by rspamd (%s, score %s)", queue_id, user, self.conn.remote_ip,
+                    "rejected" if decision == spamfilter.REJECT else "deferred", spam.action, spam.score)
+        if decision == spamfilter.REJECT:
+            return R550_OUTBOUND_SPAM.with_text(spam.message) if spam.message else R550_OUTBOUND_SPAM
+        return self.refusal_reply(spampolicy.Placement(refusal=decision), spam)
+
+    async def record_verdicts(self, queue_id: str, recorded: dict[int, str], spam: SpamVerdict | None = None) -> None:
+        """Keep what happened per local recipient (the panel counts them); best effort."""
+        by_action: dict[str, list[int]] = {}
+        for account_id, action in recorded.items():
+            by_action.setdefault(action, []).append(account_id)
         try:
-            await self.app.store.record_filter_verdicts(queue_id, account_ids, spam.action, spam.score)
+            for action, account_ids in by_action.items():
+                await self.app.store.record_filter_verdicts(queue_id, account_ids, action,
+                                                            spam.score if spam is not None else None)
         except Exception:  # noqa: BLE001 - the message itself is handled; a lost count is not lost mail
             log.exception("%s: cannot record the spam filter's verdict", queue_id)
 

@@ -517,19 +517,20 @@ class HeaderFacts:
     """What the SMTP server checks in a received header block (:func:`inspect_header`)."""
 
     hops: int
-    senders: list[str] | None = None  # submission: From addresses (None: missing or unusable)
+    senders: list[str] | None = None  # From addresses (None: missing, unusable or not asked for)
     claimed: list[str] = field(default_factory=list)  # submission: every sender-like address shown
     completed: bytes | None = None  # submission: the block with Date/Message-ID added (None: unchanged)
 
 
-def inspect_header(block: bytes, *, submission: bool, hostname: str) -> HeaderFacts:
+def inspect_header(block: bytes, *, submission: bool, hostname: str, from_header: bool = False) -> HeaderFacts:
     """Hop count; for submission also the From addresses, every address a reader could take for
     the sender (From, Sender, display names, encoded words) and the block completed with a
-    missing Date / Message-ID (RFC 6409 §8.2, §8.3). Pure and linear in ``block``; the SMTP
+    missing Date / Message-ID (RFC 6409 §8.2, §8.3); on port 25 the From addresses when
+    ``from_header`` (a recipient's allow/block lists). Pure and linear in ``block``; the SMTP
     server runs it in a worker process for a large block."""
     hops = hop_count(block)
     if not submission:
-        return HeaderFacts(hops)
+        return HeaderFacts(hops, from_addresses(block) if from_header else None)
     with memo_fields(block):  # the block is split into fields once, not four times
         senders = from_addresses(block)
         if not senders:

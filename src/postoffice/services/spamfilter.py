@@ -66,11 +66,12 @@ class SpamVerdict:
         # An action this version does not know (a newer rspamd) is treated as "no action".
         return _DECISIONS.get(self.action, ACCEPT)
 
-    def headers(self) -> bytes:
-        """The X-Spam-* header fields for the stored copy, CRLF-terminated."""
+    def headers(self, junk: bool | None = None) -> bytes:
+        """The X-Spam-* header fields for the stored copy, CRLF-terminated. ``junk``: whether
+        the copy is treated as spam (a recipient's Junk threshold); None: rspamd's action says."""
         if self.failed:
             return b"X-Spam-Status: unknown (the spam filter could not be reached)\r\n"
-        spam = self.decision() != ACCEPT
+        spam = self.decision() != ACCEPT if junk is None else junk
         score = f"{self.score:.2f}" if self.score is not None else "?"
         status = f"{'Yes' if spam else 'No'}, score={score}"
         if self.required_score is not None:

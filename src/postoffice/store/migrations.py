@@ -442,6 +442,31 @@ MIGRATIONS: list[list[Step]] = [
             enabled INTEGER NOT NULL
         )""",
     ],
+    # 17 (issue 15): the score at which mail goes to Junk, per domain and per address (no row:
+    # rspamd's own action decides; an address's row overrides its domain's), and the allow and
+    # block lists of senders (an address, a domain, or "*.domain" for its subdomains).
+    [
+        """CREATE TABLE domain_spam_threshold (
+            domain_id INTEGER PRIMARY KEY REFERENCES domains(id) ON DELETE CASCADE,
+            score REAL NOT NULL
+        )""",
+        """CREATE TABLE account_spam_threshold (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            score REAL NOT NULL
+        )""",
+        """CREATE TABLE domain_sender_lists (
+            domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
+            entry TEXT NOT NULL,
+            PRIMARY KEY (domain_id, kind, entry)
+        )""",
+        """CREATE TABLE account_sender_lists (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
+            entry TEXT NOT NULL,
+            PRIMARY KEY (account_id, kind, entry)
+        )""",
+    ],
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..mail.address import InvalidAddress, normalize_address, normalize_domain
 from ..mail.headers import decode_header_value, field_map, split_fields
-from ..services import clientconfig
+from ..services import clientconfig, spampolicy
 from ..services.access import AccessDecision, effective_protocols
 from ..services.accounts import UserError
 from ..services.panel_users import Principal
@@ -337,7 +337,8 @@ class Operations:
         per_day, per_account = await self.store.verdict_counts(domain.id, since)
         kinds = {"no action": "delivered", "unknown": "delivered", "add header": "junked",
                  "rewrite subject": "junked", "reject": "rejected", "virus": "rejected", "greylist": "deferred",
-                 "soft reject": "deferred"}
+                 "soft reject": "deferred", spampolicy.BLOCKED: "rejected", spampolicy.ALLOWED: "delivered",
+                 spampolicy.JUNK_BY_THRESHOLD: "junked", spampolicy.KEPT_BY_THRESHOLD: "delivered"}
         empty = {"checked": 0, "delivered": 0, "junked": 0, "rejected": 0, "deferred": 0}
         chart = [{"day": _time.strftime("%a %d %b", _time.gmtime(since + i * 86400)), **empty} for i in range(days)]
         for day, action, count in per_day:
