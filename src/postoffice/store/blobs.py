@@ -7,6 +7,19 @@ never names a body that is not fully on disk. Identical bodies share one file.
 
 Unreferenced files are removed by `collect_garbage` only when they are older than a grace period:
 a delivery may have just written (or re-used) a file whose row is not committed yet.
+
+Several processes share the directory (the workers of a node, and with PostgreSQL several nodes
+on a shared file system), so the collector and a delivery re-using an old file agree through
+the file system alone, never through a lock in memory:
+
+- re-use (`_refresh`): open the file, set its mtime to now, then check that the name still
+  leads to that same file; if not (the collector moved it away meanwhile), write a new copy;
+- removal (`remove`): rename the file aside first, then look at its mtime again; a delivery that
+  refreshed it before the rename shows up as a fresh mtime, and the file goes back; one that
+  comes after the rename finds no file and writes its own.
+
+Either the delivery's check happens before the rename (and the collector sees its mtime) or
+after it (and the delivery sees the file gone): no file a delivery counts on is ever unlinked.
 """
 
 from __future__ import annotations
@@ -14,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+#: Temporary files younger than this may be a write in progress (in any process sharing the directory).
+TMP_GRACE_SECONDS = 3600.0
 
 
 class BlobStore:
@@ -27,9 +42,6 @@ class BlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._tmp = str(self.tmp)
         self._dirs: dict[str, str] = {}  # shard -> directory path, known to exist
-        # Serialises put()'s "already stored: refresh the mtime" against remove()'s "old: unlink",
-        # so the collector can never unlink a file a delivery has just decided to re-use.
-        self._reuse = threading.Lock()
 
     @staticmethod
     def blob_id(data: bytes) -> str:
@@ -49,12 +61,8 @@ class BlobStore:
         if directory is None:
             directory = self._dir(shard)
         final = f"{directory}/{blob_id[2:]}"
-        try:
-            with self._reuse:
-                os.utime(final)  # already stored: a fresh mtime keeps the garbage collector away while we commit
+        if _refresh(final):  # already stored: a fresh mtime keeps the collector away while we commit
             return blob_id
-        except FileNotFoundError:
-            pass
         tmp = f"{self._tmp}/{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
         with _removed_on_failure(tmp):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -80,13 +88,9 @@ class BlobStore:
         directory = self._dirs.get(shard) or self._dir(shard)
         final = f"{directory}/{blob_id[2:]}"
         with _removed_on_failure(tmp):
-            try:
-                with self._reuse:
-                    os.utime(final)
+            if _refresh(final):
                 os.unlink(tmp)
                 return
-            except FileNotFoundError:
-                pass
             directory = self._move_into(tmp, shard, final)
         _fsync_dir(directory)
 
@@ -126,20 +130,54 @@ class BlobStore:
                     yield sub.name + f.name
 
     def remove(self, blob_id: str, older_than: float) -> bool:
-        path = self.path(blob_id)
+        """Unlink the file if its mtime is before ``older_than`` (see the module docstring for
+        why it is renamed aside first); False when it is fresh or gone."""
+        path = str(self.path(blob_id))
+        aside = f"{self._tmp}/gc.{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
         try:
-            with self._reuse:
-                if path.stat().st_mtime < older_than:
-                    path.unlink()
-                    return True
+            if os.stat(path).st_mtime >= older_than:
+                return False
+            os.rename(path, aside)
         except FileNotFoundError:
-            pass
-        return False
+            return False
+        if os.stat(aside).st_mtime >= older_than:  # a delivery re-used it just before the rename
+            os.rename(aside, path)
+            _fsync_dir(path.rpartition("/")[0])
+            return False
+        os.unlink(aside)
+        return True
 
-    def clean_tmp(self) -> None:
-        """Temporary files left by a crash mid-write are never referenced: drop them."""
+    def clean_tmp(self, older_than: float | None = None) -> int:
+        """Remove temporary files not touched since ``older_than`` (default: an hour ago): left
+        by a crash mid-write, never referenced. Younger ones may be another process's (another
+        node's) write in progress. Returns how many were removed."""
+        cutoff = time.time() - TMP_GRACE_SECONDS if older_than is None else older_than
+        removed = 0
         for f in self.tmp.iterdir():
-            f.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if f.stat().st_mtime < cutoff:
+                    f.unlink()
+                    removed += 1
+        return removed
+
+
+def _refresh(path: str) -> bool:
+    """Set the mtime of an existing file to now; True if ``path`` still names that file
+    afterwards (False: absent, or moved away by the collector meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        os.utime(fd)
+        mine = os.fstat(fd)
+    finally:
+        os.close(fd)
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_dev) == (mine.st_ino, mine.st_dev)
 
 
 @contextlib.contextmanager
@@ -153,7 +191,7 @@ def _removed_on_failure(tmp: str) -> Iterator[None]:
         raise
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -93,6 +93,7 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
         ids = await self.db.write(op)
         cutoff = time.time() - grace
         removed = sum(await asyncio.to_thread(lambda: [self.blobs.remove(i, cutoff) for i in ids]))
+        await asyncio.to_thread(self.blobs.clean_tmp)  # what a crash left, in any node sharing the directory
         return removed + await self._remove_orphan_files(cutoff)
 
     async def _remove_orphan_files(self, cutoff: float) -> int:
