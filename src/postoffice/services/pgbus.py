@@ -220,6 +220,8 @@ class PgTransport:
                     await self._control.execute("DELETE FROM bus_nodes WHERE id = %s", (self._member_id,))
                     await notify_events(self._control, self.channel, self.bus.node, self._seq,
                                         encode_events([NodeGone(self.bus.node)]) or [])
+                # Now, not when the server gets round to ending the session after the close.
+                await self._control.execute("SELECT pg_advisory_unlock_all()")
         for conn in (self._listener, self._control):
             if conn is not None:
                 with contextlib.suppress(Exception):
