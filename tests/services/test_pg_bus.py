@@ -220,3 +220,28 @@ async def test_a_reconnected_listener_makes_subscribers_reread(dsn: str) -> None
     finally:
         await a.detach()
         await b.detach()
+
+
+async def test_installations_in_two_schemas_of_one_database_stay_apart(dsn: str) -> None:
+    """NOTIFY channels and advisory locks belong to the database: each schema gets its own."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        for schema in ("one", "two"):
+            await admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    one = await joined(f"{dsn} options='-csearch_path=one'", "nodeA:8")
+    two = await joined(f"{dsn} options='-csearch_path=two'", "nodeB:8")
+    other = await joined(f"{dsn} options='-csearch_path=two'", "nodeC:8")
+    try:
+        heard = two.subscribe(mailbox_id=1)
+        same = other.subscribe(mailbox_id=1)
+        one.publish([MessagesExpunged(1, 1, (1,), 2)])
+        two.publish([MessagesExpunged(1, 1, (5,), 6)])
+        assert await same.wait(3) == [MessagesExpunged(1, 1, (5,), 6)]
+        await asyncio.sleep(0.2)
+        assert heard.pending() == [MessagesExpunged(1, 1, (5,), 6)]  # its own; nothing from schema one
+        assert await one.try_lock("pop3:1") and await two.try_lock("pop3:1")
+        assert not await other.try_lock("pop3:1")
+    finally:
+        for bus in (one, two, other):
+            await bus.detach()

@@ -24,11 +24,15 @@ Named locks (the POP3 maildrop, RFC 1939 §8) are session-level advisory locks
 (``pg_try_advisory_lock(int4, int4)`` on a 64-bit hash of the name) on the control session:
 a process that dies loses its connection and with it its locks, as it did on the hub.
 
-Membership: each process inserts a ``bus_nodes`` row and holds an advisory lock on its id (the
-class ``MEMBER_LOCK_CLASS``) for as long as its control session lives. Every process sweeps
+Membership: each process inserts a ``bus_nodes`` row and holds an advisory lock on its id (in
+its `Namespace`'s member class) for as long as its control session lives. Every process sweeps
 every ``SWEEP_INTERVAL`` seconds: a row whose lock nobody holds belongs to a process that is
 gone (killed, its machine down once TCP keepalives time out); the sweeper that deletes the row
 announces `NodeGone`, so the other nodes drop its sessions from the connected-devices view.
+
+Installations sharing one database each in their own schema (the test suite does this) must not
+hear each other: NOTIFY channels and advisory locks belong to the database, not to a schema, so
+the channel name and every lock key are derived from the schema the tables live in (`Namespace`).
 
 Reconnection: when either connection fails the transport reconnects with a growing delay.
 Notifications sent while it was away are lost, so after a reconnect every subscription of this
@@ -46,6 +50,7 @@ import json
 import logging
 import random
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -54,11 +59,8 @@ from .events import EventBus, NodeGone, SessionsWanted, decode_events, dumps, en
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "postoffice_bus"
 #: NOTIFY payloads must stay under 8,000 bytes (PostgreSQL's limit); JSON here is ASCII only.
 MAX_PAYLOAD = 7_900
-#: The advisory-lock class (first int4) of membership locks; named locks hash into both halves.
-MEMBER_LOCK_CLASS = 0x504F5354  # "POST"
 SWEEP_INTERVAL = 2.0
 RECONNECT_FIRST = 0.2
 RECONNECT_MAX = 5.0
@@ -69,9 +71,18 @@ PAYLOAD_KEEP_SECONDS = 60
 MAX_BACKLOG = 50_000
 #: Connection settings: the server notices a vanished client (and frees its locks) within about
 #: 25 s, the client a vanished server likewise (libpq keepalives).
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-              "options": "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
               "application_name": "postoffice-bus"}
+SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+
+
+def conninfo(dsn: str) -> str:
+    """``dsn`` with the keepalive settings added (its own ``options``, a search_path say, kept)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    options = " ".join(filter(None, [str(conninfo_to_dict(dsn).get("options") or ""), SERVER_KEEPALIVES]))
+    return make_conninfo(dsn, options=options, **KEEPALIVES)
+
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS bus_nodes (
@@ -83,7 +94,6 @@ SCHEMA = [
         body TEXT NOT NULL,
         created TIMESTAMPTZ NOT NULL DEFAULT now())""",
 ]
-_SCHEMA_LOCK = (MEMBER_LOCK_CLASS, 0)  # serialises two nodes creating the tables at once
 
 _SWEEP = """
 DELETE FROM bus_nodes n
@@ -98,9 +108,34 @@ RETURNING node"""
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError, AttributeError)
 
 
-def lock_key(name: str) -> tuple[int, int]:
-    """The two int4 keys of the advisory lock standing for ``name``."""
-    return struct.unpack(">ii", hashlib.sha256(name.encode()).digest()[:8])
+def _int4s(text: str) -> tuple[int, int]:
+    """Two int4 advisory-lock keys from a 64-bit hash of ``text``."""
+    return struct.unpack(">ii", hashlib.sha256(text.encode()).digest()[:8])
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """The channel and lock keys of the installation whose tables live in ``schema``."""
+
+    schema: str
+
+    @property
+    def channel(self) -> str:
+        return "postoffice_bus_" + hashlib.sha256(self.schema.encode()).hexdigest()[:16]
+
+    @property
+    def member_class(self) -> int:
+        """First key of the membership locks (the second is the member's row id; 0 guards the
+        creation of the tables)."""
+        return _int4s(f"{self.schema}\0members")[0] & 0x7FFFFFFF  # pg_locks shows it as an oid
+
+    def lock(self, name: str) -> tuple[int, int]:
+        return _int4s(f"{self.schema}\0{name}")
+
+
+async def namespace_of(conn: Any) -> Namespace:
+    cur = await conn.execute("SELECT current_schema()")
+    return Namespace(str((await cur.fetchone())[0]))
 
 
 def pack(items: list[Any], overhead: int) -> list[tuple[str, Any]]:
@@ -128,11 +163,11 @@ def pack(items: list[Any], overhead: int) -> list[tuple[str, Any]]:
     return pieces
 
 
-async def ensure_schema(conn: Any) -> None:
+async def ensure_schema(conn: Any, space: Namespace) -> None:
     """The bus's two tables (its own, outside the store's migrations: they hold nothing that
     outlives the processes). Two nodes starting at once take turns."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SCHEMA_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (space.member_class,))
         for statement in SCHEMA:
             await conn.execute(statement)
 
@@ -158,9 +193,9 @@ async def notify_events(conn: Any, channel: str, node: str, seq: int, items: lis
 class PgTransport:
     """A process's carrier of events and locks over PostgreSQL (see the module docstring)."""
 
-    def __init__(self, dsn: str, channel: str = CHANNEL) -> None:
+    def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.channel = channel
+        self.space: Namespace | None = None
         self.bus: EventBus | None = None
         self._listener: Any = None
         self._control: Any = None
@@ -175,23 +210,35 @@ class PgTransport:
         self._control_ok = asyncio.Event()
         self._reconnecting = asyncio.Lock()
 
+    @property
+    def channel(self) -> str:
+        return self._space().channel
+
+    def _space(self) -> Namespace:
+        assert self.space is not None, "not started"
+        return self.space
+
+    def _key(self, name: str) -> tuple[int, int]:
+        return self._space().lock(name)
+
     # -- connections ---------------------------------------------------------------------------
     async def _connect(self) -> Any:
-        return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, **KEEPALIVES)
+        return await psycopg.AsyncConnection.connect(conninfo(self.dsn), autocommit=True)
 
     async def _open_listener(self) -> None:
         conn = await self._connect()
-        await conn.execute(f"LISTEN {self.channel}")
+        await conn.execute(f"LISTEN {self.channel}")  # a name made of [a-z0-9_] (Namespace)
         self._listener = conn
 
     async def _open_control(self) -> None:
         conn = await self._connect()
-        await ensure_schema(conn)
+        self.space = await namespace_of(conn)
+        await ensure_schema(conn, self.space)
         assert self.bus is not None
         async with conn.transaction():  # the row becomes visible with its lock already held
             cur = await conn.execute("INSERT INTO bus_nodes (node) VALUES (%s) RETURNING id", (self.bus.node,))
             row = await cur.fetchone()
-            await conn.execute("SELECT pg_advisory_lock(%s, %s)", (MEMBER_LOCK_CLASS, row[0]))
+            await conn.execute("SELECT pg_advisory_lock(%s, %s::int4)", (self.space.member_class, row[0]))
         self._member_id = row[0]
         self._control = conn
         self._control_ok.set()
@@ -311,7 +358,7 @@ class PgTransport:
             return False
         try:
             async with self._control_lock:
-                cur = await self._control.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key(name))
+                cur = await self._control.execute("SELECT pg_try_advisory_lock(%s, %s)", self._key(name))
                 ok = bool((await cur.fetchone())[0])
         except Exception as exc:  # noqa: BLE001 - the sweeper reconnects
             log.warning("event bus: lock %s not taken: %s", name, exc)
@@ -332,7 +379,7 @@ class PgTransport:
         # Advisory locks count: a try_lock of the same name that ran first took it a second time.
         with contextlib.suppress(Exception):
             async with self._control_lock:
-                await self._control.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key(name))
+                await self._control.execute("SELECT pg_advisory_unlock(%s, %s)", self._key(name))
 
     # -- membership ----------------------------------------------------------------------------
     async def _sweep(self) -> None:
@@ -341,7 +388,7 @@ class PgTransport:
             conn = self._control
             try:
                 async with self._control_lock:
-                    cur = await self._control.execute(_SWEEP, {"cls": MEMBER_LOCK_CLASS})
+                    cur = await self._control.execute(_SWEEP, {"cls": self._space().member_class})
                     gone = [r[0] for r in await cur.fetchall()]
                     await self._control.execute(
                         "DELETE FROM bus_payloads WHERE created < now() - make_interval(secs => %s)",
@@ -371,7 +418,7 @@ class PgTransport:
             await self._retry(self._open_control)
             for name in list(self._held):
                 async with self._control_lock:
-                    cur = await self._control.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key(name))
+                    cur = await self._control.execute("SELECT pg_try_advisory_lock(%s, %s)", self._key(name))
                     if not (await cur.fetchone())[0]:
                         log.error("event bus: lock %s was taken by another node while we were away", name)
             self._rejoined()
@@ -404,12 +451,13 @@ class PgTransport:
         self.bus.publish([SessionsWanted(self.bus.node)])
 
 
-async def announce(dsn: str, events: list[Any], node: str, channel: str = CHANNEL) -> bool:
+async def announce(dsn: str, events: list[Any], node: str) -> bool:
     """Send ``events`` to every node's workers (the CLI, after it committed a change)."""
     encoded = encode_events(events)
     if not encoded:
         return False
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await ensure_schema(conn)
-        await notify_events(conn, channel, node, 0, encoded)
+        space = await namespace_of(conn)
+        await ensure_schema(conn, space)
+        await notify_events(conn, space.channel, node, 0, encoded)
     return True
