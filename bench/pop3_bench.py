@@ -270,7 +270,7 @@ def start_postoffice(tmp: Path, messages: list[bytes]) -> tuple[subprocess.Popen
     config = config_module.load(cfg, env={})
 
     async def fill() -> None:
-        store = Store.open(config.data_path, config.database_path)
+        store = Store.open(config.data_path, config.database_target)
         try:
             accounts = AccountService(store, Authenticator(store, config.security))
             await accounts.add_domain("example.com")

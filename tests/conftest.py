@@ -12,6 +12,7 @@ import pytest
 from postoffice.services.auth import Authenticator
 from postoffice.services.events import EventBus
 from postoffice.store import Store
+from tests.support.pg import session_database
 from tests.support.server import RunningServer, make_config
 
 
@@ -20,15 +21,27 @@ def config(tmp_path: Path):
     return make_config(tmp_path / "data")
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def open_store(tmp_path: Path, database: str | None = None) -> AsyncIterator[Store]:
+    """A store in ``tmp_path/data`` (SQLite) or on ``database``, with an event bus as ``.bus``."""
     import asyncio
 
     bus = EventBus(asyncio.get_running_loop())
-    s = Store.open(tmp_path / "data", on_commit=bus.publish_threadsafe)
+    s = Store.open(tmp_path / "data", database, on_commit=bus.publish_threadsafe)
     s.bus = bus  # type: ignore[attr-defined]
     yield s
     s.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async for s in open_store(tmp_path):
+        yield s
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (skips when there is none)."""
+    yield from session_database()
 
 
 @pytest.fixture

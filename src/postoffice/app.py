@@ -105,7 +105,7 @@ class Postoffice:
         """Open the store and build the services (no listeners yet). Call inside the loop.
         ``node``: this process's name on the event bus (a worker's)."""
         bus = EventBus(asyncio.get_running_loop(), node)
-        store = Store.open(config.data_path, config.database_path, on_commit=bus.publish_threadsafe)
+        store = Store.open(config.data_path, config.database_target, on_commit=bus.publish_threadsafe)
         auth = Authenticator(store, config.security)
         sessions = SessionRegistry(store, bus)
         bus.listeners.append(sessions.on_event)

@@ -57,7 +57,7 @@ class Context:
         async def main() -> T:
             committed: list[Any] = []
             try:
-                store = Store.open(self.config.data_path, self.config.database_path, on_commit=committed.extend)
+                store = Store.open(self.config.data_path, self.config.database_target, on_commit=committed.extend)
             except Exception as exc:  # noqa: BLE001 - reported as one line
                 fail(f"cannot open the store in {self.config.data_path}: {exc}")
             try:
@@ -144,7 +144,7 @@ async def _prepare(config: Config) -> None:
     from .tls import server_context
 
     try:
-        store = Store.open(config.data_path, config.database_path)
+        store = Store.open(config.data_path, config.database_target)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot open the store in {config.data_path}: {exc}") from None
     try:

@@ -194,10 +194,22 @@ class Server:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where the index lives (issue 14): empty for the SQLite file ``data_dir/postoffice.db``,
+    a file path for SQLite elsewhere, or ``postgresql://user@host:5432/db`` for PostgreSQL
+    (several nodes may share it; store.pg)."""
+
+    database: str = ""
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = "localhost"
     data_dir: str = "./data"
-    database: str = ""  # empty: SQLite file data_dir/postoffice.db
+    database: str = ""  # older spelling of [store] database, which wins when both are set
     log_level: str = "info"
     listen: Listen = field(default_factory=Listen)
     tls: Tls = field(default_factory=Tls)
@@ -208,6 +220,7 @@ class Config:
     filter: Filter = field(default_factory=Filter)
     panel: Panel = field(default_factory=Panel)
     server: Server = field(default_factory=Server)
+    store: StoreSettings = field(default_factory=StoreSettings)
     source: str = ""  # the file this came from, for messages
     ignored_env: tuple[str, ...] = ()  # POSTOFFICE_* variables that name no setting
 
@@ -216,8 +229,12 @@ class Config:
         return Path(self.data_dir)
 
     @property
-    def database_path(self) -> Path:
-        return Path(self.database) if self.database else self.data_path / "postoffice.db"
+    def database_target(self) -> str | Path:
+        """A PostgreSQL connection URL (a str), or the path of the SQLite file."""
+        chosen = self.store.database or self.database
+        if chosen.startswith(POSTGRES_SCHEMES):
+            return chosen
+        return Path(chosen) if chosen else self.data_path / "postoffice.db"
 
 
 _TABLES = {f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import imapclient
 import pytest
 
 from tests.support.imapwire import Wire
+from tests.support.pg import BACKENDS, backend_overrides
 from tests.support.server import RunningServer
 
 PASSWORD = "password1"
@@ -27,9 +28,10 @@ def message(n: int, subject: str = "", body: str = "") -> bytes:
             f"{body}\r\n").encode()
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("imap") / "data") as server:
+@pytest.fixture(scope="module", params=BACKENDS)
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data = tmp_path_factory.mktemp("imap") / "data"
+    with RunningServer(data, **backend_overrides(request.param, request)) as server:
         yield server
 
 

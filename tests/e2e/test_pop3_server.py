@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pg import BACKENDS, backend_overrides
 from tests.support.server import RunningServer
 
 PASSWORD = "password1"
@@ -26,9 +27,10 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("pop3") / "data", limits={"pop3_timeout": 5}) as server:
+@pytest.fixture(scope="module", params=BACKENDS)
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with RunningServer(tmp_path_factory.mktemp("pop3") / "data", limits={"pop3_timeout": 5},
+                       **backend_overrides(request.param, request)) as server:
         yield server
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from postoffice.servers.smtp import SmtpServer
+from tests.support.pg import BACKENDS, backend_overrides
 from tests.support.server import RunningServer
 from tests.support.smtp import RawSmtp, body_after_trace, counts, messages, queue, queued_message
 
@@ -16,10 +17,11 @@ MESSAGE = (b"From: Sender <sender@outside.example>\r\nTo: alice@example.com\r\nS
            b"Message-ID: <x1@outside.example>\r\n\r\nHi Alice,\r\n..leading dot\r\nbye\r\n")
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data = tmp_path_factory.mktemp("inbound") / "data"
-    with RunningServer(data, hostname="mail.example.com", limits={"max_message_size": 200_000}) as s:
+    with RunningServer(data, hostname="mail.example.com", limits={"max_message_size": 200_000},
+                       **backend_overrides(request.param, request)) as s:
         for address in ("alice@example.com", "bob@example.com", "carol@example.com", "dan@example.com",
                         "jörg@example.com", "hugo@catchall.example", "fwd@example.com", "junk@example.com"):
             s.add_account(address, "password1")

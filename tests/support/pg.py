@@ -1,17 +1,31 @@
-"""A PostgreSQL database of its own for a test (issue 14): created on the server named by
-``POSTOFFICE_TEST_PG_DSN`` (default: the local one, trust auth) and dropped afterwards. Tests that
-need one skip, with the reason, when no server answers."""
+"""PostgreSQL for tests (issue 14). The server is the one ``POSTOFFICE_TEST_PG_DSN`` names
+(default: the local one, database ``test``, trust auth); tests that need it skip, with the
+reason, when no server answers (CI has one).
+
+- `fresh_database`: a new empty database for one test or fixture, dropped at the end.
+- the session fixture ``postgres_database`` (tests/conftest.py, `session_database`): one
+  database ``po_test_<random>`` for the whole run, dropped at its end; `fresh_url` gives a new
+  empty schema in it (chosen through the connection's ``search_path``), so each store or test
+  server sees only its own rows.
+- `backend_overrides`: what makes a `RunningServer` use a backend of `BACKENDS`:
+
+    with RunningServer(data, **backend_overrides("postgresql", request)) as srv: ...
+    # or: RunningServer(data, store={"database": fresh_url(request.getfixturevalue("postgres_database"))})
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 ADMIN_DSN = os.environ.get("POSTOFFICE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
 
 
 def _admin() -> object:
@@ -39,6 +53,12 @@ def dsn_for(database: str) -> str:
     return make_conninfo(ADMIN_DSN, dbname=database)
 
 
+def url_for(database: str) -> str:
+    """A ``postgresql://`` URL of ``database`` on the test server (what ``[store] database`` takes)."""
+    parts = urllib.parse.urlsplit(ADMIN_DSN)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
+
+
 @contextlib.contextmanager
 def fresh_database(prefix: str = "po") -> Iterator[str]:
     """Create a new empty database and yield its connection string; drop it at the end."""
@@ -53,3 +73,35 @@ def fresh_database(prefix: str = "po") -> Iterator[str]:
     finally:
         with _admin() as conn:  # type: ignore[attr-defined]
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def session_database() -> Iterator[str]:
+    """The body of the session fixture: one database for the run, as a URL."""
+    with fresh_database("po_test") as dsn:
+        from psycopg.conninfo import conninfo_to_dict
+
+        yield url_for(str(conninfo_to_dict(dsn)["dbname"]))
+
+
+def fresh_url(database_url: str) -> str:
+    """A new, empty schema in ``database_url``, as a URL selecting it."""
+    import psycopg
+
+    schema = f"s_{secrets.token_hex(6)}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{database_url}?options={urllib.parse.quote(f'-csearch_path={schema}')}"
+
+
+def database_for(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The ``database`` setting for ``backend``: None (SQLite in data_dir) or a fresh
+    PostgreSQL schema's URL (the test skips when PostgreSQL is not reachable)."""
+    if backend == "sqlite":
+        return None
+    return fresh_url(request.getfixturevalue("postgres_database"))
+
+
+def backend_overrides(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """RunningServer keyword arguments selecting ``backend``."""
+    url = database_for(backend, request)
+    return {} if url is None else {"store": {"database": url}}

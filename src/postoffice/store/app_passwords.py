@@ -37,10 +37,10 @@ class AppPasswordStore(StoreBase):
         def op(tx: Tx) -> AppPassword:
             if not tx.one("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
                 raise NotFound(f"account {account_id}")
-            cur = tx.execute("INSERT INTO app_passwords (account_id, name, token_hash, protocols, created_at, expires_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?)",
-                             (account_id, name, token_hash, " ".join(protocols), time.time(), expires_at))
-            return _row(tx.one(f"SELECT {_COLUMNS} FROM app_passwords WHERE id = ?", (cur.lastrowid,)))
+            new_id = tx.insert("INSERT INTO app_passwords (account_id, name, token_hash, protocols, created_at, "
+                               "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                               (account_id, name, token_hash, " ".join(protocols), time.time(), expires_at))
+            return _row(tx.one(f"SELECT {_COLUMNS} FROM app_passwords WHERE id = ?", (new_id,)))
         return await self.db.write(op)
 
     async def list_app_passwords(self, account_id: int) -> list[AppPassword]:

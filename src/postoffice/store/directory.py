@@ -37,8 +37,8 @@ class DirectoryStore(StoreBase):
             if tx.scalar("SELECT 1 FROM domains WHERE name = ?", (name,)):
                 raise AlreadyExists(f"domain {name} already exists")
             now = time.time()
-            cur = tx.execute("INSERT INTO domains (name, created_at) VALUES (?, ?)", (name, now))
-            return Domain(int(cur.lastrowid or 0), name, "any", None, now)
+            domain_id = tx.insert("INSERT INTO domains (name, created_at) VALUES (?, ?)", (name, now))
+            return Domain(domain_id, name, "any", None, now)
         return await self.db.write(op)
 
     async def get_domain(self, name: str) -> Domain | None:
@@ -95,11 +95,10 @@ class DirectoryStore(StoreBase):
                     tx.scalar("SELECT 1 FROM aliases WHERE address = ?", (address,)):
                 raise AlreadyExists(f"{address} already exists")
             now = time.time()
-            cur = tx.execute(
+            account_id = tx.insert(
                 "INSERT INTO accounts (domain_id, address, display_name, password_hash, "
                 "password_changed_at, quota_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (row[0], address, display_name, password_hash, now, quota_bytes, now))
-            account_id = int(cur.lastrowid or 0)
             self._create_mailbox(tx, account_id, "INBOX", None)
             for name, use in SPECIAL_FOLDERS:
                 self._create_mailbox(tx, account_id, name, use)
@@ -186,9 +185,9 @@ class DirectoryStore(StoreBase):
             if tx.scalar("SELECT 1 FROM accounts WHERE address = ?", (address,)) or \
                     tx.scalar("SELECT 1 FROM aliases WHERE address = ?", (address,)):
                 raise AlreadyExists(f"{address} already exists")
-            cur = tx.execute("INSERT INTO aliases (domain_id, address, targets, created_at) VALUES (?, ?, ?, ?)",
-                             (row[0], address, "\n".join(targets), time.time()))
-            return Alias(int(cur.lastrowid or 0), row[0], address, tuple(targets))
+            alias_id = tx.insert("INSERT INTO aliases (domain_id, address, targets, created_at) VALUES (?, ?, ?, ?)",
+                                 (row[0], address, "\n".join(targets), time.time()))
+            return Alias(alias_id, row[0], address, tuple(targets))
         return await self.db.write(op)
 
     async def get_alias(self, address: str) -> Alias | None:
@@ -216,9 +215,8 @@ class DirectoryStore(StoreBase):
         def op(tx: Tx) -> int:
             if tx.scalar("SELECT 1 FROM admins WHERE username = ?", (username,)):
                 raise AlreadyExists(f"login {username} already exists")
-            cur = tx.execute("INSERT INTO admins (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+            return tx.insert("INSERT INTO admins (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
                              (username, password_hash, role, time.time()))
-            return int(cur.lastrowid or 0)
         return await self.db.write(op)
 
     async def get_admin(self, username: str) -> dict[str, Any] | None:
@@ -267,9 +265,8 @@ class DirectoryStore(StoreBase):
 
     async def add_api_token(self, admin_id: int, name: str, token_hash: str) -> int:
         def op(tx: Tx) -> int:
-            cur = tx.execute("INSERT INTO api_tokens (admin_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            return tx.insert("INSERT INTO api_tokens (admin_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
                              (admin_id, name, token_hash, time.time()))
-            return int(cur.lastrowid or 0)
         return await self.db.write(op)
 
     async def find_api_token(self, token_hash: str) -> dict[str, Any] | None:

@@ -46,17 +46,17 @@ class MailboxStore(StoreBase):
     # == mailboxes =============================================================================
 
     def _next_uidvalidity(self, tx: Tx) -> int:
-        last = int(tx.scalar("SELECT value FROM settings WHERE name = 'uidvalidity'") or 0)
+        # locked until the commit: a mailbox made on another node at the same time takes the next
+        last = int(tx.scalar(tx.for_update("SELECT value FROM settings WHERE name = 'uidvalidity'")) or 0)
         value = max(last + 1, int(time.time()))
         tx.execute("INSERT INTO settings (name, value) VALUES ('uidvalidity', ?) "
                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (str(value),))
         return value
 
     def _create_mailbox(self, tx: Tx, account_id: int, name: str, special_use: str | None) -> int:
-        cur = tx.execute(
+        return tx.insert(
             "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, created_at) VALUES (?, ?, ?, ?, ?)",
             (account_id, name, special_use, self._next_uidvalidity(tx), time.time()))
-        return int(cur.lastrowid or 0)
 
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
         rows = await self.db.read(lambda tx: tx.all(
@@ -186,8 +186,9 @@ class MailboxStore(StoreBase):
             if not box:
                 raise NotFound("mailbox is gone")
             row = tx.one(
-                "SELECT count(*), coalesce(sum(flags & ? = 0), 0), coalesce(sum(flags & ? != 0), 0), "
-                "coalesce(sum(size), 0), coalesce(sum(uid >= ?), 0) FROM messages WHERE mailbox_id = ?",
+                "SELECT count(*), coalesce(sum(CASE WHEN flags & ? = 0 THEN 1 ELSE 0 END), 0), "
+                "coalesce(sum(CASE WHEN flags & ? != 0 THEN 1 ELSE 0 END), 0), coalesce(sum(size), 0), "
+                "coalesce(sum(CASE WHEN uid >= ? THEN 1 ELSE 0 END), 0) FROM messages WHERE mailbox_id = ?",
                 (SEEN, DELETED, box[3], mailbox_id))
             return MailboxStatus(row[0], row[1], row[2], row[3], box[0], box[1], box[2], row[4])
         return await self.db.read(op)
@@ -197,12 +198,12 @@ class MailboxStore(StoreBase):
     async def claim_recent(self, mailbox_id: int, upto: int) -> int:
         """Claim every message below UID ``upto`` not claimed yet as \\Recent for the calling
         session; returns the mailbox's previous ``recent_uid``, so the caller's messages are
-        the UIDs in [returned value, upto). The read and the update are one transaction on the
-        single writer and a write transaction starts with BEGIN IMMEDIATE (store.db), so two
-        sessions, in this worker process or another, never claim the same message. (On
-        PostgreSQL the SELECT must be ``... FOR UPDATE``.)"""
+        the UIDs in [returned value, upto). The read and the update are one transaction that
+        locks the row (SQLite: the single writer, BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR
+        UPDATE), so two sessions, in this worker process, another one or on another node, never
+        claim the same message."""
         def op(tx: Tx) -> int:
-            first = tx.scalar("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
+            first = tx.scalar(tx.for_update("SELECT recent_uid FROM mailboxes WHERE id = ?"), (mailbox_id,))
             if first is None:
                 raise NotFound("mailbox is gone")
             if upto > first:

@@ -55,12 +55,10 @@ class MessageStore(StoreBase):
             row = tx.one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row is None:
                 return None, uids, bits, modseqs, keywords
-            cur = tx.conn.cursor()
-            cur.row_factory = None
             # Column-wise: one fetchall, then each array built by C-level iteration (no Python
             # loop per message). ``messages_index`` (migration 4) covers the query.
-            rows = cur.execute("SELECT uid, flags & 255, modseq, keywords FROM messages WHERE mailbox_id = ? "
-                               "ORDER BY uid", (mailbox_id,)).fetchall()
+            rows = tx.tuples("SELECT uid, flags & 255, modseq, keywords FROM messages WHERE mailbox_id = ? "
+                             "ORDER BY uid", (mailbox_id,))
             uids = array("I", map(itemgetter(0), rows))
             bits = bytearray(map(itemgetter(1), rows))
             modseqs = array("Q", map(itemgetter(2), rows))
@@ -73,10 +71,8 @@ class MessageStore(StoreBase):
         immutable per-message data the IMAP index loads when a FETCH or SEARCH first needs
         RFC822.SIZE / INTERNALDATE (covered by ``messages_index``, no per-message objects)."""
         def op(tx: Tx) -> tuple[array, array, array]:
-            cur = tx.conn.cursor()
-            cur.row_factory = None
-            rows = cur.execute("SELECT uid, size, internal_date FROM messages WHERE mailbox_id = ? ORDER BY uid",
-                               (mailbox_id,)).fetchall()
+            rows = tx.tuples("SELECT uid, size, internal_date FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                             (mailbox_id,))
             return (array("I", map(itemgetter(0), rows)), array("Q", map(itemgetter(1), rows)),
                     array("d", map(itemgetter(2), rows)))
         return await self.db.read(op)
@@ -197,25 +193,35 @@ class MessageStore(StoreBase):
                    "sortkeys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
 
     @staticmethod
-    def _insert_message(tx: Tx, account_id: int, box: Sequence[Any], item: tuple[str, int, int, str, float]) -> int:
-        """One message into a mailbox whose (id, uidnext, highestmodseq) the caller just read
-        in this transaction; returns its uid (:meth:`_insert_messages` for one, one SELECT less)."""
-        mailbox_id, uid, modseq = box[0], box[1], box[2] + 1
-        blob, size, flags, kw, date = item
-        tx.execute(
-            "INSERT INTO messages (mailbox_id, uid, blob_id, size, flags, keywords, internal_date, modseq, saved_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (mailbox_id, uid, blob, size, flags, kw, date, modseq, time.time()))
-        tx.execute("UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?", (uid + 1, modseq, mailbox_id))
-        tx.emit(MessagesAdded(account_id, mailbox_id, (uid,), modseq))
-        return uid
+    def _allocate_uids(tx: Tx, mailbox_id: int, count: int) -> tuple[int, int]:
+        """Take ``count`` UIDs and the next MODSEQ of the mailbox in this transaction; returns
+        (first uid, modseq). One UPDATE ... RETURNING: on PostgreSQL it locks the mailbox row
+        until the commit, so writers on other nodes wait and get the following values; UIDs and
+        MODSEQs are never handed out from memory (RFC 9051 §2.3.1.1, RFC 7162 §3.1)."""
+        row = tx.one("UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 WHERE id = ? "
+                     "RETURNING uidnext, highestmodseq", (count, mailbox_id))
+        if row is None:
+            raise NotFound("mailbox is gone")
+        return row[0] - count, row[1]
+
+    @staticmethod
+    def _next_modseq(tx: Tx, mailbox_id: int) -> int:
+        """The MODSEQ a change to the mailbox's messages will carry (the caller stores it with
+        `_set_highestmodseq` if it changes anything). The row is locked for the transaction on
+        PostgreSQL, so concurrent writers take MODSEQs one after the other."""
+        highest = tx.scalar(tx.for_update("SELECT highestmodseq FROM mailboxes WHERE id = ?"), (mailbox_id,))
+        if highest is None:
+            raise NotFound("mailbox is gone")
+        return int(highest) + 1
+
+    @staticmethod
+    def _set_highestmodseq(tx: Tx, mailbox_id: int, modseq: int) -> None:
+        tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
 
     def _insert_messages(self, tx: Tx, account_id: int, mailbox_id: int,
                          items: Sequence[tuple[str, int, int, str, float]]) -> tuple[int, list[int]]:
         """Insert (blob_id, size, flags, keywords, internal_date) rows; return (modseq, uids)."""
-        box = tx.one("SELECT uidnext, highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
-        if box is None:
-            raise NotFound("mailbox is gone")
-        first_uid, modseq = box[0], box[1] + 1
+        first_uid, modseq = self._allocate_uids(tx, mailbox_id, len(items))
         uids = list(range(first_uid, first_uid + len(items)))
         now = time.time()
         tx.executemany(
@@ -223,8 +229,6 @@ class MessageStore(StoreBase):
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(mailbox_id, uid, blob, size, flags, kw, date, modseq, now)
              for uid, (blob, size, flags, kw, date) in zip(uids, items)])
-        tx.execute("UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-                   (first_uid + len(items), modseq, mailbox_id))
         tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq))
         return modseq, uids
 
@@ -246,21 +250,21 @@ class MessageStore(StoreBase):
             for target in targets:
                 account_id, mailbox_name = target[0], target[1]
                 flags, keywords = (target[2], target[3]) if len(target) > 2 else (0, "")  # type: ignore[misc]
-                # One statement for the account, its quota and the target mailbox's counters.
-                acct = tx.one("SELECT a.address, a.quota_bytes, b.id, b.uidnext, b.highestmodseq FROM accounts a "
+                # One statement for the account, its quota and the target mailbox.
+                acct = tx.one("SELECT a.address, a.quota_bytes, b.id FROM accounts a "
                               "LEFT JOIN mailboxes b ON b.account_id = a.id AND b.name = ? WHERE a.id = ?",
                               (mailbox_name, account_id))
                 if acct is None:
                     raise NotFound(f"account {account_id} is gone")
                 if enforce_quota and acct[1] and self._quota_used(tx, account_id) + size > acct[1]:
                     raise QuotaExceeded(acct[0])
-                box = acct[2:] if acct[2] is not None else tx.one(
-                    "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE account_id = ? AND name = 'INBOX'",
-                    (account_id,))
-                if box is None:
+                mailbox_id = acct[2] if acct[2] is not None else tx.scalar(
+                    "SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,))
+                if mailbox_id is None:
                     raise NotFound("mailbox is gone")
-                uid = self._insert_message(tx, account_id, box, (blob_id, size, flags, keywords, time.time()))
-                out.append(Delivered(account_id, box[0], uid))
+                _, uids = self._insert_messages(tx, account_id, mailbox_id,
+                                                [(blob_id, size, flags, keywords, time.time())])
+                out.append(Delivered(account_id, mailbox_id, uids[0]))
             return out
 
         if needs_process(raw):
@@ -322,10 +326,7 @@ class MessageStore(StoreBase):
         uid_list = sorted(set(uids))
 
         def op(tx: Tx) -> tuple[list[tuple[int, int, str, int]], list[int]]:
-            box = tx.one("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
-            if box is None:
-                raise NotFound("mailbox is gone")
-            modseq = box[0] + 1
+            modseq = self._next_modseq(tx, mailbox_id)
             changed: list[tuple[int, int, str, int]] = []
             failed: list[int] = []
             updates = []
@@ -353,16 +354,13 @@ class MessageStore(StoreBase):
             if updates:
                 tx.executemany("UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
                                updates)
-                tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+                self._set_highestmodseq(tx, mailbox_id, modseq)
                 tx.emit(FlagsChanged(account_id, mailbox_id, tuple(changed), origin))
             return changed, sorted(failed)
         return await self.db.write(op, durable=False)
 
     def _expunge(self, tx: Tx, account_id: int, mailbox_id: int, uids: Sequence[int]) -> tuple[int, list[int]]:
-        box = tx.one("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,))
-        if box is None:
-            raise NotFound("mailbox is gone")
-        modseq = box[0] + 1
+        modseq = self._next_modseq(tx, mailbox_id)
         gone: list[int] = []
         for start in range(0, len(uids), 500):
             chunk = list(uids[start:start + 500])
@@ -371,9 +369,10 @@ class MessageStore(StoreBase):
                 (mailbox_id, *chunk)))
         if gone:
             gone.sort()
-            tx.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+            tx.executemany("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?) "
+                           "ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq",
                            [(mailbox_id, uid, modseq) for uid in gone])
-            tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+            self._set_highestmodseq(tx, mailbox_id, modseq)
             tx.emit(MessagesExpunged(account_id, mailbox_id, tuple(gone), modseq))
         return modseq, gone
 
@@ -406,9 +405,7 @@ class MessageStore(StoreBase):
             params += (since,)
 
         def op(tx: Tx) -> list[tuple[int, int, str]]:
-            cursor = tx.conn.cursor()
-            cursor.row_factory = None  # plain tuples: a login may list 10,000s of messages
-            return cursor.execute(sql + " ORDER BY m.uid", params).fetchall()
+            return tx.tuples(sql + " ORDER BY m.uid", params)  # a login may list 10,000s of messages
         return await self.db.read(op)
 
     async def pop3_retire(self, account_id: int, mailbox_id: int, uids: Sequence[int], *,
@@ -429,10 +426,10 @@ class MessageStore(StoreBase):
             rows.sort(key=lambda r: r[0])
             unseen = [r for r in rows if not r[1] & SEEN] if mark_seen else []
             if unseen:
-                modseq = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)) + 1
+                modseq = self._next_modseq(tx, mailbox_id)
                 tx.executemany("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
                                [(r[1] | SEEN, modseq, mailbox_id, r[0]) for r in unseen])
-                tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+                self._set_highestmodseq(tx, mailbox_id, modseq)
                 tx.emit(FlagsChanged(account_id, mailbox_id,
                                      tuple((r[0], r[1] | SEEN, r[2], modseq) for r in unseen)))
             now = time.time()

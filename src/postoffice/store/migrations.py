@@ -471,17 +471,19 @@ MIGRATIONS: list[list[Step]] = [
 
 
 def current_version(tx: Tx) -> int:
-    exists = tx.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'")
-    if not exists:
-        return 0
     return int(tx.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations") or 0)
 
 
 def migrate(tx: Tx) -> list[int]:
-    """Apply every migration newer than the database; return the versions applied."""
-    tx.execute(
+    """Apply every migration newer than the database; return the versions applied.
+
+    Two nodes starting at once on one PostgreSQL database: the first to take the schema lock
+    migrates, the other waits for its commit, then finds nothing left to do."""
+    if tx.dialect.schema_lock:
+        tx.execute(tx.dialect.schema_lock)
+    tx.execute(tx.dialect.ddl(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
+    ))
     have = current_version(tx)
     if have > len(MIGRATIONS):
         raise RuntimeError(
@@ -495,7 +497,7 @@ def migrate(tx: Tx) -> list[int]:
             if callable(step):
                 step(tx)
             else:
-                tx.execute(step)
+                tx.execute(tx.dialect.ddl(step))
         tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time()))
         applied.append(version)
     return applied

@@ -29,9 +29,9 @@ class QueueStore(StoreBase):
         def op(tx: Tx) -> int:
             self._insert_blob(tx, row)
             now = time.time()
-            cur = tx.execute("INSERT INTO queue (mail_from, blob_id, account_id, created_at, next_attempt, envid, ret) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (mail_from, blob_id, account_id, now, now, envid, ret))
-            queue_id = int(cur.lastrowid or 0)
+            queue_id = tx.insert("INSERT INTO queue (mail_from, blob_id, account_id, created_at, next_attempt, "
+                                 "envid, ret) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (mail_from, blob_id, account_id, now, now, envid, ret))
             tx.executemany("INSERT INTO queue_recipients (queue_id, recipient, domain, updated_at, notify, orcpt) "
                            "VALUES (?, ?, ?, ?, ?, ?)",
                            [(queue_id, rcpt, rcpt.rpartition("@")[2].lower(), now, notify, orcpt)
@@ -162,17 +162,17 @@ class QueueStore(StoreBase):
                     box = tx.one("SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,))
                     self._insert_messages(tx, account_id, box[0], [(blob_id, size, 0, "", now)])
                 elif address:
-                    cur = tx.execute("INSERT INTO queue (mail_from, blob_id, account_id, created_at, next_attempt) "
-                                     "VALUES ('', ?, NULL, ?, ?)", (blob_id, now, now))
+                    notice_id = tx.insert("INSERT INTO queue (mail_from, blob_id, account_id, created_at, "
+                                          "next_attempt) VALUES ('', ?, NULL, ?, ?)", (blob_id, now, now))
                     tx.execute("INSERT INTO queue_recipients (queue_id, recipient, domain, updated_at) "
-                               "VALUES (?, ?, ?, ?)", (cur.lastrowid, address, address.rpartition("@")[2].lower(), now))
+                               "VALUES (?, ?, ?, ?)", (notice_id, address, address.rpartition("@")[2].lower(), now))
             pending = tx.scalar("SELECT count(*) FROM queue_recipients WHERE queue_id = ? AND status = 'pending'",
                                 (queue_id,))
             if not pending:
                 tx.execute("DELETE FROM queue WHERE id = ?", (queue_id,))
                 return True
             tx.execute("UPDATE queue SET attempts = attempts + 1, next_attempt = ?, claimed_until = NULL, "
-                       "delay_notified = CASE WHEN ? THEN 1 ELSE delay_notified END WHERE id = ?",
+                       "delay_notified = CASE WHEN ? = 1 THEN 1 ELSE delay_notified END WHERE id = ?",
                        (next_attempt, 1 if delay_notified else 0, queue_id))
             return False
         return await self.db.write(op)

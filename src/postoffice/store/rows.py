@@ -6,7 +6,7 @@ import concurrent.futures
 from typing import Any, TypeVar
 
 from .blobs import BlobStore
-from .db import Database
+from .db import JobRunner
 from .records import Account, Domain, Mailbox, MessageMeta
 
 
@@ -29,7 +29,7 @@ _MESSAGE_COLUMNS = "uid, flags, keywords, size, internal_date, modseq, blob_id"
 class StoreBase:
     """What every store mixin relies on; `Store` provides it."""
 
-    db: Database
+    db: JobRunner
     blobs: BlobStore
     spool: Any  # store.spool.Spool
     _writers: concurrent.futures.ThreadPoolExecutor

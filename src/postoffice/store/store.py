@@ -26,7 +26,7 @@ from typing import Any
 
 from . import migrations
 from .blobs import BlobStore
-from .db import Database, Tx
+from .db import JobRunner, Tx, open_database
 from .directory import DirectoryStore
 from .mailboxes import MailboxStore, validate_mailbox_name
 from .messages import MessageStore
@@ -48,7 +48,7 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
             VerdictStore):
     """All persistent state. Construct with `Store.open`; close with `close`."""
 
-    def __init__(self, db: Database, blobs: BlobStore, spool: Spool | None = None) -> None:
+    def __init__(self, db: JobRunner, blobs: BlobStore, spool: Spool | None = None) -> None:
         self.db = db
         self.blobs = blobs
         # Received messages on their way in (SMTP DATA, large IMAP literals): store/spool.py.
@@ -59,11 +59,17 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
         self._writers = concurrent.futures.ThreadPoolExecutor(BLOB_WRITERS, thread_name_prefix="postoffice-blob")
 
     @classmethod
-    def open(cls, data_dir: Path, database: Path | None = None,
+    def open(cls, data_dir: Path, database: str | Path | None = None,
              on_commit: Callable[[list[Any]], None] | None = None) -> Store:
+        """``database``: an SQLite file (default ``data_dir/postoffice.db``) or a
+        ``postgresql://`` URL (store.pg); migrated to the current schema before use."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(database or data_dir / "postoffice.db", on_commit=on_commit)
-        db.write_sync(migrations.migrate)
+        db = open_database(database or data_dir / "postoffice.db", on_commit=on_commit)
+        try:
+            db.write_sync(migrations.migrate)
+        except BaseException:
+            db.close()
+            raise
         blobs = BlobStore(data_dir / "blobs")
         blobs.clean_tmp()
         spool = Spool(data_dir / "spool")
@@ -78,7 +84,7 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
 
     async def data_version(self) -> int:
         """Changes whenever another process (the CLI) commits to the database."""
-        return int(await self.db.read(lambda tx: tx.scalar("PRAGMA data_version")))
+        return int(await self.db.read(lambda tx: tx.scalar(tx.dialect.data_version)))
 
     # == housekeeping ==========================================================================
 

@@ -40,7 +40,7 @@ class VerdictStore(StoreBase):
         def op(tx: Tx) -> list[tuple[str, str, float | None, float]]:
             return [(row[0], row[1], row[2], row[3]) for row in tx.all(
                 "SELECT queue_id, action, score, at FROM filter_verdicts WHERE account_id = ? AND at >= ? "
-                "ORDER BY at, rowid", (account_id, since))]
+                f"ORDER BY at, {tx.dialect.insertion_order}", (account_id, since))]
         return await self.db.read(op)
 
     async def verdict_counts(self, domain_id: int, since: float) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
@@ -49,7 +49,7 @@ class VerdictStore(StoreBase):
         def op(tx: Tx) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
             where = ("FROM filter_verdicts v JOIN accounts a ON a.id = v.account_id "
                      "WHERE a.domain_id = ? AND v.at >= ?")
-            days = tx.all(f"SELECT CAST((v.at - ?) / 86400 AS INTEGER) AS day, v.action, count(*) {where} "
+            days = tx.all(f"SELECT {tx.dialect.whole_days('v.at - ?')} AS day, v.action, count(*) {where} "
                           "GROUP BY day, v.action", (since, domain_id, since))
             accounts = tx.all(f"SELECT v.account_id, v.action, count(*) {where} GROUP BY v.account_id, v.action",
                               (domain_id, since))
