@@ -100,6 +100,45 @@ def _unlink(child: Node) -> None:
         child.parent = None
 
 
+def _prune(roots: list[Node]) -> list[Node]:
+    """REFERENCES step 3, bottom-up (a dummy's children are pruned before the dummy): a dummy
+    without children goes, one with children is replaced by them (at the root only when it
+    has just one). Returns the root's children."""
+    order: list[Node] = []
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(n.children)
+    for n in reversed(order):
+        if not n.children:
+            continue
+        kept: list[Node] = []
+        for c in n.children:
+            if c.msg is None:
+                # 3.A: a dummy without children goes; 3.B: one with children is replaced
+                # by its children (promoted to this level).
+                for g in c.children:
+                    g.parent = n
+                kept.extend(c.children)
+            else:
+                kept.append(c)
+        n.children = kept
+    top: list[Node] = []
+    for n in roots:
+        if n.msg is None:
+            if not n.children:
+                continue  # 3.A
+            if len(n.children) == 1:
+                # 3.B: children are promoted to the root only when there is just one.
+                child = n.children[0]
+                child.parent = None
+                top.append(child)
+                continue
+        top.append(n)
+    return top
+
+
 def references(messages: Sequence[ThreadMessage]) -> list[Node]:
     """RFC 5256 section 3, REFERENCES, steps 1-6. ``messages`` in mailbox order."""
     table: dict[str, Node] = {}
@@ -136,48 +175,19 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
                 _link(parent, child)
         # 1.B: the last reference is the parent of this message; a parent found before
         # (probably from a truncated References field) is replaced, loops are not created.
-        _unlink(node)
+        if node.parent is not None:
+            _unlink(node)
         if refs:
-            parent = lookup(refs[-1])
-            if not _would_loop(parent, node):
-                _link(parent, node)
+            parent = table.get(refs[-1]) or lookup(refs[-1])
+            if parent is not node and (not node.children or not _would_loop(parent, node)):
+                node.parent = parent  # _link, inline: this runs once per message
+                parent.children.append(node)
 
     # Step 2: the messages without a parent are the children of the root.
     roots = [n for n in nodes if n.parent is None]
 
-    # Step 3: prune dummies, bottom-up (a dummy's children are pruned before the dummy).
-    order: list[Node] = []
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        order.append(n)
-        stack.extend(n.children)
-    for n in reversed(order):
-        if not n.children:
-            continue
-        kept: list[Node] = []
-        for c in n.children:
-            if c.msg is None:
-                # 3.A: a dummy without children goes; 3.B: one with children is replaced
-                # by its children (promoted to this level).
-                for g in c.children:
-                    g.parent = n
-                kept.extend(c.children)
-            else:
-                kept.append(c)
-        n.children = kept
-    top: list[Node] = []
-    for n in roots:
-        if n.msg is None:
-            if not n.children:
-                continue  # 3.A
-            if len(n.children) == 1:
-                # 3.B: children are promoted to the root only when there is just one.
-                child = n.children[0]
-                child.parent = None
-                top.append(child)
-                continue
-        top.append(n)
+    # Step 3: prune dummies (none when every referenced message is in the set: skipped).
+    top = _prune(roots) if any(n.msg is None for n in nodes) else roots
 
     # Step 4: sort the root's children by sent date (a dummy: by its earliest child).
     for n in top:
@@ -232,15 +242,15 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
             subjects[subj] = dummy
     top = merged
 
-    # Step 6: sort every set of siblings by sent date, the deepest first.
-    order = []
-    stack = list(top)
-    while stack:
-        n = stack.pop()
-        order.append(n)
-        stack.extend(n.children)
-    for n in reversed(order):
+    # Step 6: sort every set of siblings by sent date. After steps 3 and 5 a dummy is only
+    # ever a child of the root, with messages for children, so only the root's order depends
+    # on another sort (a dummy sorts as its earliest child): siblings elsewhere are sorted in
+    # any order, then the dummies' children, the root's children last.
+    for n in nodes:
         if len(n.children) > 1:
+            n.children.sort(key=_date_key)
+    for n in top:
+        if n.msg is None:
             n.children.sort(key=_date_key)
     top.sort(key=_date_key)
     # Parent links are not needed any more; dropping them leaves a plain tree that reference
@@ -262,32 +272,33 @@ def format_threads(threads: Iterable[Node]) -> bytes:
     A message with one child continues the member chain ("3 6"); with several, each child
     starts its own thread-list ("6 (4 23)(44 7 96)"); a dummy contributes only its children.
     """
-    out: list[bytes] = []
-    stack: list[Node | bytes] = []
+    out: list[str] = []
+    stack: list[Node | str] = []
     for t in threads:
-        stack.append(b")")
+        stack.append(")")
         stack.append(t)
-        stack.append(b"(")
+        stack.append("(")
         while stack:
             item = stack.pop()
-            if isinstance(item, bytes):
-                out.append(item)
+            if item.__class__ is str:
+                out.append(item)  # type: ignore[arg-type]
                 continue
-            kids = item.children
-            if item.msg is not None:
-                out.append(b"%d" % item.msg.number)
-                if len(kids) == 1:
-                    stack.append(kids[0])
-                    stack.append(b" ")
-                    continue
+            node: Node = item  # type: ignore[assignment]
+            # a chain of only children, the usual reply chain, is written without the stack
+            chain: list[int] = []
+            while True:
+                kids = node.children
+                if node.msg is not None:
+                    chain.append(node.msg.number)
+                if len(kids) != 1:
+                    break
+                node = kids[0]
+            if chain:
+                out.append(" ".join(map(str, chain)))
                 if kids:
-                    out.append(b" ")
-            elif len(kids) == 1:
-                stack.append(kids[0])
-                continue
+                    out.append(" ")
             for child in reversed(kids):
-                stack.append(b")")
+                stack.append(")")
                 stack.append(child)
-                stack.append(b"(")
-    return b"".join(out)
-
+                stack.append("(")
+    return "".join(out).encode()
