@@ -5,8 +5,10 @@
 in-process on port 0 listeners (no supervisor, no shared bus).
 
 The singletons (the outbound queue runner, the control panel / HTTP listener, hourly blob
-garbage collection) run in one process only: ``start(singletons=True)``, which the supervisor
-passes to worker 0 alone. Worker 0 is a full worker, so a crash there is handled like any other
+garbage collection) run in one process of a node only: ``start(singletons=True)``, which the
+supervisor passes to worker 0 alone. Several nodes on one PostgreSQL each run theirs: the queue
+runners claim entries with leases (store/queue.py), and the collectors of a shared blob
+directory agree with every node's deliveries through the file system (store/blobs.py). Worker 0 is a full worker, so a crash there is handled like any other
 (restarted, with its sockets kept open by the supervisor); the supervisor itself stays small (no
 database, no protocol code) so that nothing but a signal can take it down.
 """
@@ -105,7 +107,8 @@ class Postoffice:
         """Open the store and build the services (no listeners yet). Call inside the loop.
         ``node``: this process's name on the event bus (a worker's)."""
         bus = EventBus(asyncio.get_running_loop(), node)
-        store = Store.open(config.data_path, config.database_target, on_commit=bus.publish_threadsafe)
+        store = Store.open(config.data_path, config.database_target, on_commit=bus.publish_threadsafe,
+                           spool_dir=config.run_path / "spool")
         auth = Authenticator(store, config.security)
         sessions = SessionRegistry(store, bus)
         bus.listeners.append(sessions.on_event)
@@ -311,7 +314,8 @@ class Postoffice:
 
         self._start_mail_hooks()
         if self.config.outbound.enabled and self.worker is None:
-            self.worker = QueueWorker(self.store, self.config)
+            # With PostgreSQL other nodes' runners share the queue: their claims are not stale.
+            self.worker = QueueWorker(self.store, self.config, sole_runner=self.config.postgres_url is None)
             self.worker.start()
 
     async def stop(self) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,7 +58,8 @@ class Context:
         async def main() -> T:
             committed: list[Any] = []
             try:
-                store = Store.open(self.config.data_path, self.config.database_target, on_commit=committed.extend)
+                store = Store.open(self.config.data_path, self.config.database_target, on_commit=committed.extend,
+                                   spool_dir=self.config.run_path / "spool")
             except Exception as exc:  # noqa: BLE001 - reported as one line
                 fail(f"cannot open the store in {self.config.data_path}: {exc}")
             try:
@@ -66,10 +68,10 @@ class Context:
                 store.close()
                 if committed:
                     # A running server's workers hear the change at once (an address whose
-                    # IMAP was switched off loses its open sessions on every worker).
-                    from .services.unixbus import announce
+                    # IMAP was switched off loses its open sessions on every worker), on every
+                    # node when the store is PostgreSQL.
                     try:
-                        await announce(self.config.data_path, committed, f"cli:{os.getpid()}")
+                        await _announce(self.config, committed)
                     except Exception:  # noqa: BLE001 - the change is committed; the server is optional
                         logging.getLogger(__name__).debug("announcing the change failed", exc_info=True)
         try:
@@ -104,7 +106,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 def serve(ctx: Context) -> None:
     """Run every listener (SMTP, submission, IMAP, POP3, the panel): a supervisor and
     [server] workers worker processes (0: one per CPU). Signal the supervisor (its pid is in
-    data_dir/postoffice.pid) to stop them all."""
+    postoffice.pid in [server] run_dir, by default data_dir) to stop them all."""
     config = ctx.config
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _use_uvloop()
@@ -114,6 +116,19 @@ def serve(ctx: Context) -> None:
         fail(str(exc), 2)
     except KeyboardInterrupt:
         pass
+
+
+async def _announce(config: Config, events: list[Any]) -> None:
+    """Tell the running workers (of every node) about changes the CLI committed."""
+    node = f"cli:{os.getpid()}@{socket.gethostname()}"
+    if config.postgres_url is not None:
+        from .services import pgbus
+
+        await pgbus.announce(config.postgres_url, events, node)
+    else:
+        from .services.unixbus import announce
+
+        await announce(config.run_path, events, node)
 
 
 def _use_uvloop() -> None:
@@ -144,7 +159,7 @@ async def _prepare(config: Config) -> None:
     from .tls import server_context
 
     try:
-        store = Store.open(config.data_path, config.database_target)
+        store = Store.open(config.data_path, config.database_target, spool_dir=config.run_path / "spool")
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot open the store in {config.data_path}: {exc}") from None
     try:

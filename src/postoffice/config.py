@@ -183,6 +183,10 @@ class Server:
     processes that all accept connections; 0 means one per CPU."""
 
     workers: int = 0
+    #: Where this node keeps what is its own: the pid file (one server per run_dir), the
+    #: workers' event-bus socket and the spool of messages being received. Empty: data_dir.
+    #: Several nodes sharing one data_dir (PostgreSQL, issue 14) each need their own.
+    run_dir: str = ""
 
     def worker_count(self) -> int:
         if self.workers > 0:
@@ -229,12 +233,22 @@ class Config:
         return Path(self.data_dir)
 
     @property
+    def run_path(self) -> Path:
+        return Path(self.server.run_dir) if self.server.run_dir else self.data_path
+
+    @property
     def database_target(self) -> str | Path:
         """A PostgreSQL connection URL (a str), or the path of the SQLite file."""
         chosen = self.store.database or self.database
         if chosen.startswith(POSTGRES_SCHEMES):
             return chosen
         return Path(chosen) if chosen else self.data_path / "postoffice.db"
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL URL when the store is there (several nodes may share it), else None."""
+        target = self.database_target
+        return target if isinstance(target, str) else None
 
 
 _TABLES = {f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]

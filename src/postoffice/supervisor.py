@@ -3,8 +3,9 @@
 The supervisor
 - prepares once what must not race: the schema migrations, the first panel login, the
   self-signed certificate (so N workers never generate N of them);
-- takes ``<data_dir>/postoffice.pid`` (an exclusive lock: one server per data directory) and
-  writes its pid there: it is the process to signal;
+- takes ``<run_dir>/postoffice.pid`` (an exclusive lock: one server per run directory, which is
+  the data directory unless ``[server] run_dir`` names another: several nodes on one PostgreSQL
+  share data_dir, each with its own run_dir) and writes its pid there: it is the process to signal;
 - opens every listening socket: for each mail listener one socket per worker, all bound to the
   same address with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers
   (a shared socket would let whichever worker wakes first take a burst of connections). The
@@ -114,7 +115,7 @@ class Supervisor:
         self.sockets: dict[str, list[socket.socket]] = {}
         self.bound: dict[str, HostPort] = {}
         self.workers = [Worker(i) for i in range(self.count)]
-        self.hub = BusHub(socket_path(config.data_path))
+        self.hub = BusHub(socket_path(config.run_path))
         self.hub.on_ready = self._on_ready
         self.stopping = False
         self._stop = asyncio.Event()
@@ -122,7 +123,7 @@ class Supervisor:
 
     # -- start -----------------------------------------------------------------------------------
     def lock_pidfile(self) -> None:
-        path = self.config.data_path / "postoffice.pid"
+        path = self.config.run_path / "postoffice.pid"
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "a+")  # noqa: SIM115 - held open (and locked) while the server runs
         try:
@@ -131,8 +132,10 @@ class Supervisor:
             fh.seek(0)
             other = fh.read().strip()
             fh.close()
+            hint = "" if self.config.server.run_dir else (
+                " (a second node sharing this data_dir needs its own [server] run_dir)")
             raise ConfigError(f"another postoffice server (pid {other or '?'}) is running on "
-                              f"{self.config.data_path}") from None
+                              f"{self.config.run_path}{hint}") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
@@ -165,8 +168,8 @@ class Supervisor:
         return fds
 
     def _on_ready(self, node: str) -> None:
-        # node: "worker<index>:<pid>"
-        head, _, pid = node.partition(":")
+        # node: "worker<index>:<pid>@<host>" (worker_node)
+        head, _, pid = node.partition("@")[0].partition(":")
         if head.startswith("worker") and head[6:].isdigit():
             index = int(head[6:])
             if index < len(self.workers) and str(self.workers[index].pid) == pid:
@@ -279,7 +282,7 @@ class Supervisor:
         await self.hub.close()
         if self._pidfile is not None:
             with contextlib.suppress(OSError):
-                (self.config.data_path / "postoffice.pid").unlink()
+                (self.config.run_path / "postoffice.pid").unlink()
             self._pidfile.close()
             self._pidfile = None
 
@@ -332,7 +335,17 @@ def parse_sockets(text: str) -> dict[str, socket.socket]:
     return out
 
 
+def worker_node(index: int) -> str:
+    """A worker's name on the event bus: unique among every node's workers (the pid alone is not,
+    across hosts or containers)."""
+    return f"worker{index}:{os.getpid()}@{socket.gethostname()}"
+
+
 async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets: dict[str, socket.socket]) -> None:
+    """One worker. Its events and locks travel over the supervisor's hub, or, when the store is
+    PostgreSQL, over LISTEN/NOTIFY to every worker of every node (services/pgbus.py: each worker
+    listens itself; the hub then only carries "ready" and tells the worker when the supervisor
+    is gone)."""
     from .app import Postoffice
 
     stop = asyncio.Event()
@@ -342,15 +355,23 @@ async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets
     _die_with_parent(parent)
     # The message parser's processes and the hashing threads: this worker's share of the CPUs.
     cpu.configure(config.server.worker_count())
-    office = Postoffice.open(config, node=f"worker{index}:{os.getpid()}")
-    transport = UnixBusClient(bus, on_lost=stop.set)
+    office = Postoffice.open(config, node=worker_node(index))
+    hub = UnixBusClient(bus, on_lost=stop.set)
+    transport: Any = hub
     try:
+        if config.postgres_url is not None:
+            from .services.pgbus import PgTransport
+
+            await hub.start(office.bus)
+            transport = PgTransport(config.postgres_url)
         await office.join_bus(transport)
         await office.start(sockets=sockets, singletons=index == 0)
-        transport.ready()
+        hub.ready()
         await stop.wait()
         await office.stop()
     finally:
         await office.bus.detach()
+        if transport is not hub:
+            await hub.close()
         office.close()
         cpu.shutdown()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +16,16 @@ import postoffice.outbound.worker as worker_mod
 from postoffice.outbound.worker import CLAIM_LEASE, QueueWorker
 from postoffice.store import Store
 from tests.outbound.worker_support import Clock, free_port, start_remote
-from tests.support.pg import fresh_database
+from tests.support.pg import BACKENDS, database_for
 from tests.support.server import make_config
 
 MSG = b"From: a@local.test\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nhello\r\n"
 
 
-@pytest.fixture(params=["sqlite"])  # "postgresql" joins once the store speaks it (issue 14)
-def database(request: Any, tmp_path: Path) -> Iterator[Path | str]:
-    if request.param == "sqlite":
-        yield tmp_path / "shared.db"
-        return
-    with fresh_database("po_queue") as dsn:
-        yield dsn
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """One database both nodes use: an SQLite file, or a fresh PostgreSQL schema."""
+    return database_for(request.param, request) or tmp_path / "shared.db"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,12 @@ def test_the_spool_is_emptied_when_the_store_opens(tmp_path: Path) -> None:
     async def run() -> None:
         store = Store.open(tmp_path / "data")
         store.close()
-        left = tmp_path / "data" / "spool" / "123.abc"  # a message being received at a kill -9
+        left = tmp_path / "data" / "spool" / "999999999.abc"  # a message being received at a kill -9
         left.write_bytes(b"partial")
+        receiving = tmp_path / "data" / "spool" / f"{os.getpid()}.def"  # another worker, receiving now
+        receiving.write_bytes(b"partial")
         store = Store.open(tmp_path / "data")
         store.close()
         assert not left.exists()
+        assert receiving.exists(), "a live process's spool file was removed"
     asyncio.run(run())

@@ -2,7 +2,7 @@
 
 `BusHub` runs in the supervisor (`postoffice serve`); `UnixBusClient` is the `Transport`
 (services/events.py) each worker attaches to its `EventBus`. The socket is
-``<data_dir>/bus.sock``, created mode 0600: only the server's own user (the workers, and the
+``<run_dir>/bus.sock`` (run_dir: data_dir unless ``[server] run_dir`` says otherwise), created mode 0600: only the server's own user (the workers, and the
 CLI announcing a change it committed) can connect.
 
 Frames are a 4-byte big-endian length and a JSON object:
@@ -44,8 +44,8 @@ _LEN = struct.Struct(">I")
 LOCK_TIMEOUT = 10.0
 
 
-def socket_path(data_dir: Path) -> Path:
-    return data_dir / "bus.sock"
+def socket_path(run_dir: Path) -> Path:
+    return run_dir / "bus.sock"
 
 
 @contextlib.contextmanager
@@ -275,10 +275,10 @@ class UnixBusClient:
                 await self._writer.wait_closed()
 
 
-async def announce(data_dir: Path, events: list[Any], node: str) -> bool:
+async def announce(run_dir: Path, events: list[Any], node: str) -> bool:
     """Send ``events`` to a running server's workers (the CLI, after it committed a change).
-    False when no server is running on ``data_dir``."""
-    path = socket_path(data_dir)
+    False when no server is running on ``run_dir``."""
+    path = socket_path(run_dir)
     if not encode_events(events) or not path.exists():
         return False
     client = UnixBusClient(path)

@@ -10,9 +10,9 @@ cheaply (the spooled body goes as a file name).
 
 `SpoolWriter` builds one while DATA or BDAT arrives: it finds the end of the header block,
 keeps the header in memory (it is bounded: ``max_header``) and writes the body to a file under
-``data_dir/spool`` once it passes ``inline`` octets. The file is not durable and needs no
+``run_dir/spool`` (run_dir: data_dir unless set) once it passes ``inline`` octets. The file is not durable and needs no
 fsync: nothing is acknowledged until the store committed its own copy (``store.blobs``), and
-`Spool.clean` empties the directory at start-up (files left by a kill -9).
+`Spool.clean` removes at start-up the files of processes that are gone (left by a kill -9).
 """
 
 from __future__ import annotations
@@ -121,15 +121,21 @@ class HeaderTooLarge(Exception):
 
 
 class Spool:
-    """The directory spool files go to (``data_dir/spool``)."""
+    """The directory spool files go to (``run_dir/spool``: each node has its own)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
     def clean(self) -> None:
+        """Remove the files of processes that are gone (a kill -9 mid-receive). A file is named
+        after the pid that writes it: those of live processes (the node's other workers,
+        receiving right now while one restarts, or while the CLI opens the store) stay. The
+        directory is the node's own (``[server] run_dir``): pids mean nothing on another host."""
         for f in self.root.iterdir():
-            f.unlink(missing_ok=True)
+            pid = f.name.partition(".")[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                f.unlink(missing_ok=True)
 
     def write(self, source: MessageSource | bytes | bytearray) -> MessageSource:
         """``source`` written to a new spool file, as a source reading it (blocking)."""
@@ -153,6 +159,16 @@ class Spool:
 
     def new_path(self) -> str:
         return str(self.root / f"{os.getpid()}.{secrets.token_hex(8)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class SpoolWriter:

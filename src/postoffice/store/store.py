@@ -60,9 +60,11 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
 
     @classmethod
     def open(cls, data_dir: Path, database: str | Path | None = None,
-             on_commit: Callable[[list[Any]], None] | None = None) -> Store:
+             on_commit: Callable[[list[Any]], None] | None = None, spool_dir: Path | None = None) -> Store:
         """``database``: an SQLite file (default ``data_dir/postoffice.db``) or a
-        ``postgresql://`` URL (store.pg); migrated to the current schema before use."""
+        ``postgresql://`` URL (store.pg); migrated to the current schema before use.
+        ``spool_dir``: where messages being received are spooled (default ``data_dir/spool``;
+        a node's own when several share data_dir)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         db = open_database(database or data_dir / "postoffice.db", on_commit=on_commit)
         try:
@@ -72,7 +74,7 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
             raise
         blobs = BlobStore(data_dir / "blobs")
         blobs.clean_tmp()
-        spool = Spool(data_dir / "spool")
+        spool = Spool(spool_dir or data_dir / "spool")
         spool.clean()  # files of messages that were being received when the server stopped
         return cls(db, blobs, spool)
 
