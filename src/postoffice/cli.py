@@ -585,27 +585,84 @@ def spam_filter(ctx: Context, target: str, state: str | None) -> None:
     TARGET is a domain or an address; STATE on, off, or (for an address) inherit: as its domain."""
     async def work(svc: AccountService) -> str:
         store = svc.store
-        if "@" in target:
-            account = await store.get_account(svc.clean_address(target))
-            if account is None:
-                raise UserError(f"no such address: {target}")
+        name, key = await _spam_target(svc, target)
+        if "account_id" in key:
+            account_id = key["account_id"]
             if state is not None:
-                await store.set_spam_filter(None if state == "inherit" else state == "on", account_id=account.id)
-            own = await store.spam_filter_setting(account_id=account.id)
-            on = (await store.spam_filter_wanted([account.id]))[account.id]
-            return f"{account.address}: spam filter {'on' if on else 'off'}" + (" (as its domain)" if own is None else "")
-        domain = await store.get_domain(svc.clean_domain(target))
-        if domain is None:
-            raise UserError(f"no such domain: {target}")
+                await store.set_spam_filter(None if state == "inherit" else state == "on", account_id=account_id)
+            own = await store.spam_filter_setting(account_id=account_id)
+            on = (await store.spam_filter_wanted([account_id]))[account_id]
+            return f"{name}: spam filter {'on' if on else 'off'}" + (" (as its domain)" if own is None else "")
         if state == "inherit":
             raise UserError("a domain's spam filter is either on or off")
         if state is not None:
-            await store.set_spam_filter(state == "on", domain_id=domain.id)
-        own = await store.spam_filter_setting(domain_id=domain.id)
-        return f"{domain.name}: spam filter {'off' if own is False else 'on'}"
+            await store.set_spam_filter(state == "on", **key)
+        own = await store.spam_filter_setting(**key)
+        return f"{name}: spam filter {'off' if own is False else 'on'}"
     console.print(ctx.run(work))
     if not ctx.config.filter.rspamd:
         console.print("(no spam filter is configured: set [filter] rspamd to use one)")
+
+
+async def _spam_target(svc: AccountService, target: str) -> tuple[str, dict[str, int]]:
+    """A domain or an address named on the command line: (its name, the store's key for it)."""
+    if "@" in target:
+        account = await svc.store.get_account(svc.clean_address(target))
+        if account is None:
+            raise UserError(f"no such address: {target}")
+        return account.address, {"account_id": account.id}
+    domain = await svc.store.get_domain(svc.clean_domain(target))
+    if domain is None:
+        raise UserError(f"no such domain: {target}")
+    return domain.name, {"domain_id": domain.id}
+
+
+@main.command("spam-threshold")
+@click.argument("target")
+@click.argument("score", required=False)
+@pass_ctx
+def spam_threshold(ctx: Context, target: str, score: str | None) -> None:
+    """Show or set the score at which mail goes to Junk, for a domain or one address.
+
+    SCORE is a number above 0, or "none": rspamd's action decides (for an address: as its domain)."""
+    from .services.spampolicy import clean_threshold
+
+    async def work(svc: AccountService) -> str:
+        name, key = await _spam_target(svc, target)
+        if score is not None:
+            await svc.store.set_spam_threshold(clean_threshold("" if score == "none" else score), **key)
+        stored = await svc.store.spam_threshold(**key)
+        return f"{name}: Junk threshold " + (f"{stored:g}" if stored is not None else "not set")
+    console.print(ctx.run(work))
+
+
+@main.command("spam-senders")
+@click.argument("target")
+@click.argument("action", required=False, type=click.Choice(["add", "remove"]))
+@click.argument("kind", required=False, type=click.Choice(["allow", "block"]))
+@click.argument("entry", required=False)
+@pass_ctx
+def spam_senders(ctx: Context, target: str, action: str | None, kind: str | None, entry: str | None) -> None:
+    """Show, add to or remove from the allow and block lists of senders of a domain or one address.
+
+    ENTRY is an address, a domain, or *.domain (its subdomains):
+    postoffice spam-senders example.com add block spammer.example"""
+    from .services import spampolicy
+
+    async def work(svc: AccountService) -> str:
+        name, key = await _spam_target(svc, target)
+        if action is not None:
+            if kind is None or not entry:
+                raise UserError("say which list (allow or block) and the entry")
+            cleaned = spampolicy.clean_entry(entry)
+            if action == "add" and not await svc.store.add_sender_entry(kind, cleaned, limit=spampolicy.MAX_ENTRIES,
+                                                                        **key):
+                raise UserError(f"the {kind} list is full ({spampolicy.MAX_ENTRIES} entries)")
+            if action == "remove" and not await svc.store.remove_sender_entry(kind, cleaned, **key):
+                raise UserError(f"{cleaned} is not on the {kind} list of {name}")
+        lists = await svc.store.sender_lists(**key)
+        return "\n".join(f"{name} {k}: {', '.join(lists[k]) or '(none)'}" for k in spampolicy.LISTS)
+    console.print(ctx.run(work))
 
 
 # -- app passwords (issue 16) -----------------------------------------------------------------

@@ -204,3 +204,24 @@ def test_spam_filter_command(config: Path) -> None:
     for args in (("nobody@example.com",), ("unknown.example",), ("example.com", "inherit")):
         out = po(config, "spam-filter", *args)
         assert out.returncode != 0 and out.stderr.count("\n") <= 1, (args, out.stderr)
+
+
+def test_spam_threshold_and_senders_commands(config: Path) -> None:
+    assert po(config, "domain", "add", "example.com").returncode == 0
+    assert po(config, "account", "add", "alice@example.com", "--password", "another-pass").returncode == 0
+    assert "example.com: Junk threshold not set" in po(config, "spam-threshold", "example.com").stdout
+    out = po(config, "spam-threshold", "Alice@Example.com", "7.5")
+    assert out.returncode == 0 and "alice@example.com: Junk threshold 7.5" in out.stdout, out.stderr
+    assert "Junk threshold not set" in po(config, "spam-threshold", "alice@example.com", "none").stdout
+    for args in (("alice@example.com", "0"), ("alice@example.com", "x"), ("nobody@example.com", "5")):
+        out = po(config, "spam-threshold", *args)
+        assert out.returncode != 0 and out.stderr.count("\n") <= 1, (args, out.stderr)
+    out = po(config, "spam-senders", "example.com", "add", "block", "*.Spammer.Example")
+    assert out.returncode == 0 and "example.com block: *.spammer.example" in out.stdout, out.stderr
+    out = po(config, "spam-senders", "alice@example.com", "add", "allow", "news@shop.example")
+    assert "alice@example.com allow: news@shop.example" in out.stdout
+    bad = po(config, "spam-senders", "alice@example.com", "add", "allow", "not an address")
+    assert bad.returncode != 0 and "is not an address, a domain or *.domain" in bad.stderr
+    assert "example.com block: (none)" in po(config, "spam-senders", "example.com", "remove", "block",
+                                             "*.spammer.example").stdout
+    assert po(config, "spam-senders", "example.com", "remove", "block", "*.spammer.example").returncode != 0

@@ -340,7 +340,8 @@ async def test_spam_filter_switches(client: httpx.AsyncClient, tokens: dict[str,
     t = tokens["olga"]
     domain = (await call(client, t, "GET", "/domains/example.com/spam-filter")).json()
     # on unless switched off; not effective here: the test server has no [filter] rspamd
-    assert domain == {"domain": "example.com", "enabled": True, "effective": False, "available": False}
+    assert domain == {"domain": "example.com", "enabled": True, "effective": False, "available": False,
+                      "junk_score": None, "allow": [], "block": []}
     path = "/domains/example.com/addresses/alice@example.com/spam-filter"
     assert (await call(client, t, "GET", path)).json()["enabled"] is None
     assert (await call(client, t, "PUT", "/domains/example.com/spam-filter", {"enabled": False})).json()["enabled"] is False
@@ -360,3 +361,43 @@ async def test_spam_filter_switches(client: httpx.AsyncClient, tokens: dict[str,
                            body)).status_code == 403
     bob = await office.store.get_account("bob@other.org")
     assert await office.store.spam_filter_wanted([bob.id]) == {bob.id: True}
+
+
+async def test_junk_score_and_sender_lists(client: httpx.AsyncClient, tokens: dict[str, str], office: Postoffice) -> None:
+    t = tokens["olga"]
+    base, address = "/domains/example.com/spam-filter", "/domains/example.com/addresses/alice@example.com/spam-filter"
+    assert (await call(client, t, "PUT", base + "/junk-score", {"junk_score": 7.5})).json()["junk_score"] == 7.5
+    answer = (await call(client, t, "GET", address)).json()
+    assert (answer["junk_score"], answer["domain_junk_score"], answer["effective_junk_score"]) == (None, 7.5, 7.5)
+    answer = (await call(client, t, "PUT", address + "/junk-score", {"junk_score": 12})).json()
+    assert (answer["junk_score"], answer["effective_junk_score"]) == (12, 12)
+    alice = await office.store.get_account("alice@example.com")
+    assert (await office.store.spam_policies([alice.id]))[alice.id][1] == 12
+    for bad in (0, -3, 1e9, "many"):
+        response = await call(client, t, "PUT", address + "/junk-score", {"junk_score": bad})
+        assert response.status_code in (400, 422), bad
+        if response.status_code == 400:
+            assert response.json()["field"] == "junk_score"
+    assert (await call(client, t, "PUT", address + "/junk-score", {"junk_score": None})).json()["junk_score"] is None
+    # lists: entries are cleaned, refused when malformed or already on the other list
+    response = await call(client, t, "POST", address + "/senders", {"list": "block", "entry": " News+Promo@Shop.Example "})
+    assert response.status_code == 201 and response.json() == {"list": "block", "entry": "news+promo@shop.example"}
+    assert (await call(client, t, "POST", base + "/senders", {"list": "allow", "entry": "*.Lists.Example"})).json()["entry"] \
+        == "*.lists.example"
+    for body in ({"list": "allow", "entry": "not an address"}, {"list": "maybe", "entry": "x.example"},
+                 {"list": "allow", "entry": "news+promo@shop.example"}):
+        response = await call(client, t, "POST", address + "/senders", body)
+        assert response.status_code == 400, body
+        assert response.json()["field"] in ("entry", "list")
+    answer = (await call(client, t, "GET", address)).json()
+    assert (answer["allow"], answer["block"]) == ([], ["news+promo@shop.example"])
+    assert (await call(client, t, "GET", base)).json()["allow"] == ["*.lists.example"]
+    assert (await call(client, t, "DELETE", address + "/senders/block/news+promo@shop.example")).status_code == 204
+    assert (await call(client, t, "DELETE", address + "/senders/block/news+promo@shop.example")).status_code == 404
+    assert (await call(client, t, "GET", address)).json()["block"] == []
+    # another owner's domain: refused, nothing changed
+    other = "/domains/other.org/spam-filter"
+    assert (await call(client, tokens["otto"], "DELETE", base + "/senders/allow/*.lists.example")).status_code == 403
+    assert (await call(client, t, "PUT", other + "/junk-score", {"junk_score": 3})).status_code == 403
+    assert (await call(client, t, "POST", other + "/senders", {"list": "block", "entry": "x.example"})).status_code == 403
+    assert (await call(client, t, "GET", base)).json()["allow"] == ["*.lists.example"]

@@ -358,3 +358,84 @@ def test_totp_enrolment_and_login_in_the_browser(live: Any, browser: Any, shot: 
     other.get_by_role("button", name="Continue").click()
     other.get_by_role("heading", name="Service overview").wait_for()
     context.close()
+
+
+def test_spam_settings_forms_in_the_browser(live_with_mail: Any, browser: Any, shot: Any) -> None:
+    """Issue 15: the Junk threshold and the sender lists of a domain and of an address, set in a
+    browser (errors beside the field, removal behind a confirmation) and obeyed on port 25."""
+    import smtplib
+
+    live = live_with_mail
+    store = live.office.store
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    page.set_default_timeout(10000)
+    page.goto(live.url + "/login")
+    page.get_by_label("Login or email address").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Service overview").wait_for()
+    page.goto(live.url + "/domains/example.com/spam-filter")
+    threshold = page.get_by_label("Score at which mail goes to Junk")
+    threshold.fill("lots")
+    page.get_by_role("button", name="Save threshold").click()
+    page.get_by_text("the Junk threshold must be a number").wait_for()
+    assert page.get_by_label("Score at which mail goes to Junk").input_value() == "lots"
+    page.get_by_label("Score at which mail goes to Junk").fill("7.5")
+    page.get_by_role("button", name="Save threshold").click()
+    page.get_by_text("Junk threshold of example.com: 7.5.").wait_for()
+    domain = live.call(store.get_domain("example.com"))
+    assert live.call(store.spam_threshold(domain_id=domain.id)) == 7.5
+
+    page.get_by_label("Sender").fill("bad sender@")
+    page.get_by_role("button", name="Add sender").click()
+    page.get_by_text("is not an address, a domain or *.domain").wait_for()
+    page.get_by_label("Sender").fill("*.Spammy.Example")
+    page.get_by_role("button", name="Add sender").click()
+    page.get_by_text("*.spammy.example was added to the block list of example.com").wait_for()
+    shot(page, "spam-filter-settings")
+    smtp_port = live.office.bound["smtp"].port
+
+    def rcpt(sender: str, rcpt: str = "alice@example.com") -> int:
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            smtp.ehlo("mx.far.example")
+            smtp.mail(sender)
+            return smtp.rcpt(rcpt)[0]
+
+    assert rcpt("bulk@mx.spammy.example") == 550
+    assert rcpt("friend@far.example") == 250
+
+    # The address's own page (three dots > Spam settings): its allow entry beats the domain's block.
+    page.goto(live.url + "/domains/example.com/email")
+    row = page.locator('tr[data-address="alice@example.com"]')
+    row.get_by_label("Actions for alice@example.com").click()
+    row.get_by_role("menuitem", name="Spam settings").click()
+    page.get_by_role("heading", name="Spam settings").wait_for()
+    assert page.get_by_label("Score at which mail goes to Junk").get_attribute("placeholder") == "as the domain (7.5)"
+    page.get_by_label("Sender").fill("news@mx.spammy.example")
+    page.get_by_text("Allow", exact=True).click()
+    page.get_by_role("button", name="Add sender").click()
+    page.get_by_text("news@mx.spammy.example was added to the allow list of alice@example.com").wait_for()
+    assert rcpt("news@mx.spammy.example") == 250
+    assert rcpt("news@mx.spammy.example", "info@example.com") == 550  # info has no such entry
+    page.get_by_label("Score at which mail goes to Junk").fill("0")
+    page.get_by_role("button", name="Save threshold").click()
+    page.get_by_text("must be above 0").wait_for()
+    page.get_by_label("Score at which mail goes to Junk").fill("12")
+    page.get_by_role("button", name="Save threshold").click()
+    page.get_by_text("Junk threshold of alice@example.com: 12.").wait_for()
+    alice = live.call(store.get_account("alice@example.com"))
+    assert live.call(store.spam_policies([alice.id]))[alice.id][1] == 12
+
+    # Removal asks first; cancelling keeps the entry.
+    page.goto(live.url + "/domains/example.com/spam-filter")
+    entry = page.locator('#block-list tr[data-entry="*.spammy.example"]')
+    entry.get_by_role("button", name="Remove").click()
+    dialog = page.locator("#confirm-dialog")
+    assert dialog.is_visible()
+    assert "Remove *.spammy.example from the block list?" in dialog.inner_text()
+    dialog.get_by_role("button", name="Remove").click()
+    page.get_by_text("*.spammy.example was removed from the block list of example.com").wait_for()
+    assert page.locator('#block-list tr[data-entry="*.spammy.example"]').count() == 0
+    assert live.call(store.sender_lists(domain_id=domain.id)) == {"allow": [], "block": []}
+    assert rcpt("bulk@mx.spammy.example") == 250
+    page.close()

@@ -325,6 +325,53 @@ class Operations:
             await self.store.set_spam_filter(enabled, account_id=account.id)
         return await self.spam_filter(domain_name, address)
 
+    # -- Junk threshold, allow and block lists (issue 15, services/spampolicy.py) -------------
+
+    async def _spam_target(self, domain_name: str, address: str | None) -> dict[str, int]:
+        """The store's key for a domain's or an address's settings (the principal may manage it)."""
+        domain = await self.domain(domain_name)
+        if address is None:
+            return {"domain_id": domain.id}
+        return {"account_id": (await self._account(domain, address)).id}
+
+    async def spam_settings(self, domain_name: str, address: str | None = None) -> dict[str, Any]:
+        """The switch (see `spam_filter`), the Junk threshold (``junk_score``: the stored one,
+        None = not set; for an address also the domain's and the one in force) and the lists."""
+        info = await self.spam_filter(domain_name, address)
+        target = await self._spam_target(domain_name, address)
+        info["junk_score"] = await self.store.spam_threshold(**target)
+        if address is not None:
+            domain = await self.domain(domain_name)
+            info["domain_junk_score"] = await self.store.spam_threshold(domain_id=domain.id)
+            info["effective_junk_score"] = info["junk_score"] if info["junk_score"] is not None else info["domain_junk_score"]
+        info.update(await self.store.sender_lists(**target))
+        return info
+
+    async def set_junk_score(self, domain_name: str, address: str | None, value: object) -> dict[str, Any]:
+        """Set the Junk threshold (a number above 0, or None/"" for "rspamd decides" / "as the domain")."""
+        score = spampolicy.clean_threshold(value)
+        await self.store.set_spam_threshold(score, **await self._spam_target(domain_name, address))
+        return await self.spam_settings(domain_name, address)
+
+    async def add_sender_entry(self, domain_name: str, address: str | None, kind: str, entry: str) -> str:
+        """Add an entry to the allow or block list; returns it as stored."""
+        kind = spampolicy.clean_list_kind(kind)
+        cleaned = spampolicy.clean_entry(entry)
+        target = await self._spam_target(domain_name, address)
+        lists = await self.store.sender_lists(**target)
+        other = spampolicy.BLOCK if kind == spampolicy.ALLOW else spampolicy.ALLOW
+        if cleaned in lists[other]:
+            raise UserError(f"{cleaned} is on the {other} list; remove it there first", "entry")
+        if not await self.store.add_sender_entry(kind, cleaned, limit=spampolicy.MAX_ENTRIES, **target):
+            raise UserError(f"the {kind} list is full ({spampolicy.MAX_ENTRIES} entries)", "entry")
+        return cleaned
+
+    async def remove_sender_entry(self, domain_name: str, address: str | None, kind: str, entry: str) -> None:
+        kind = spampolicy.clean_list_kind(kind)
+        target = await self._spam_target(domain_name, address)
+        if not await self.store.remove_sender_entry(kind, entry.strip().lower(), **target):
+            raise Missing(f"{entry} is not on the {kind} list")
+
     async def spam_overview(self, domain_name: str, *, days: int = 7, now: float | None = None) -> dict[str, Any]:
         """The panel's spam filter page: the switches of the domain and each address, and the
         stored verdicts of the last ``days`` days per day (oldest first) and per address."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from .pages import addresses, autoconfig, domains, logins, queue, session, twofactor
+from .pages import addresses, autoconfig, domains, logins, queue, session, spam, twofactor
 
 GET_POST = ["GET", "POST"]
 A = "/domains/{domain}/email/{address}"
@@ -35,7 +35,17 @@ routes: list[BaseRoute] = [
     Route("/domains/{domain}/aliases/{alias}/delete", domains.alias_delete, name="alias_delete",
           methods=["POST"]),
     Route("/domains/{domain}/protocols", domains.protocols, name="protocols", methods=GET_POST),
-    Route("/domains/{domain}/spam-filter", domains.spam_filter, name="spam_filter", methods=GET_POST),
+    # Spam filter (issue 15): the domain's page, an address's page, and their forms
+    Route("/domains/{domain}/spam-filter", spam.spam_filter, name="spam_filter", methods=GET_POST),
+    Route("/domains/{domain}/spam-filter/junk-score", spam.junk_score, name="spam_junk_score", methods=["POST"]),
+    Route("/domains/{domain}/spam-filter/senders", spam.sender_add, name="spam_sender_add", methods=["POST"]),
+    Route("/domains/{domain}/spam-filter/senders/remove/{kind}/{entry:path}", spam.sender_remove,
+          name="spam_sender_remove", methods=["POST"]),
+    Route(A + "/spam", spam.address_spam, name="address_spam"),
+    Route(A + "/spam/junk-score", spam.junk_score, name="address_spam_junk_score", methods=["POST"]),
+    Route(A + "/spam/senders", spam.sender_add, name="address_spam_sender_add", methods=["POST"]),
+    Route(A + "/spam/senders/remove/{kind}/{entry:path}", spam.sender_remove, name="address_spam_sender_remove",
+          methods=["POST"]),
     Route("/domains/{domain}/client-settings", domains.client_settings, name="client_settings"),
     Route("/domains/{domain}/dns", domains.dns, name="dns"),
     # Panel logins and API tokens

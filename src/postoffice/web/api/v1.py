@@ -77,6 +77,17 @@ class SpamFilterIn(BaseModel):
     enabled: bool | None = Field(description="on/off; for an address null follows the domain")
 
 
+class JunkScoreIn(BaseModel):
+    junk_score: float | None = Field(description="rspamd score at or above which mail goes to Junk (above 0); "
+                                     "null: rspamd's action decides (for an address: as the domain)")
+
+
+class SenderEntryIn(BaseModel):
+    list: str = Field(description="allow | block")
+    entry: str = Field(description="an address, a domain, or *.domain for its subdomains",
+                       examples=["news@shop.example", "shop.example", "*.shop.example"])
+
+
 class AppPasswordIn(BaseModel):
     name: str = Field(examples=["Phone"])
     protocols: list[str] = Field(description="any of imap, pop3, smtp", examples=[["imap", "smtp"]])
@@ -240,9 +251,9 @@ def create_api(office: Any, panel_users: Any) -> FastAPI:
     # -- spam filtering on/off (issue 15) ------------------------------------------------
 
     @api.get("/domains/{domain}/spam-filter", tags=["spam filter"],
-             summary="Whether mail to the domain is checked by the spam filter (rspamd)")
+             summary="Whether mail to the domain is checked by the spam filter (rspamd), its Junk threshold and lists")
     async def get_domain_spam_filter(domain: str, ops: OpsDep) -> dict[str, Any]:
-        return await ops.spam_filter(domain)
+        return await ops.spam_settings(domain)
 
     @api.put("/domains/{domain}/spam-filter", tags=["spam filter"], summary="Switch spam filtering for a domain")
     async def put_domain_spam_filter(domain: str, body: SpamFilterIn, ops: OpsDep) -> dict[str, Any]:
@@ -251,12 +262,46 @@ def create_api(office: Any, panel_users: Any) -> FastAPI:
     @api.get("/domains/{domain}/addresses/{address}/spam-filter", tags=["spam filter"],
              summary="Whether mail to the address is checked by the spam filter")
     async def get_address_spam_filter(domain: str, address: str, ops: OpsDep) -> dict[str, Any]:
-        return await ops.spam_filter(domain, address)
+        return await ops.spam_settings(domain, address)
 
     @api.put("/domains/{domain}/addresses/{address}/spam-filter", tags=["spam filter"],
              summary="Switch spam filtering for an address (null: as the domain)")
     async def put_address_spam_filter(domain: str, address: str, body: SpamFilterIn, ops: OpsDep) -> dict[str, Any]:
         return await ops.set_spam_filter(domain, address, body.enabled)
+
+    # -- Junk threshold, allow and block lists (issue 15) ----------------------------------
+
+    D, A = "/domains/{domain}/spam-filter", "/domains/{domain}/addresses/{address}/spam-filter"
+
+    @api.put(D + "/junk-score", tags=["spam filter"], summary="Set the domain's Junk threshold (null: rspamd decides)")
+    async def put_domain_junk_score(domain: str, body: JunkScoreIn, ops: OpsDep) -> dict[str, Any]:
+        return await ops.set_junk_score(domain, None, body.junk_score)
+
+    @api.put(A + "/junk-score", tags=["spam filter"], summary="Set the address's Junk threshold (null: as the domain)")
+    async def put_address_junk_score(domain: str, address: str, body: JunkScoreIn, ops: OpsDep) -> dict[str, Any]:
+        return await ops.set_junk_score(domain, address, body.junk_score)
+
+    @api.post(D + "/senders", tags=["spam filter"], status_code=201,
+              summary="Add a sender to the domain's allow or block list")
+    async def add_domain_sender(domain: str, body: SenderEntryIn, ops: OpsDep) -> dict[str, str]:
+        return {"list": body.list, "entry": await ops.add_sender_entry(domain, None, body.list, body.entry)}
+
+    @api.post(A + "/senders", tags=["spam filter"], status_code=201,
+              summary="Add a sender to the address's allow or block list")
+    async def add_address_sender(domain: str, address: str, body: SenderEntryIn, ops: OpsDep) -> dict[str, str]:
+        return {"list": body.list, "entry": await ops.add_sender_entry(domain, address, body.list, body.entry)}
+
+    @api.delete(D + "/senders/{kind}/{entry:path}", tags=["spam filter"], status_code=204,
+                summary="Remove a sender from the domain's allow or block list")
+    async def remove_domain_sender(domain: str, kind: str, entry: str, ops: OpsDep) -> Response:
+        await ops.remove_sender_entry(domain, None, kind, entry)
+        return Response(status_code=204)
+
+    @api.delete(A + "/senders/{kind}/{entry:path}", tags=["spam filter"], status_code=204,
+                summary="Remove a sender from the address's allow or block list")
+    async def remove_address_sender(domain: str, address: str, kind: str, entry: str, ops: OpsDep) -> Response:
+        await ops.remove_sender_entry(domain, address, kind, entry)
+        return Response(status_code=204)
 
     # -- Sieve filters (issue 16) ------------------------------------------------------
 

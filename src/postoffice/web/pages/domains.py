@@ -106,21 +106,3 @@ async def dns(request: Request, ops: Operations) -> Response:
     domain = await ops.domain(request.path_params["domain"])
     records, has_dkim = await ops.dns_records(domain.name)
     return render(request, "domain/dns.html", domain=domain, section="dns", records=records, has_dkim=has_dkim)
-
-
-@page
-async def spam_filter(request: Request, ops: Operations) -> Response:
-    """Spam filtering (issue 15): on/off for the domain and per address, and the last 7 days."""
-    domain = await ops.domain(request.path_params["domain"])
-    if request.method == "POST":
-        form = await checked_form(request)
-        await ops.set_spam_filter(domain.name, None, form.get("domain") != "off")
-        for info in await ops.addresses(domain.name):
-            choice = form.get(f"address:{info.account.address}")
-            if choice in ("on", "off", "inherit"):
-                await ops.set_spam_filter(domain.name, info.account.address,
-                                          None if choice == "inherit" else choice == "on")
-        flash(request, f"Spam filter settings of {domain.name} saved.")
-        return redirect(request, "spam_filter", domain=domain.name)
-    return render(request, "domain/spam_filter.html", domain=domain, section="spam",
-                  spam=await ops.spam_overview(domain.name))
