@@ -126,7 +126,8 @@ class VerdictStore(StoreBase):
         def op(tx: Tx) -> bool:
             if tx.scalar(f"SELECT count(*) FROM {table} WHERE {column} = ? AND kind = ?", (key, kind)) >= limit:
                 return False
-            tx.execute(f"INSERT OR IGNORE INTO {table} ({column}, kind, entry) VALUES (?, ?, ?)", (key, kind, entry))
+            tx.execute(f"INSERT INTO {table} ({column}, kind, entry) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                       (key, kind, entry))
             return True
         return bool(await self.db.write(op))
 
