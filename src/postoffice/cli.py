@@ -245,6 +245,35 @@ def check_config(ctx: Context) -> None:
     console.print(f"[green]configuration {config.source} is valid[/]")
 
 
+# -- migrate (issue 14) ---------------------------------------------------------------------
+
+
+@main.command("migrate")
+@click.option("--from", "source", required=True, metavar="sqlite:PATH",
+              help="the SQLite database to copy, e.g. sqlite:./data/postoffice.db")
+@click.option("--to", "target", required=True, metavar="postgresql://...",
+              help="the empty database to copy into")
+def migrate_database(source: str, target: str) -> None:
+    """Copy every table (messages, flags, UIDs, UIDVALIDITY, modseqs, queue, accounts, panel
+    data) from SQLite to PostgreSQL, then compare counts. Stop the server first; message
+    files stay in data_dir. Then set [store] database to the target and start the server."""
+    from .config import POSTGRES_SCHEMES
+    from .store.transfer import TransferError, copy_database
+
+    if not source.startswith("sqlite:"):
+        fail("--from must be sqlite:PATH", 2)
+    if not target.startswith(POSTGRES_SCHEMES):
+        fail("--to must be a postgresql:// URL", 2)
+    try:
+        copied = copy_database(Path(source.removeprefix("sqlite:")), target,
+                               progress=lambda table, rows: console.print(f"{table:24} {rows:>10} rows"))
+    except TransferError as exc:
+        fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the database's refusal, in one line
+        fail(f"migration failed: {exc}")
+    console.print(f"[green]copied {sum(copied.values())} rows in {len(copied)} tables; counts verified[/]")
+
+
 # -- domains --------------------------------------------------------------------------------
 
 
