@@ -53,7 +53,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..store.records import AccountChanged, FlagsChanged, MailboxesChanged, MessagesAdded, MessagesExpunged
+from ..store.records import (
+    AccountChanged, FlagsChanged, MailboxesChanged, MessagesAdded, MessagesExpunged, MetadataChanged,
+    SubscriptionChanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,8 @@ class QueueWork:
 
 
 _EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    MessagesAdded, FlagsChanged, MessagesExpunged, MailboxesChanged, AccountChanged,
+    MessagesAdded, FlagsChanged, MessagesExpunged, MailboxesChanged, AccountChanged, SubscriptionChanged,
+    MetadataChanged,
     SessionOpened, SessionClosed, SessionsWanted, NodeGone, LoginResult, QueueWork,
 )}
 # Fields that stay in their process (object references).

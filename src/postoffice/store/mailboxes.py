@@ -16,6 +16,7 @@ from .records import (
     MailboxStatus,
     MessagesExpunged,
     NotFound,
+    SubscriptionChanged,
 )
 from .rows import _MAILBOX_COLUMNS, StoreBase, _mailbox, _like_prefix
 
@@ -88,14 +89,9 @@ class MailboxStore(StoreBase):
         def op(tx: Tx) -> Mailbox:
             if tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)):
                 raise AlreadyExists(f"mailbox {name} already exists")
-            parts = name.split("/")
-            for depth in range(1, len(parts)):
-                parent = "/".join(parts[:depth])
-                if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
-                                 (account_id, parent)):
-                    self._create_mailbox(tx, account_id, parent, None)
+            created = self._create_parents(tx, account_id, name)
             mailbox_id = self._create_mailbox(tx, account_id, name, special_use)
-            tx.emit(MailboxesChanged(account_id))
+            tx.emit(MailboxesChanged(account_id, created=(*created, name)))
             return _mailbox(tx.one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)))
         return await self.db.write(op)
 
@@ -115,7 +111,7 @@ class MailboxStore(StoreBase):
             if uids:
                 tx.emit(MessagesExpunged(account_id, row[0], uids, 0))
             tx.execute("DELETE FROM mailboxes WHERE id = ?", (row[0],))
-            tx.emit(MailboxesChanged(account_id, deleted_mailbox_id=row[0]))
+            tx.emit(MailboxesChanged(account_id, deleted_mailbox_id=row[0], deleted=(name,)))
         await self.db.write(op)
 
     async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
@@ -131,14 +127,11 @@ class MailboxStore(StoreBase):
                 raise AlreadyExists(f"mailbox {new} already exists")
             if new.startswith(old + "/"):
                 raise InvalidName("cannot rename a mailbox into itself")
-            parts = new.split("/")
-            for depth in range(1, len(parts)):
-                parent = "/".join(parts[:depth])
-                if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, parent)):
-                    self._create_mailbox(tx, account_id, parent, None)
-            if old == "INBOX":
+            created = self._create_parents(tx, account_id, new)
+            if old == "INBOX":  # INBOX stays: to the client, a new mailbox appeared
                 target = self._create_mailbox(tx, account_id, new, None)
                 self._move_all(tx, account_id, row[0], target)
+                tx.emit(MailboxesChanged(account_id, created=(*created, new)))
             else:
                 children = tx.all("SELECT id, name FROM mailboxes WHERE account_id = ? AND name LIKE ? ESCAPE '\\'",
                                   (account_id, _like_prefix(old + "/")))
@@ -151,8 +144,20 @@ class MailboxStore(StoreBase):
                     tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, sub))
                     tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                (account_id, new + sub[len(old):]))
-            tx.emit(MailboxesChanged(account_id))
+                renamed = ((old, new), *((name, new + name[len(old):]) for _, name in children))
+                tx.emit(MailboxesChanged(account_id, created=created, renamed=renamed))
         await self.db.write(op)
+
+    def _create_parents(self, tx: Tx, account_id: int, name: str) -> tuple[str, ...]:
+        """Create the missing parents of ``name``; their names, outermost first."""
+        parts = name.split("/")
+        created = []
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, parent)):
+                self._create_mailbox(tx, account_id, parent, None)
+                created.append(parent)
+        return tuple(created)
 
     def _move_all(self, tx: Tx, account_id: int, source: int, target: int) -> None:
         uids = [r[0] for r in tx.all("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (source,))]
@@ -168,10 +173,12 @@ class MailboxStore(StoreBase):
             if subscribed:
                 if not tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)):
                     raise NotFound(f"no mailbox {name}")
-                tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                           (account_id, name))
+                cur = tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) "
+                                 "ON CONFLICT DO NOTHING", (account_id, name))
             else:  # a name not on the list: nothing to do (idempotent, as SUBSCRIBE is)
-                tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
+                cur = tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
+            if cur.rowcount:
+                tx.emit(SubscriptionChanged(account_id, name, subscribed))
         await self.db.write(op)
 
     async def list_subscriptions(self, account_id: int) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .db import Tx
+from .records import MetadataChanged
 from .rows import StoreBase
 
 __all__ = ["MetadataStore", "MetadataLimit"]
@@ -54,4 +55,6 @@ class MetadataStore(StoreBase):
                               "AND uidvalidity = ?", (account_id, mailbox_id, uidvalidity))
             if count > max_entries:
                 raise MetadataLimit(count)  # the transaction is rolled back
+            mailbox = tx.scalar("SELECT name FROM mailboxes WHERE id = ?", (mailbox_id,)) if mailbox_id else ""
+            tx.emit(MetadataChanged(account_id, mailbox or "", tuple(name for name, _ in items)))
         await self.db.write(op)

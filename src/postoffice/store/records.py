@@ -204,10 +204,33 @@ class MessagesExpunged:
 
 @dataclass(frozen=True)
 class MailboxesChanged:
-    """A mailbox of the account was created, deleted or renamed."""
+    """A mailbox of the account was created, deleted or renamed: the names concerned (what
+    IMAP NOTIFY's MailboxName event reports, RFC 5465 section 5.4)."""
 
     account_id: int
     deleted_mailbox_id: int | None = None
+    created: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()  # (old name, new name), children included
+
+
+@dataclass(frozen=True)
+class SubscriptionChanged:
+    """A name was added to (``subscribed``) or removed from the account's subscription list."""
+
+    account_id: int
+    name: str
+    subscribed: bool
+
+
+@dataclass(frozen=True)
+class MetadataChanged:
+    """METADATA entries (RFC 5464) of a mailbox (``mailbox`` its name) or of the server
+    (``mailbox`` "") were set or removed."""
+
+    account_id: int
+    mailbox: str
+    entries: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .capabilities import ENABLEABLE, SUPPORTED_EXTENSIONS
 from .commands import (
     LIST_RETURN_OPTIONS, LIST_SELECTION_OPTIONS, SEARCH_RETURN_OPTIONS, STATE_COMMANDS,
     STATUS_ITEMS, Append, AppendMessage, Authenticate, CancelUpdate, Capability, Check, Close, Command,
-    Compress, Copy, GenUrlAuth, GetMetadata, ResetKey, SetMetadata, UrlFetch,
+    Compress, Copy, GenUrlAuth, GetMetadata, Notify, NotifyGroup, ResetKey, SetMetadata, UrlFetch,
     Create, Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List,
     Login, Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select,
     SetQuota, Sort, StartTls, State, Status, Store, StoreMode, Subscribe, Thread, UidExpunge,
@@ -40,7 +40,7 @@ __all__ = [
     "responses", "ENABLEABLE", "SUPPORTED_EXTENSIONS",
     "LIST_RETURN_OPTIONS", "LIST_SELECTION_OPTIONS", "SEARCH_RETURN_OPTIONS", "STATE_COMMANDS",
     "STATUS_ITEMS", "Append", "AppendMessage", "Authenticate", "CancelUpdate", "Capability", "Check", "Close", "Compress", "GenUrlAuth",
-    "ResetKey", "UrlFetch", "GetMetadata", "SetMetadata",
+    "ResetKey", "UrlFetch", "GetMetadata", "SetMetadata", "Notify", "NotifyGroup",
     "Command", "Copy", "Create", "Delete", "Enable", "Examine", "Expunge", "Fetch", "GetQuota",
     "GetQuotaRoot", "Id", "Idle", "List", "Login", "Logout", "Lsub", "Move", "Namespace", "Noop",
     "QresyncParams", "Rename", "Search", "Select", "SetQuota", "Sort", "StartTls", "State", "Status",

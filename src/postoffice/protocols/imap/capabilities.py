@@ -49,6 +49,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "URLAUTH",          # RFC 4467 (GENURLAUTH, URLFETCH, RESETKEY)
     "METADATA",         # RFC 5464
     "METADATA-SERVER",  # RFC 5464
+    "NOTIFY",           # RFC 5465
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

@@ -27,7 +27,7 @@ __all__ = [
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
     "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
-    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "GenUrlAuth", "UrlFetch", "ResetKey", "GetMetadata", "SetMetadata", "Command", "STATE_COMMANDS",
+    "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "GenUrlAuth", "UrlFetch", "ResetKey", "GetMetadata", "SetMetadata", "Notify", "NotifyGroup", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
 
@@ -315,6 +315,29 @@ class SetMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465 section 8): which mailboxes (``filter`` is
+    SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE or MAILBOXES, upper
+    case; ``mailboxes`` the names of the last two) and which events (their canonical names,
+    e.g. ``MessageNew``; an unknown event keeps its spelling; ``None`` for NONE).
+    ``fetch_atts`` are MessageNew's FETCH attributes."""
+
+    filter: str
+    events: tuple[str, ...] | None
+    mailboxes: tuple[bytes, ...] = ()
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """NOTIFY SET [STATUS] event-groups / NOTIFY NONE (RFC 5465 section 3.1); ``groups`` is
+    None for NONE."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class GetQuota:
     """GETQUOTA quota-root (RFC 9208)."""
 
@@ -463,14 +486,14 @@ Command = Union[
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
     Search, Fetch, Store, Copy, Move, Sort, Thread, Compress, CancelUpdate, GenUrlAuth, UrlFetch,
-    ResetKey, GetMetadata, SetMetadata,
+    ResetKey, GetMetadata, SetMetadata, Notify,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
 _AUTH = (
     Enable, Select, Examine, Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub,
     Namespace, Status, Append, Idle, GetQuota, GetQuotaRoot, SetQuota, Compress, GenUrlAuth, UrlFetch,
-    ResetKey, GetMetadata, SetMetadata,
+    ResetKey, GetMetadata, SetMetadata, Notify,
 )
 _SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread,
              CancelUpdate)

@@ -30,13 +30,13 @@ from .commands import (
     Create,
     Delete, Enable, Examine, Expunge, Fetch, GenUrlAuth, GetMetadata, GetQuota, GetQuotaRoot, Id, Idle,
     List, Login,
-    Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, ResetKey, Search, Select, SetMetadata,
+    Logout, Lsub, Move, Namespace, Noop, Notify, NotifyGroup, QresyncParams, Rename, ResetKey, Search, Select, SetMetadata,
     SetQuota,
     Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
     UrlFetch,
 )
 from .events import CommandReceived, InvalidCommand
-from .grammar.fetch_att import parse_fetch_atts
+from .grammar.fetch_att import FetchAtt, parse_fetch_att, parse_fetch_atts
 from .grammar.reader import ATOM_RE, MAX_NUMBER64, TAG_RE, ParseError, Reader
 from .grammar.search import MAX_SEARCH_DEPTH, SearchAnd, SearchKey, parse_flag, parse_search_key
 from .grammar.sequence_set import SequenceSet, parse_sequence_set
@@ -525,6 +525,95 @@ def _setmetadata(r: Reader) -> Command:
     return SetMetadata(mailbox, tuple(r.paren_list(entry_value, allow_empty=False, what="entry list")))
 
 
+# -- NOTIFY (RFC 5465 section 8) ----------------------------------------------------
+#: The events RFC 5465 names, by their upper-case spelling (any other atom is an event-ext).
+NOTIFY_EVENT_NAMES = {name.upper(): name for name in (
+    "MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange", "MailboxName",
+    "SubscriptionChange", "MailboxMetadataChange", "ServerMetadataChange",
+    "QuotaExceeded", "QuotaWithin", "QuotaChange")}
+NOTIFY_MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange"})
+_SELECTED_FILTERS = ("SELECTED", "SELECTED-DELAYED")
+_OTHER_FILTERS = ("INBOXES", "PERSONAL", "SUBSCRIBED")
+_NAMED_FILTERS = ("SUBTREE", "MAILBOXES")
+
+
+def _notify(r: Reader) -> Command:
+    # notify = "NOTIFY" SP (notify-set / notify-none)
+    # notify-set = "SET" [status-indicator] SP event-groups ; status-indicator = SP "STATUS"
+    # event-groups = event-group *(SP event-group)
+    r.sp()
+    verb = r.upper_atom("SET or NONE")
+    if verb == "NONE":
+        return Notify(None)
+    if verb != "SET":
+        raise r.fail("NOTIFY takes SET or NONE")
+    r.sp()
+    status = r.try_keyword(b"STATUS")
+    if status:
+        r.sp()
+    groups = [_event_group(r)]
+    while r.try_sp():
+        groups.append(_event_group(r))
+    if sum(g.filter in _SELECTED_FILTERS for g in groups) > 1:
+        # section 6.1: only one of SELECTED and SELECTED-DELAYED, once
+        raise r.fail("SELECTED or SELECTED-DELAYED may be given only once")
+    return Notify(tuple(groups), status)
+
+
+def _event_group(r: Reader) -> NotifyGroup:
+    # event-group = "(" filter-mailboxes SP events ")"
+    # filter-mailboxes = "selected" / "selected-delayed" / "inboxes" / "personal" /
+    #     "subscribed" / ("subtree" SP one-or-more-mailbox) / ("mailboxes" SP one-or-more-mailbox)
+    # one-or-more-mailbox = mailbox / many-mailboxes ; many-mailboxes = "(" mailbox *(SP mailbox) ")"
+    r.expect(b"(", "'(' starting an event group")
+    kind = r.upper_atom("a mailbox filter")
+    names: tuple[bytes, ...] = ()
+    if kind in _NAMED_FILTERS:
+        r.sp()
+        if r.peek() == 0x28:
+            names = tuple(r.paren_list(r.mailbox, allow_empty=False, what="mailbox list"))
+        else:
+            names = (r.mailbox(),)
+    elif kind not in _SELECTED_FILTERS + _OTHER_FILTERS:
+        raise r.fail(f"unknown mailbox filter {kind}")
+    r.sp()
+    group = _events(r, kind, names)
+    r.expect(b")", "')' ending the event group")
+    return group
+
+
+def _events(r: Reader, kind: str, names: tuple[bytes, ...]) -> NotifyGroup:
+    # events = ("(" event *(SP event) ")") / "NONE"
+    # event = message-event / mailbox-event / user-event / event-ext
+    # message-event = ("MessageNew" [SP "(" fetch-att *(SP fetch-att) ")"]) / "MessageExpunge" /
+    #     "FlagChange" / "AnnotationChange"
+    if r.try_keyword(b"NONE"):
+        return NotifyGroup(kind, None, names)
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+    def event() -> str:
+        nonlocal fetch_atts
+        raw = r.atom("an event name").decode("ascii")
+        name = NOTIFY_EVENT_NAMES.get(raw.upper(), raw)
+        if name == "MessageNew" and r.at(b" ("):
+            r.pos += 1
+            fetch_atts = tuple(r.paren_list(lambda: parse_fetch_att(r), allow_empty=False,
+                                            what="fetch attribute list"))
+        return name
+
+    events = tuple(dict.fromkeys(r.paren_list(event, allow_empty=False, what="event list")))
+    present = set(events)
+    # section 5: MessageNew and MessageExpunge come together; FlagChange and AnnotationChange
+    # need both; section 6.1: SELECTED and SELECTED-DELAYED take message events only
+    if ("MessageNew" in present) != ("MessageExpunge" in present):
+        raise r.fail("MessageNew and MessageExpunge must be given together")
+    if present & {"FlagChange", "AnnotationChange"} and "MessageNew" not in present:
+        raise r.fail("FlagChange and AnnotationChange need MessageNew and MessageExpunge")
+    if kind in _SELECTED_FILTERS and (present - NOTIFY_MESSAGE_EVENTS) & set(NOTIFY_EVENT_NAMES.values()):
+        raise r.fail(f"{kind} takes message events only")
+    return NotifyGroup(kind, events, names, fetch_atts)
+
+
 def _compress(r: Reader) -> Command:
     # compress = "COMPRESS" SP algorithm ; algorithm = "DEFLATE" (RFC 4978 section 4)
     r.sp()
@@ -769,6 +858,7 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"RESETKEY": _resetkey,
     b"GETMETADATA": _getmetadata,
     b"SETMETADATA": _setmetadata,
+    b"NOTIFY": _notify,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {

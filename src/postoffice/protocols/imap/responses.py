@@ -78,6 +78,7 @@ class Code:
     UNKNOWN_CTE = b"UNKNOWN-CTE"
     NOTSAVED = b"NOTSAVED"
     COMPRESSIONACTIVE = b"COMPRESSIONACTIVE"  # RFC 4978 section 3
+    NOTIFICATIONOVERFLOW = b"NOTIFICATIONOVERFLOW"  # RFC 5465 section 5.8
 
     @staticmethod
     def noupdate(tag: bytes) -> bytes:
@@ -126,6 +127,11 @@ class Code:
     @staticmethod
     def capability(caps: Iterable[str]) -> bytes:
         return b"CAPABILITY " + " ".join(caps).encode("ascii")
+
+    @staticmethod
+    def badevent(events: Iterable[str]) -> bytes:
+        """``BADEVENT (MessageNew ...)``: the events the server supports (RFC 5465 section 3.1)."""
+        return b"BADEVENT (" + " ".join(events).encode("ascii") + b")"
 
     @staticmethod
     def badcharset(charsets: Iterable[str] = ()) -> bytes:

@@ -301,7 +301,7 @@ async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
             attrs.append("\\Subscribed")
         s.send(r.list_response(attrs, SEPARATOR, wire_name(s, name), extended=extended or None))
         if status_items and box is not None:
-            s.send(await _status_line(s, box, status_items))
+            s.send(await status_line(s, box, status_items))
     return r.ok(tag, "LIST completed")
 
 
@@ -364,7 +364,7 @@ async def _index_status(s: Session, box: Mailbox, items: tuple[str, ...]) -> Mai
                          0, index.uidnext, index.uidvalidity, index.highestmodseq)
 
 
-async def _status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> bytes:
+async def status_line(s: Session, box: Mailbox, items: tuple[str, ...]) -> bytes:
     st = await _index_status(s, box, items) or await s.app.store.mailbox_status(box.id)
     values = {
         "MESSAGES": st.messages, "UIDNEXT": st.uidnext, "UIDVALIDITY": st.uidvalidity,
@@ -378,7 +378,7 @@ async def do_status(s: Session, tag: bytes, cmd: c.Status) -> bytes:
     box = await find_mailbox(s, cmd.mailbox)
     if "HIGHESTMODSEQ" in cmd.items:
         s.enable_condstore()
-    s.send(await _status_line(s, box, cmd.items))
+    s.send(await status_line(s, box, cmd.items))
     return r.ok(tag, "STATUS completed")
 
 

@@ -259,13 +259,68 @@ class ImapHandler:
                 # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError).
                 # asyncio.timeout, not wait_for: no extra task per read.
                 async with asyncio.timeout(self._timeout()):
-                    data = await self._read()
+                    if self.session.notifier is None or self.pconn.mid_command:
+                        data = await self._read()
+                    else:
+                        data = await self._read_telling_news()
             except (TimeoutError, asyncio.TimeoutError):
                 self._autologout()
                 return ConnectionClosed()
             finally:
                 self.waiting = False
             self.pconn.receive_data(data)
+
+    async def _read_telling_news(self) -> bytes:
+        """Read the client's next command; until it comes, tell NOTIFY's news as it happens
+        (RFC 5465: the client listens even when no command is in progress)."""
+        read_task = asyncio.ensure_future(self._read())
+        try:
+            while not await self._wait_for_news(read_task, idle=False):
+                if self.terminated and not self.done:
+                    self._say_terminated()
+                if self.done:
+                    return b""
+            return read_task.result()
+        finally:
+            if not read_task.done():
+                read_task.cancel()
+
+    async def _wait_for_news(self, read_task: asyncio.Future[bytes], *, idle: bool) -> bool:
+        """Wait for input (True) or for news, which is then sent (False). The news: NOTIFY's
+        and, when NOTIFY has a SELECTED group (or in IDLE), the selected mailbox's changes.
+        In IDLE, TimeoutError after ``idle_timeout`` without either."""
+        session = self.session
+        notifier = session.notifier
+        view = session.selected
+        watch_view = view is not None and (idle or (notifier is not None and notifier.watches_selected))
+        waiters: list[asyncio.Future[Any]] = [read_task]
+        if watch_view:
+            assert view is not None
+            waiters.append(asyncio.ensure_future(view.wait()))
+        if notifier is not None:
+            waiters.append(asyncio.ensure_future(notifier.wait()))
+        try:
+            finished, _ = await asyncio.wait(waiters, timeout=self.idle_timeout if idle else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waiters[1:]:
+                if not task.done():
+                    task.cancel()
+        if not finished:
+            raise TimeoutError
+        if read_task in finished:
+            return True
+        self.waiting = False  # not to be cut short by `terminate` halfway through
+        try:
+            if watch_view and session.selected is view:
+                # SELECTED-DELAYED keeps expunges for a command (RFC 5465 section 6.1.2)
+                delayed = not idle and notifier is not None and notifier.delayed
+                await session.send_updates(allow_expunge=not delayed)
+            await session.tell_news()
+            await self.flush()
+        finally:
+            self.waiting = True
+        return False
 
     def _autologout(self) -> None:
         log.info("IMAP %s from %s: idle for too long, closing", self._who(), self.conn.remote_ip)
@@ -387,36 +442,28 @@ class ImapHandler:
         view = session.selected
         read_task: asyncio.Future[bytes] | None = None
         try:
+            if view is not None:
+                await session.send_updates(allow_expunge=True)
+            await self.flush()
             while True:
-                if view is not None and session.selected is view:
-                    for line in await session.sync(allow_expunge=True):
-                        self.send(line)
-                await self.flush()
                 event = self.pconn.next_event()
                 if event is NEED_DATA:
                     if self.done or self.terminated:
                         return b""
                     if read_task is None:
                         read_task = asyncio.ensure_future(self._read())
-                    wait_task = asyncio.ensure_future(view.wait()) if view is not None else None
-                    waiters: set[asyncio.Future[Any]] = {read_task}
-                    if wait_task is not None:
-                        waiters.add(wait_task)
                     self.waiting = True
                     try:
-                        finished, _ = await asyncio.wait(waiters, timeout=self.idle_timeout,
-                                                         return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        self.waiting = False
-                        if wait_task is not None and not wait_task.done():
-                            wait_task.cancel()
-                    if not finished:
+                        if not await self._wait_for_news(read_task, idle=True):
+                            continue  # news sent (RFC 2177; RFC 5465 section 4)
+                    except TimeoutError:
                         self._autologout()
                         return b""
-                    if read_task in finished:
-                        data = read_task.result()
-                        read_task = None
-                        self.pconn.receive_data(data)
+                    finally:
+                        self.waiting = False
+                    data = read_task.result()
+                    read_task = None
+                    self.pconn.receive_data(data)
                     continue
                 if isinstance(event, IdleDone):
                     return r.ok(tag, "IDLE terminated")

@@ -35,7 +35,7 @@ from ...services.auth import AuthStatus, authzid_permitted
 from ...services.limits import user_ip_refusal
 from ...services.sessions import OpenSession
 from ...store import Account
-from . import context, mailboxes, messages, metadata, sort, urlauth
+from . import context, mailboxes, messages, metadata, notify, sort, urlauth
 from .errors import BadRequest, tagged_for
 from .selected import SelectedMailbox
 
@@ -54,7 +54,7 @@ BASE_CAPABILITIES = (
     "QUOTA=RES-STORAGE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "WITHIN",
     "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
     "COMPRESS=DEFLATE", "CONTEXT=SEARCH", "CONTEXT=SORT", "CATENATE", "URLAUTH", "METADATA",
-    "METADATA-SERVER",
+    "METADATA-SERVER", "NOTIFY",
 )
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 SASL_MECHANISMS = ("PLAIN", "LOGIN")
@@ -65,7 +65,7 @@ class Session:
     """Per-connection state (kept small: thousands of these sit in IDLE at once)."""
 
     __slots__ = ("io", "app", "server", "state", "account", "registered", "client_id", "enabled",
-                 "condstore", "selected", "saved", "command_name", "contexts", "__weakref__")
+                 "condstore", "selected", "saved", "command_name", "contexts", "notifier", "__weakref__")
 
     def __init__(self, io: ImapHandler) -> None:
         self.io = io
@@ -81,6 +81,7 @@ class Session:
         self.saved: list[int] | None = None  # SEARCHRES result as UIDs (RFC 5182)
         self.command_name = ""
         self.contexts: dict[bytes, Any] | None = None  # RFC 5267 UPDATE searches by tag
+        self.notifier: notify.Notifier | None = None  # NOTIFY SET (RFC 5465)
 
     # -- helpers for handlers ------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -128,6 +129,8 @@ class Session:
         self.io.pconn.note_command(True)
         handler = HANDLERS[type(command)]
         self.command_name = type(command).__name__.upper()
+        if self.notifier is not None:  # news that came with the command: before its responses
+            await self.tell_news()
         try:
             tagged = await handler(self, tag, command)
         except Exception as exc:  # noqa: BLE001 - one failing command must not end the session
@@ -139,11 +142,31 @@ class Session:
         if self.selected is not None and self.state is State.SELECTED and (
                 not self.selected.quiet() or self.contexts):
             try:
-                for line in await self.sync(allow_expunge=_may_expunge(command)):
-                    self.send(line)
+                await self.send_updates(allow_expunge=_may_expunge(command))
             except Exception:  # noqa: BLE001
                 log.exception("IMAP: delivering mailbox updates failed")
+        if self.notifier is not None:
+            await self.tell_news(notify.own_names(self, command))
         self.send(tagged)
+
+    async def send_updates(self, *, allow_expunge: bool) -> None:
+        """Send the selected mailbox's pending updates (`sync`), and NOTIFY's MessageNew
+        FETCH attributes for the new messages."""
+        view = self.selected
+        assert view is not None
+        last = view.uids[-1] if view.uids else 0
+        for line in await self.sync(allow_expunge=allow_expunge):
+            self.send(line)
+        if self.notifier is not None:
+            await notify.fetch_new(self, view, last)
+
+    async def tell_news(self, own: frozenset[str] = frozenset()) -> None:
+        """NOTIFY's news of other mailboxes (RFC 5465); never fails the command."""
+        try:
+            for line in await notify.news(self, own):
+                self.send(line)
+        except Exception:  # noqa: BLE001
+            log.exception("IMAP: delivering NOTIFY news failed")
 
     async def sync(self, *, allow_expunge: bool) -> list[bytes]:
         assert self.selected is not None
@@ -166,8 +189,9 @@ class Session:
             self.state = State.AUTHENTICATED
 
     def close(self) -> None:
-        """The connection ended: drop the selection and the registration."""
+        """The connection ended: drop the selection, NOTIFY and the registration."""
         self.unselect()
+        notify.stop(self)
         if self.registered is not None:
             self.app.sessions.remove(self.registered)
             self.registered = None
@@ -375,6 +399,7 @@ HANDLERS: dict[type, Handler] = {
     c.ResetKey: urlauth.do_resetkey,
     c.GetMetadata: metadata.do_getmetadata,
     c.SetMetadata: metadata.do_setmetadata,
+    c.Notify: notify.do_notify,
     c.Append: messages.do_append,
     c.Check: messages.do_check,
     c.Close: messages.do_close,
