@@ -184,6 +184,9 @@ def test_selected_mailbox_exists_fetch_flags_expunge(pair: Pair) -> None:
     got = unsolicited(w, rb"EXPUNGE")
     assert got[-1] == b"* 1 EXPUNGE", got
     assert ok(w.cmd(b"n NOOP"), b"n") == []
+    # its own APPEND: EXISTS, but no FETCH of what it just sent (section 5.2)
+    w.send(b"ap APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+    assert ok(w.until(b"ap"), b"ap") == [b"* 2 EXISTS"]
 
 
 def test_selected_delayed_keeps_expunges_for_a_command(pair: Pair) -> None:

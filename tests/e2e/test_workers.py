@@ -238,6 +238,37 @@ def test_idle_on_one_worker_sees_changes_made_on_another_within_a_second(served:
     watcher.logout()
 
 
+def test_notify_on_one_worker_hears_mailbox_events_from_another(served: Served) -> None:
+    """RFC 5465 across processes: the mailbox-level events (create, rename, subscribe) and new
+    mail in a mailbox that is not selected travel the bus as well as the message events."""
+    a_pid, b_pid = served.worker_pids()
+    watcher = served.imap_on(a_pid)
+    actor = served.imap_on(b_pid)
+    sock = watcher.sock
+    sock.sendall(b"n1 NOTIFY SET (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))\r\n")
+    data, _ = read_until(sock, b"n1 OK", 5)
+    assert b"n1 OK" in data, data
+
+    actor.create("Lists")
+    data, took = read_until(sock, b"Lists", 5)
+    assert data == b'* LIST () "/" "Lists"\r\n' and took < 1.0, (data, took)
+    actor.append("Lists", None, None, MESSAGE)
+    data, took = read_until(sock, b")\r\n", 5)
+    assert re.fullmatch(rb'\* STATUS "Lists" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)\r\n', data), data
+    assert took < 1.0, took
+    actor.subscribe("Lists")
+    data, _ = read_until(sock, b"Lists", 5)
+    assert data == b'* LIST (\\Subscribed) "/" "Lists"\r\n', data
+    actor.rename("Lists", "Old/Lists")  # the new parent is created
+    data, _ = read_until(sock, b'("Lists"))\r\n', 5)
+    assert data == b'* LIST () "/" "Old"\r\n* LIST () "/" "Old/Lists" ("OLDNAME" ("Lists"))\r\n', data
+    sock.sendall(b"n2 NOTIFY NONE\r\n")
+    data, _ = read_until(sock, b"n2 OK", 5)
+    assert data.startswith(b"n2 OK"), data
+    actor.logout()
+    watcher.logout()
+
+
 def test_switching_imap_off_ends_sessions_on_every_worker(served: Served) -> None:
     sessions = [served.imap_on(pid) for pid in served.worker_pids()]
     for imap in sessions:

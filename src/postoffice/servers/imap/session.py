@@ -139,17 +139,19 @@ class Session:
                 log.exception("IMAP %s: %s failed", self.account.address if self.account else "-",
                               type(command).__name__)
                 tagged = r.no(tag, "Internal server error; the command was not completed", Code.SERVERBUG)
+        own = notify.own_names(self, command) if self.notifier is not None else frozenset()
         if self.selected is not None and self.state is State.SELECTED and (
                 not self.selected.quiet() or self.contexts):
             try:
-                await self.send_updates(allow_expunge=_may_expunge(command))
+                # RFC 5465 section 5.2: no FETCH for the messages this client put there itself
+                await self.send_updates(allow_expunge=_may_expunge(command), fetch_new=self.selected.name not in own)
             except Exception:  # noqa: BLE001
                 log.exception("IMAP: delivering mailbox updates failed")
         if self.notifier is not None:
-            await self.tell_news(notify.own_names(self, command))
+            await self.tell_news(own)
         self.send(tagged)
 
-    async def send_updates(self, *, allow_expunge: bool) -> None:
+    async def send_updates(self, *, allow_expunge: bool, fetch_new: bool = True) -> None:
         """Send the selected mailbox's pending updates (`sync`), and NOTIFY's MessageNew
         FETCH attributes for the new messages."""
         view = self.selected
@@ -157,7 +159,7 @@ class Session:
         last = view.uids[-1] if view.uids else 0
         for line in await self.sync(allow_expunge=allow_expunge):
             self.send(line)
-        if self.notifier is not None:
+        if self.notifier is not None and fetch_new:
             await notify.fetch_new(self, view, last)
 
     async def tell_news(self, own: frozenset[str] = frozenset()) -> None:
