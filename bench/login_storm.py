@@ -4,6 +4,11 @@ every client of every user does after a restart; the time until the last one is 
     .venv/bin/python bench/login_storm.py [--users 1000] [--workers 0,1] [--rounds 1] [--no-dovecot]
     .venv/bin/python bench/login_storm.py --old-default      # also postoffice with 64 MiB / 3 passes
 
+Each postoffice run storms twice: on the first start (no cache anywhere: every user costs an
+argon2 verification) and after a graceful restart (SIGTERM, start again), when the login cache
+the previous run handed over (services/logincache.py) spares the returning users argon2.
+Dovecot's auth cache lives in memory only: after its restart every login verifies again.
+
 Every user's password gets its own argon2id hash with postoffice's default parameters
 (``[security] argon2_memory_kib`` / ``argon2_time_cost``), written straight into the store
 before the server starts (the CLI would take a second per account). Dovecot 2.3 (when
@@ -144,17 +149,24 @@ async def storm(port: int, addresses: list[str], tls: ssl.SSLContext | None,
     }
 
 
-def run_postoffice(hashes: dict[str, str], workers: int, security: str, tls: bool) -> dict[str, object]:
+def run_postoffice(hashes: dict[str, str], workers: int, security: str, tls: bool,
+                   restart: bool) -> list[dict[str, object]]:
+    """The storm on a first start (nothing cached anywhere); with ``restart`` then again after
+    a graceful restart (SIGTERM, start), when the login cache is handed over."""
     tmp = common.tmpdir("po-storm-")
     try:
         po = common.Postoffice(tmp, plain=not tls, tls=tls, extra_config=f"[server]\nworkers = {workers}\n")
         if security:  # keys of the [security] table the generated file already has
             po.config.write_text(po.config.read_text().replace("[security]\n", "[security]\n" + security, 1))
         fill_postoffice(po, hashes)
-        po.start()
         port = po.tls_port if tls else po.port
         context = common.client_tls() if tls else None
-        return asyncio.run(storm(port, list(hashes), context, po.pid))
+        results = []
+        for _ in range(2 if restart else 1):
+            po.start()
+            results.append(asyncio.run(storm(port, list(hashes), context, po.pid)))
+            po.stop()
+        return results
     finally:
         if "po" in locals():
             po.stop()
@@ -192,6 +204,8 @@ def main() -> None:
                         help="also postoffice with the old default, 64 MiB / 3 passes (one hash shared by all users)")
     parser.add_argument("--argon2", help="memory KiB,passes for the hashes and postoffice's settings "
                         "(default: postoffice's defaults)")
+    parser.add_argument("--no-restart", action="store_true",
+                        help="only the first start (no second storm after a graceful restart)")
     parser.add_argument("--no-dovecot", action="store_true")
     args = parser.parse_args()
     common.try_uvloop()
@@ -210,21 +224,24 @@ def main() -> None:
     addresses = [common.user(n) for n in range(args.users)]
     hashes = make_hashes(addresses, memory, passes)
     print(f"  {time.perf_counter() - t0:.1f} s")
-    print(f"\n{args.users} distinct users logging in at once, cold caches, {len(os.sched_getaffinity(0))} CPUs\n")
+    print(f"\n{args.users} distinct users logging in at once to a freshly started server, "
+          f"{len(os.sched_getaffinity(0))} CPUs\n")
     print("| server | all logged in | p50 login | p95 login | ok | failed | server CPU (/ cores) "
           "| client CPU | load avg | target 10 s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for _ in range(args.rounds):
         for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
             label = f"postoffice workers={workers}" + (" (one per CPU)" if workers == 0 else "")
-            print(row(f"{label}, argon2id m={memory} KiB t={passes}", run_postoffice(hashes, workers, settings, False)),
-                  flush=True)
-            if args.tls:
-                print(row(f"{label}, TLS", run_postoffice(hashes, workers, settings, True)), flush=True)
+            for tls in (False, True) if args.tls else (False,):
+                results = run_postoffice(hashes, workers, settings, tls, not args.no_restart)
+                name = f"{label}, argon2id m={memory} KiB t={passes}" + (", TLS" if tls else "")
+                print(row(f"{name}, first start", results[0]), flush=True)
+                if len(results) > 1:
+                    print(row(f"{name}, after a restart (login cache handed over)", results[1]), flush=True)
         if args.old_default:
             old = make_hashes(addresses, 65536, 3, distinct=False)
-            print(row("postoffice workers=0, old default argon2id m=64 MiB t=3",
-                      run_postoffice(old, 0, "argon2_memory_kib = 65536\nargon2_time_cost = 3\n", False)),
+            print(row("postoffice workers=0, old default argon2id m=64 MiB t=3, first start",
+                      run_postoffice(old, 0, "argon2_memory_kib = 65536\nargon2_time_cost = 3\n", False, False)[0]),
                   flush=True)
         version = common.dovecot_version()
         if args.no_dovecot:

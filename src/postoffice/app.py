@@ -101,6 +101,8 @@ class Postoffice:
     inflight: InflightBudget = field(default_factory=lambda: InflightBudget(0))
     #: Hosted domains whose names TLS recognises by SNI (tls.py), kept current while running.
     hosted: HostedDomains = field(default_factory=HostedDomains)
+    #: A worker's view of the connection counts of every worker (servers/connshare.py).
+    connection_counts: Any = None
 
     @classmethod
     def open(cls, config: Config, node: str | None = None) -> Postoffice:
@@ -185,7 +187,8 @@ class Postoffice:
             self._start_outbound()  # issue #7
         else:
             self._start_mail_hooks()
-        limiter = ConnectionLimiter(self.config.limits.max_connections_per_ip, self.config.limits.max_connections)
+        limiter = ConnectionLimiter(self.config.limits.max_connections_per_ip, self.config.limits.max_connections,
+                                    self.connection_counts)
         try:
             for name, addr in self.config.listen.addresses().items():
                 sock = None

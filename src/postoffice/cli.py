@@ -174,8 +174,9 @@ async def _prepare(config: Config) -> None:
 @click.option("--parent", type=int, required=True)
 @click.option("--bus", "bus_path", required=True)
 @click.option("--sockets", default="")
+@click.option("--counts", type=int, default=-1, help="descriptor of the shared connection counts")
 @pass_ctx
-def worker(ctx: Context, index: int, parent: int, bus_path: str, sockets: str) -> None:
+def worker(ctx: Context, index: int, parent: int, bus_path: str, sockets: str, counts: int) -> None:
     """Internal: one worker process of `serve` (started by the supervisor)."""
     from .supervisor import parse_sockets, run_worker
 
@@ -184,7 +185,8 @@ def worker(ctx: Context, index: int, parent: int, bus_path: str, sockets: str) -
                         format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s")
     _use_uvloop()
     try:
-        asyncio.run(run_worker(config, index, parent, Path(bus_path), parse_sockets(sockets)))
+        asyncio.run(run_worker(config, index, parent, Path(bus_path), parse_sockets(sockets),
+                               counts if counts >= 0 else None))
     except ConfigError as exc:
         fail(str(exc), 2)
     except KeyboardInterrupt:

@@ -86,7 +86,7 @@ class Limits:
     # office or a mobile carrier's NAT puts many users behind one address, each desktop client
     # keeping ~5 IMAP connections), and per user from one address, Dovecot's
     # mail_max_userip_connections: a client that leaks connections is stopped at its own user.
-    # Both are counted per worker process; see docs/operations.md.
+    # Both (and max_connections) are counted over every worker process; see docs/operations.md.
     max_connections_per_ip: int = 500
     max_connections_per_user_ip: int = 10
     max_connections: int = 10000
@@ -120,6 +120,9 @@ class Security:
     throttle_max_delay: float = 15.0
     throttle_block_after: int = 30
     auth_cache_seconds: int = 300
+    # A graceful restart hands the verified-credentials cache to the next start through a
+    # private tmpfs file, so returning users skip argon2 (services/logincache.py).
+    login_cache_handover: bool = True
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ The supervisor
   that arrived meanwhile wait in that socket's backlog instead of being refused. The panel's
   HTTP socket goes to worker 0 only (see app.py for where the singletons run and why);
 - runs the event-bus hub (services/unixbus.py) that carries change events, the POP3 maildrop
-  locks, throttle counts and the session registry between the workers;
+  locks, throttle counts, the session registry and the verified-logins cache between the
+  workers; hands that cache over to the next start across a graceful restart
+  (services/logincache.py);
+- shares a memory segment with the workers holding their connection counts, so the per-address
+  and total connection limits hold for the server as a whole (servers/connshare.py);
 - starts the workers (``postoffice worker``, an internal command, with the sockets inherited)
   and restarts one that exits, after a back-off that grows while it keeps failing quickly
   (0.1 s doubling up to 30 s; back to 0.1 s once a worker has run for a minute);
@@ -41,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from . import cpu
+from .servers import connshare
+from .services import logincache
 from .config import Config, ConfigError, HostPort
 from .services.unixbus import BusHub, UnixBusClient, socket_path
 
@@ -116,6 +122,9 @@ class Supervisor:
         self.bound: dict[str, HostPort] = {}
         self.workers = [Worker(i) for i in range(self.count)]
         self.hub = BusHub(socket_path(config.run_path))
+        # The connection limits' counts, shared by the workers (servers/connshare.py).
+        self.counts_fd = connshare.create(self.count)
+        self.counts = connshare.SharedCounts(self.counts_fd, self.count, None)
         self.hub.on_ready = self._on_ready
         self.stopping = False
         self._stop = asyncio.Event()
@@ -182,15 +191,18 @@ class Supervisor:
             args += ["--config", self.config_path]
         args += ["worker", "--index", str(worker.index), "--parent", str(os.getpid()),
                  "--bus", str(self.hub.path),
-                 "--sockets", ",".join(f"{name}={fd}" for name, fd in fds.items())]
+                 "--sockets", ",".join(f"{name}={fd}" for name, fd in fds.items()),
+                 "--counts", str(self.counts_fd)]
         worker.ready = asyncio.Event()
-        worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=list(fds.values()))
+        worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=[*fds.values(), self.counts_fd])
         worker.started = time.monotonic()
 
     async def start(self) -> None:
         """Everything up to all workers ready. Raises ConfigError when a worker cannot start."""
         _become_subreaper()
         self.lock_pidfile()
+        if self.config.security.login_cache_handover:
+            self.hub.logins = logincache.load(self.config.run_path)  # (only the pid file's holder may)
         self.bind()
         await self.hub.start()
         for worker in self.workers:
@@ -227,6 +239,7 @@ class Supervisor:
         while not self.stopping:
             assert worker.process is not None
             code = await worker.process.wait()
+            self.counts.clear(worker.index)  # its connections died with it
             if self.stopping:
                 return
             ran = time.monotonic() - worker.started
@@ -279,6 +292,8 @@ class Supervisor:
                 await asyncio.wait(pending, timeout=5)
         self.end_orphans()
         self.close_sockets()
+        if self.config.security.login_cache_handover and self._pidfile is not None:
+            logincache.save(self.config.run_path, self.hub.logins)
         await self.hub.close()
         if self._pidfile is not None:
             with contextlib.suppress(OSError):
@@ -341,11 +356,12 @@ def worker_node(index: int) -> str:
     return f"worker{index}:{os.getpid()}@{socket.gethostname()}"
 
 
-async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets: dict[str, socket.socket]) -> None:
+async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets: dict[str, socket.socket],
+                     counts_fd: int | None = None) -> None:
     """One worker. Its events and locks travel over the supervisor's hub, or, when the store is
     PostgreSQL, over LISTEN/NOTIFY to every worker of every node (services/pgbus.py: each worker
     listens itself; the hub then only carries "ready" and tells the worker when the supervisor
-    is gone)."""
+    is gone). The verified-logins cache always goes through this node's hub."""
     from .app import Postoffice
 
     stop = asyncio.Event()
@@ -356,7 +372,10 @@ async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets
     # The message parser's processes and the hashing threads: this worker's share of the CPUs.
     cpu.configure(config.server.worker_count())
     office = Postoffice.open(config, node=worker_node(index))
-    hub = UnixBusClient(bus, on_lost=stop.set)
+    if counts_fd is not None:
+        office.connection_counts = connshare.SharedCounts(counts_fd, config.server.worker_count(), index)
+    hub = UnixBusClient(bus, on_lost=stop.set, logins=True)
+    hub.on_login = office.auth.learn
     transport: Any = hub
     try:
         if config.postgres_url is not None:
@@ -365,6 +384,9 @@ async def run_worker(config: Config, index: int, parent: int, bus: Path, sockets
             await hub.start(office.bus)
             transport = PgTransport(config.postgres_url)
         await office.join_bus(transport)
+        if hub.logins is not None:
+            office.auth.share_cache(*hub.logins)
+        office.auth.on_verified = hub.send_login
         await office.start(sockets=sockets, singletons=index == 0)
         hub.ready()
         await stop.wait()

@@ -22,28 +22,46 @@ from pathlib import Path
 
 import pytest
 
+from postoffice.services.logincache import handover_path
 from tests.foundation.test_cli import LISTENERS, free_ports, write_config
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
+#: write_config's argon2 settings (cheap, for speed) and ones that take about 0.3 s a login.
+CHEAP_HASH = "argon2_time_cost = 1\nargon2_memory_kib = 1024\n"
+SLOW_HASH = "argon2_time_cost = 40\nargon2_memory_kib = 16384\n"
 MESSAGE = b"From: bob@example.com\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 
 
 class Served:
-    def __init__(self, tmp_path: Path, workers: int = 2) -> None:
+    def __init__(self, tmp_path: Path, workers: int = 2, security: str = "", extra: str = "") -> None:
         self.ports = dict(zip(LISTENERS, free_ports(len(LISTENERS))))
         self.config = write_config(tmp_path, self.ports)
+        self.data = tmp_path / "data"
+        if security:  # instead of write_config's cheap argon2 settings
+            self.config.write_text(self.config.read_text().replace(CHEAP_HASH, security))
         with self.config.open("a") as fh:
             fh.write("allow_plaintext_auth_loopback = true\n[server]\n"
-                     f"workers = {workers}\n[outbound]\nenabled = false\n[inbound]\nverify = false\n")
+                     f"workers = {workers}\n[outbound]\nenabled = false\n[inbound]\nverify = false\n{extra}")
         self.cli("domain", "add", "example.com")
         self.cli("account", "add", "alice@example.com", "--password", "password1")
         self.log = (tmp_path / "serve.log").open("w+")
+        self.workers = workers
+        self.start()
+
+    def start(self) -> None:
+        self.log.seek(0)
+        self.log.truncate()
         self.proc = subprocess.Popen([sys.executable, "-m", "postoffice", "--config", str(self.config), "serve"],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "COLUMNS": "200"})
-        self.workers = workers
         self.wait_ready()
+
+    def restart(self) -> None:
+        """SIGTERM, then a new supervisor on the same configuration (the same log)."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(40)
+        self.start()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         out = subprocess.run([sys.executable, "-m", "postoffice", "--config", str(self.config), *args],
@@ -116,10 +134,15 @@ class Served:
 
     def imap_on(self, pid: int) -> imaplib.IMAP4:
         """A logged-in IMAP connection held by worker ``pid``."""
+        imap = self.connect_on(pid)
+        imap.login("alice@example.com", "password1")
+        return imap
+
+    def connect_on(self, pid: int) -> imaplib.IMAP4:
+        """An IMAP connection held by worker ``pid``, not logged in."""
         for _ in range(200):
             imap = imaplib.IMAP4("127.0.0.1", self.ports["imap"], timeout=10)
             if self.owner(imap.sock) == pid:
-                imap.login("alice@example.com", "password1")
                 return imap
             imap.logout()
         raise AssertionError(f"could not get a connection onto worker {pid}")
@@ -133,6 +156,8 @@ class Served:
         raise AssertionError(f"could not get a POP3 connection onto worker {pid}")
 
     def stop(self) -> int:
+        if self.log.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -412,3 +437,90 @@ def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> None:
     assert not any(alive(pid) for pid in pids)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", served.ports["imap"]), 2)
+
+
+def login_seconds(served: Served, pid: int, password: str = "password1") -> float:
+    imap = served.connect_on(pid)
+    start = time.monotonic()
+    try:
+        imap.login("alice@example.com", password)
+        return time.monotonic() - start
+    finally:
+        imap.logout()
+
+
+def test_a_login_verified_on_one_worker_costs_no_argon2_on_another_nor_after_a_restart(tmp_path: Path) -> None:
+    """The login cache is shared through the supervisor and handed over across a graceful
+    restart (services/logincache.py): a user's other connections and the login storm after a
+    restart skip argon2. The hand-over file is gone once the new server has read it."""
+    served = Served(tmp_path, security=SLOW_HASH)
+    try:
+        first, second = served.worker_pids()
+        cold = login_seconds(served, first)
+        assert cold > 0.1  # argon2 ran (SLOW_HASH)
+        assert login_seconds(served, second) * 5 < cold  # the other worker was told
+        served.restart()
+        assert not handover_path(served.data).exists()  # read and deleted at start
+        for pid in served.worker_pids():
+            assert login_seconds(served, pid) * 5 < cold
+        with pytest.raises(imaplib.IMAP4.error):  # the cache knows only the right password
+            login_seconds(served, served.worker_pids()[0], "password2")
+    finally:
+        served.stop()
+    assert not handover_path(served.data).exists() or handover_path(served.data).unlink() is None
+
+
+def test_a_password_changed_while_stopped_voids_the_handed_over_login(tmp_path: Path) -> None:
+    served = Served(tmp_path)
+    try:
+        served.imap_on(served.worker_pids()[0]).logout()
+        served.proc.send_signal(signal.SIGTERM)
+        served.proc.wait(40)
+        assert "1 verified logins handed over" in served.output()
+        assert handover_path(served.data).exists()
+        served.cli("account", "passwd", "alice@example.com", "--password", "password2")
+        served.start()
+        with pytest.raises(imaplib.IMAP4.error):
+            login_seconds(served, served.worker_pids()[0], "password1")
+        login_seconds(served, served.worker_pids()[0], "password2")
+    finally:
+        served.stop()
+
+
+def greeting(served: Served) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", served.ports["imap"]), 10)
+    data, _ = read_until(sock, b"\r\n", 10)
+    return sock, data
+
+
+def test_the_per_address_limit_holds_across_workers(tmp_path: Path) -> None:
+    """Two connections on each of the two workers make four from 127.0.0.1: the fifth is
+    refused whichever worker the kernel gives it to (counted per worker, each has only two)."""
+    served = Served(tmp_path, extra="[limits]\nmax_connections_per_ip = 4\n")
+    try:
+        held: dict[int, list[socket.socket]] = {pid: [] for pid in served.worker_pids()}
+        while any(len(socks) < 2 for socks in held.values()):
+            sock, data = greeting(served)
+            assert data.startswith(b"* OK"), data
+            socks = held[served.owner(sock)]
+            if len(socks) < 2:
+                socks.append(sock)
+            else:  # a third on this worker: close it, and let the server count it gone
+                sock.close()
+                time.sleep(0.3)
+        for _ in range(6):  # whichever worker each lands on
+            sock, data = greeting(served)
+            assert data.startswith(b"* BYE") and b"Too many connections" in data, data
+            sock.close()
+        assert "refused: limits.max_connections_per_ip = 4 reached" in served.output()
+        held[served.worker_pids()[0]].pop().close()
+        deadline = time.monotonic() + 5
+        while True:  # one slot free again, on every worker
+            sock, data = greeting(served)
+            sock.close()
+            if data.startswith(b"* OK") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert data.startswith(b"* OK"), data
+    finally:
+        served.stop()

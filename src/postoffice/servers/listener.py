@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .connshare import SharedCounts
+
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
@@ -140,24 +142,29 @@ class ListenerSpec:
 
 
 class ConnectionLimiter:
-    """Connections open per client address and in all (this process's share when the server
-    runs several worker processes). `acquire` names the limit that refuses a connection."""
+    """Connections open per client address and in all, over every worker process of the server
+    (``shared``: the counts in shared memory, servers/connshare.py; None in a single process).
+    `acquire` names the limit that refuses a connection."""
 
-    def __init__(self, per_ip: int, total: int) -> None:
+    def __init__(self, per_ip: int, total: int, shared: SharedCounts | None = None) -> None:
         self.per_ip = per_ip
         self.total = total
-        self.counts: Counter[str] = Counter()
+        self.shared = shared
+        self.counts: Counter[str] = Counter()  # this process's, exact
         self.open = 0
 
     def acquire(self, ip: str) -> str | None:
         """None when admitted; else the setting that refuses it (``max_connections_per_ip`` or
         ``max_connections``)."""
-        if self.counts[ip] >= self.per_ip:
+        from_ip, in_all = self.shared.others(ip) if self.shared is not None else (0, 0)
+        if self.counts[ip] + from_ip >= self.per_ip:
             return "max_connections_per_ip"
-        if self.open >= self.total:
+        if self.open + in_all >= self.total:
             return "max_connections"
         self.counts[ip] += 1
         self.open += 1
+        if self.shared is not None:
+            self.shared.add(ip, 1)
         return None
 
     def release(self, ip: str) -> None:
@@ -165,6 +172,8 @@ class ConnectionLimiter:
         self.open -= 1
         if self.counts[ip] <= 0:
             del self.counts[ip]
+        if self.shared is not None:
+            self.shared.add(ip, -1)
 
     def limit(self, name: str) -> int:
         return self.per_ip if name == "max_connections_per_ip" else self.total

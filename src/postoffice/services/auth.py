@@ -6,9 +6,11 @@ may use a protocol. It
 1. refuses at once (temporary failure) a client IP or an account with too many recent failures,
 2. verifies the argon2id hash off the event loop, in parallel on every core (``cpu.hashing``;
    a dummy hash for unknown users, so timing does not reveal which addresses exist), with a
-   short-lived cache of verified credentials (an HMAC under a per-process key, never the
+   short-lived cache of verified credentials (an HMAC under a server key, never the
    password) so busy clients do not pay argon2 on every login, invalidated when the password
-   changes; a hash made with older parameters is upgraded after a successful login,
+   changes; with worker processes the key and every verification are shared through the
+   supervisor, which hands them over across a restart (services/logincache.py); a hash made
+   with older parameters is upgraded after a successful login,
 3. answers every failure ``security.auth_failure_delay`` seconds (Dovecot: 2 s) after the
    request arrived, plus a penalty growing with recent failures from that IP or for that
    name, the same text and the same time for an unknown user and a wrong password (the wait is
@@ -150,6 +152,9 @@ class Authenticator:
         # Told (remote ip, username, ok) of every failure and of a success that cleared a
         # failure count: the app shares them with the other worker processes (note_remote).
         self.share: Callable[[str, str, bool], None] | None = None
+        # Told (address, mac, password_changed_at) of every password argon2 verified: the
+        # supervisor's hub passes it to the other workers (learn) and keeps it for a restart.
+        self.on_verified: Callable[[str, bytes, float], None] | None = None
         self._rehashing: set[int] = set()
         self._rehash_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -194,6 +199,18 @@ class Authenticator:
         task = asyncio.ensure_future(rehash())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def share_cache(self, key: bytes, entries: list[tuple[str, bytes, float]]) -> None:
+        """Use the server's cache key (the same in every worker) and start with ``entries``
+        (address, mac, password_changed_at) verified by other workers or before a restart."""
+        self._cache_key = key
+        for address, mac, changed_at in entries:
+            self.learn(address, mac, changed_at)
+
+    def learn(self, address: str, mac: bytes, changed_at: float) -> None:
+        """A credential another worker verified (with the shared key): cached as if verified
+        here. A password changed since no longer matches ``changed_at`` (``_cached_ok``)."""
+        self._cache[address] = (mac, changed_at, time.monotonic() + self.security.auth_cache_seconds)
 
     def _mac(self, address: str, password: str) -> bytes:
         return hmac.new(self._cache_key, f"{address}\0{password}".encode(), hashlib.sha256).digest()
@@ -298,14 +315,16 @@ class Authenticator:
         clients of one account reconnecting at once cost one verification, not fifty."""
         key = (address, self._mac(address, password))
         pending = self._inflight.get(key)
+        first = pending is None
         if pending is None:
             pending = asyncio.ensure_future(self.verify_hash(account.password_hash if account else None, password))
             self._inflight[key] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(key, None))
         ok = await asyncio.shield(pending)
         if ok and account is not None:
-            self._cache[address] = (key[1], account.password_changed_at,
-                                    time.monotonic() + self.security.auth_cache_seconds)
+            self.learn(address, key[1], account.password_changed_at)
+            if first and self.on_verified is not None:
+                self.on_verified(address, key[1], account.password_changed_at)
             self._maybe_rehash(account, password)
         return ok
 

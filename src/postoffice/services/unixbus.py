@@ -8,7 +8,12 @@ CLI announcing a change it committed) can connect.
 Frames are a 4-byte big-endian length and a JSON object:
 
 - ``{"op": "hello", "node": ...}``      first frame of a client, answered ``{"op": "welcome"}``:
-                                         from then on the client hears every event published
+                                         from then on the client hears every event published.
+                                         A worker adds ``"logins": true`` and is welcomed with
+                                         the login cache (``"logins": {key, entries}``)
+- ``{"op": "login", "address": s, "mac": hex, "changed_at": x}``  a password argon2 verified
+                                         (services/logincache.py); kept by the hub and sent on
+                                         to every other worker
 - ``{"op": "pub", "events": [...]}``    events (`encode_events`); the hub sends the same frame on
                                          to every other client, unchanged
 - ``{"op": "lock", "id": n, "name": s}`` take a named lock; answered ``{"op": "locked", "id": n,
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import EventBus, NodeGone, decode_events, dumps, encode_events
+from .logincache import LoginCache, parse_welcome
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +93,12 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], byte
 class BusHub:
     """The supervisor's side: relays events between workers, holds the named locks."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, logins: LoginCache | None = None) -> None:
         self.path = path
+        self.logins = logins or LoginCache()
         self._server: asyncio.AbstractServer | None = None
         self._clients: dict[asyncio.StreamWriter, str] = {}
+        self._login_clients: set[asyncio.StreamWriter] = set()  # the workers
         self._locks: dict[str, asyncio.StreamWriter] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         #: Called with the node name of every worker that reports it is ready.
@@ -120,8 +128,9 @@ class BusHub:
     def nodes(self) -> list[str]:
         return [n for n in self._clients.values() if n]
 
-    def _send_others(self, sender: asyncio.StreamWriter | None, data: bytes) -> None:
-        for writer in list(self._clients):
+    def _send_others(self, sender: asyncio.StreamWriter | None, data: bytes,
+                     to: Any = None) -> None:
+        for writer in list(self._clients if to is None else to):
             if writer is not sender and not writer.is_closing():
                 writer.write(data)
 
@@ -139,8 +148,15 @@ class BusHub:
                 if op == "pub":
                     self._send_others(writer, raw)
                 elif op == "hello":
-                    writer.write(frame({"op": "welcome"}))  # before any event it is sent
+                    welcome: dict[str, Any] = {"op": "welcome"}
+                    if msg.get("logins") is True:
+                        welcome["logins"] = self.logins.welcome()
+                        self._login_clients.add(writer)
+                    writer.write(frame(welcome))  # before any event it is sent
                     self._clients[writer] = str(msg.get("node", ""))
+                elif op == "login" and writer in self._login_clients:
+                    self.logins.add(str(msg.get("address")), str(msg.get("mac")), float(msg.get("changed_at", 0)))
+                    self._send_others(writer, raw, self._login_clients)
                 elif op == "lock":
                     name = str(msg.get("name"))
                     holder = self._locks.get(name)
@@ -161,6 +177,7 @@ class BusHub:
             pass
         finally:
             node = self._clients.pop(writer, "")
+            self._login_clients.discard(writer)
             for name in [n for n, w in self._locks.items() if w is writer]:
                 del self._locks[name]
             if node:
@@ -173,9 +190,13 @@ class BusHub:
 class UnixBusClient:
     """A worker's (or the CLI's) connection to the hub: the `Transport` of its `EventBus`."""
 
-    def __init__(self, path: Path, on_lost: Callable[[], None] | None = None) -> None:
+    def __init__(self, path: Path, on_lost: Callable[[], None] | None = None, logins: bool = False) -> None:
         self.path = path
         self.on_lost = on_lost
+        #: A worker: it shares the login cache (welcome: `logins`; then `send_login`/`on_login`).
+        self.want_logins = logins
+        self.logins: tuple[bytes, list[tuple[str, bytes, float]]] | None = None
+        self.on_login: Callable[[str, bytes, float], None] | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
@@ -188,10 +209,12 @@ class UnixBusClient:
         after that reach us: a worker reads the database only after this)."""
         with _short(self.path) as path:
             self._reader, self._writer = await asyncio.open_unix_connection(path, limit=1 << 20)
-        self._write({"op": "hello", "node": node})
+        self._write({"op": "hello", "node": node, **({"logins": True} if self.want_logins else {})})
         got = await read_frame(self._reader)
         if got is None or got[0].get("op") != "welcome":
             raise ConnectionError("the event bus hub did not answer")
+        if self.want_logins:
+            self.logins = parse_welcome(got[0].get("logins"))
 
     async def start(self, bus: EventBus) -> None:
         if self._writer is None:
@@ -206,6 +229,9 @@ class UnixBusClient:
         encoded = encode_events(events)
         if encoded:
             self._write({"op": "pub", "events": encoded})
+
+    def send_login(self, address: str, mac: bytes, changed_at: float) -> None:
+        self._write({"op": "login", "address": address, "mac": mac.hex(), "changed_at": changed_at})
 
     def ready(self) -> None:
         self._write({"op": "ready"})
@@ -245,6 +271,9 @@ class UnixBusClient:
                 op = msg.get("op")
                 if op == "pub":
                     bus.receive(decode_events(msg.get("events")))
+                elif op == "login" and self.on_login is not None:
+                    with contextlib.suppress(KeyError, TypeError, ValueError):
+                        self.on_login(str(msg["address"]), bytes.fromhex(msg["mac"]), float(msg["changed_at"]))
                 elif op == "locked":
                     future = self._waiting.get(msg.get("id"))  # type: ignore[arg-type]
                     if future is not None and not future.done():
