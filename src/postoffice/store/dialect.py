@@ -36,6 +36,13 @@ class Dialect:
         """A migration statement written with SQLite's types, in this dialect."""
         return _pg_ddl(sql) if self.name == "postgresql" else sql
 
+    def hex_concat(self, expr: str, width: int) -> str:
+        """An aggregate: ``expr`` (a non-negative integer) of every row as ``width`` hex digits,
+        concatenated in ``uid`` order (store.messages: the IMAP index in one row)."""
+        if self.name == "postgresql":
+            return f"string_agg(lpad(to_hex({expr}), {width}, '0'), '' ORDER BY uid)"
+        return f"group_concat(printf('%0{width}x', {expr}), '')"
+
     def whole_days(self, seconds: str) -> str:
         """SQL for the whole days in the non-negative ``seconds`` expression (truncated: SQLite's
         CAST truncates, PostgreSQL's rounds)."""
