@@ -257,3 +257,25 @@ async def test_recent_claims_never_overlap(store: Store) -> None:
     assert await store.first_unclaimed_uid(box.id) == 7
     assert (await store.mailbox_status(box.id)).recent == 0
     assert await store.claim_recent(box.id, 5) == 7  # nothing left below 5
+
+
+async def test_flag_index_matches_the_messages_row_by_row(store: Store) -> None:
+    """The IMAP index's arrays (read packed, store.messages._packed_columns) hold each
+    message's UID, flag bits and MODSEQ in UID order, and the keywords of those that have
+    some; an empty mailbox gives empty arrays."""
+    account = await make_account(store)
+    box = await inbox(store, account)
+    _, uids, bits, modseqs, keywords = await store.flag_index(box.id)
+    assert (list(uids), bytes(bits), list(modseqs), keywords) == ([], b"", [], {})
+    for i in range(300):  # UIDs past 255 and 65535-wide hex, flags and modseqs of each kind
+        await store.deliver([(account.id, "INBOX")], MESSAGE + str(i).encode())
+    await store.store_flags(account.id, box.id, list(range(1, 300, 3)), "add", SEEN, [])
+    await store.store_flags(account.id, box.id, [10, 260], "add", SEEN, ["$Work"])
+    await store.store_flags(account.id, box.id, [7, 299], "add", DELETED, [])
+    await store.expunge(account.id, box.id)
+    _, uids, bits, modseqs, keywords = await store.flag_index(box.id)
+    messages = await store.list_messages(box.id)
+    assert list(uids) == [m.uid for m in messages] and len(uids) == 298
+    assert list(bits) == [m.flags & 255 for m in messages]
+    assert list(modseqs) == [m.modseq for m in messages]
+    assert keywords == {m.uid: m.keywords for m in messages if m.keywords} == {10: "$Work", 260: "$Work"}
