@@ -302,7 +302,7 @@ class Dovecot:
 
     def __init__(self, tmp: Path, *, plain: bool = True, tls: bool = False,
                  cert: Path | None = None, key: Path | None = None, max_clients: int = 1000,
-                 imap_service_count: int = 100) -> None:
+                 imap_service_count: int = 100, mail_fsync: str = "optimized", extra_conf: str = "") -> None:
         self.tmp = tmp
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.port = free_port() if plain else 0
@@ -310,6 +310,8 @@ class Dovecot:
         self.cert, self.key = cert, key
         self.max_clients = max_clients
         self.imap_service_count = imap_service_count
+        self.mail_fsync = mail_fsync  # optimized (Dovecot's default), always, never
+        self.extra_conf = extra_conf  # more dovecot.conf lines (top level)
         self.proc: subprocess.Popen[bytes] | None = None
         self.uid = self.gid = 65534
         if os.geteuid() != 0:
@@ -319,8 +321,10 @@ class Dovecot:
     def home(self, address: str) -> Path:
         return self.tmp / "home" / address.split("@")[0]
 
-    def add_accounts(self, count: int) -> list[str]:
-        hashed = subprocess.run([DOVEADM, "pw", "-s", "SHA512-CRYPT", "-p", PASSWORD],
+    def add_accounts(self, count: int, scheme: str = "SHA512-CRYPT") -> list[str]:
+        """Homes and a passwd-file; every account's password hashed with ``scheme`` (Dovecot
+        verifies it on every login, even when its auth cache holds the hash)."""
+        hashed = subprocess.run([DOVEADM, "pw", "-s", scheme, "-p", PASSWORD],
                                 capture_output=True, text=True).stdout.strip()
         if not hashed:
             hashed = "{PLAIN}" + PASSWORD
@@ -382,8 +386,8 @@ auth_cache_size = 10M
 auth_cache_ttl = 1 hour
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
-mail_fsync = optimized
-default_process_limit = {limit}
+mail_fsync = {self.mail_fsync}
+{self.extra_conf}default_process_limit = {limit}
 default_client_limit = {limit * 2}
 default_vsz_limit = 0
 passdb {{
