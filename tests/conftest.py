@@ -12,7 +12,7 @@ import pytest
 from postoffice.services.auth import Authenticator
 from postoffice.services.events import EventBus
 from postoffice.store import Store
-from tests.support.pg import session_database
+from tests.support.pg import default_database, session_database
 from tests.support.server import RunningServer, make_config
 
 
@@ -26,7 +26,7 @@ async def open_store(tmp_path: Path, database: str | None = None) -> AsyncIterat
     import asyncio
 
     bus = EventBus(asyncio.get_running_loop())
-    s = Store.open(tmp_path / "data", database, on_commit=bus.publish_threadsafe)
+    s = Store.open(tmp_path / "data", database or default_database(), on_commit=bus.publish_threadsafe)
     s.bus = bus  # type: ignore[attr-defined]
     yield s
     s.close()

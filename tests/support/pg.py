@@ -7,6 +7,9 @@ reason, when no server answers (CI has one).
   database ``po_test_<random>`` for the whole run, dropped at its end; `fresh_url` gives a new
   empty schema in it (chosen through the connection's ``search_path``), so each store or test
   server sees only its own rows.
+- ``POSTOFFICE_TEST_BACKEND=postgresql``: every test server (`make_config`) and every `store`
+  fixture that names no database uses a fresh schema (`default_database`), so the whole suite
+  runs against PostgreSQL; the database is dropped when the test process exits.
 - `backend_overrides`: what makes a `RunningServer` use a backend of `BACKENDS`:
 
     with RunningServer(data, **backend_overrides("postgresql", request)) as srv: ...
@@ -15,7 +18,9 @@ reason, when no server answers (CI has one).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import secrets
 import urllib.parse
@@ -105,3 +110,22 @@ def backend_overrides(backend: str, request: pytest.FixtureRequest) -> dict[str,
     """RunningServer keyword arguments selecting ``backend``."""
     url = database_for(backend, request)
     return {} if url is None else {"store": {"database": url}}
+
+
+@functools.lru_cache(maxsize=1)
+def _process_database() -> str:
+    """One database for the whole test process (POSTOFFICE_TEST_BACKEND), dropped at exit."""
+    reason = unreachable()
+    if reason:
+        raise RuntimeError(f"POSTOFFICE_TEST_BACKEND=postgresql, but {reason}")
+    databases = session_database()
+    url = next(databases)
+    atexit.register(databases.close)
+    return url
+
+
+def default_database() -> str | None:
+    """A fresh PostgreSQL schema when POSTOFFICE_TEST_BACKEND=postgresql, else None (SQLite)."""
+    if os.environ.get("POSTOFFICE_TEST_BACKEND", "sqlite") != "postgresql":
+        return None
+    return fresh_url(_process_database())

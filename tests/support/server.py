@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from postoffice import config as config_module
 from postoffice.app import Postoffice
 from postoffice.config import Config
+from tests.support.pg import default_database
 
 T = TypeVar("T")
 
@@ -42,6 +43,9 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
         "outbound": {"enabled": False},
         "inbound": {"verify": False},
     }
+    database = None if "store" in overrides or "database" in overrides else default_database()
+    if database:
+        raw["store"] = {"database": database}
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
             raw[key] = {**raw[key], **value}
