@@ -7,12 +7,14 @@
 * `Dovecot`: Debian's Dovecot 2.3 started from a dovecot.conf written to a temporary directory
   (passwd-file with SHA512-CRYPT hashes and an auth cache, maildir written directly);
 * `Imap`: a small asyncio IMAP client (plain or TLS) that parses what the benchmarks need;
-* `pss_kb`: proportional/resident memory of processes from /proc/<pid>/smaps_rollup.
+* `pss_kb`: proportional/resident memory of processes from /proc/<pid>/smaps_rollup;
+* `postgres_database`: a fresh PostgreSQL database for a postoffice on that backend (issue 14).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -22,8 +24,9 @@ import socket
 import ssl
 import subprocess
 import sys
+import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +39,37 @@ WORDS = ("the quick brown fox jumps over the lazy dog mail server message inbox 
          "download delete protocol session mailbox octets network latency throughput flags "
          "select fetch search idle resync modseq").split()
 SEEN = 1  # postoffice's flag bit for \Seen (store/records.py)
+#: where `postgres_database` creates its databases (trust auth on the local server by default)
+POSTGRES_ADMIN = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str = POSTGRES_ADMIN) -> Iterator[str]:
+    """A new empty database ``po_bench_<random>`` on the server of ``admin_url``, as a URL for
+    ``[store] database``; dropped at the end."""
+    import psycopg
+
+    name = f"po_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def count_inbox(database: str | Path, address: str) -> int:
+    """Messages in ``address``'s INBOX, read through the store (SQLite file or PostgreSQL URL)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from postoffice.store.db import open_database
+    db = open_database(database)
+    try:
+        return int(db.read_sync(lambda tx: tx.scalar(
+            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+            "JOIN accounts a ON a.id = b.account_id WHERE a.address = ? AND b.name = 'INBOX'", (address,))))
+    finally:
+        db.close()
 
 
 def user(n: int) -> str:
@@ -172,8 +206,10 @@ class Postoffice:
     """postoffice in its own process, on loopback ports, data in ``tmp``."""
 
     def __init__(self, tmp: Path, *, plain: bool = True, tls: bool = False,
-                 extra_config: str = "") -> None:
+                 extra_config: str = "", database: str = "") -> None:
+        """``database``: a ``postgresql://`` URL (empty: SQLite in the data directory)."""
         self.tmp = tmp
+        self.database = database
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.data = tmp / "data"
         self.config = tmp / "postoffice.toml"
@@ -188,7 +224,8 @@ class Postoffice:
             f'imaps = "{"127.0.0.1:%d" % self.tls_port if tls else ""}"\n'
             "[security]\nallow_plaintext_auth = true\n"
             "[limits]\nmax_connections_per_ip = 100000\nmax_connections = 100000\n"
-            "[outbound]\nenabled = false\n" + extra_config
+            "[outbound]\nenabled = false\n" + (f'[store]\ndatabase = "{database}"\n' if database else "")
+            + extra_config
         )
 
     def cli(self, *args: str) -> str:
@@ -230,7 +267,7 @@ class Postoffice:
               batch: int, concurrency: int) -> float:
 
         async def run() -> float:
-            store = Store.open(self.data)
+            store = Store.open(self.data, self.database or None)
             try:
                 account = await store.get_account(address)
                 inbox = await store.get_mailbox(account.id, "INBOX")

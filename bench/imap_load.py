@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import random
@@ -284,6 +286,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("c", "python"), default="c",
                         help="load generator: imap_loadgen.c (default) or the asyncio client pinned to one CPU")
     parser.add_argument("--workers", default="1,0", help="postoffice [server] workers settings to run (0: one per CPU)")
+    parser.add_argument("--postgres", nargs="?", const=common.POSTGRES_ADMIN, default="", metavar="ADMIN_URL",
+                        help="also each postoffice on PostgreSQL (a fresh database on the server of "
+                             "ADMIN_URL, default %(const)s)")
     parser.add_argument("--timeline", action="store_true", help="print commands completed each second")
     parser.add_argument("--dovecot-fsync", default="always,optimized",
                         help="Dovecot mail_fsync settings to run, one server each (always: every answered change "
@@ -359,16 +364,21 @@ def main() -> None:
         dovecots: list[common.Dovecot] = []
         servers: list[common.Postoffice] = []
         targets: dict[str, tuple[str, int, list[str], str]] = {}
+        databases = contextlib.ExitStack()
+        backends = ["sqlite", *(["postgresql"] if args.postgres else [])]
         try:
-            for workers in ([] if args.no_postoffice else [int(w) for w in args.workers.split(",") if w.strip()]):
-                po = common.Postoffice(tmp / f"postoffice-w{workers}", extra_config=f"[server]\nworkers = {workers}\n")
+            for workers, backend in itertools.product(
+                    [] if args.no_postoffice else [int(w) for w in args.workers.split(",") if w.strip()], backends):
+                url = databases.enter_context(common.postgres_database(args.postgres)) if backend == "postgresql" else ""
+                po = common.Postoffice(tmp / f"postoffice-w{workers}-{backend}", database=url,
+                                       extra_config=f"[server]\nworkers = {workers}\n")
                 addresses = po.add_accounts(args.users)
                 for n, address in enumerate(addresses):
                     po.fill(address, common.make_messages(args.prefill, seed=n, to=address),
                             common.seen_pattern(args.prefill), durable=False)
                 po.start()
                 servers.append(po)
-                label = f"postoffice w={workers}" + (f" ({ncpu})" if workers == 0 else "")
+                label = f"postoffice w={workers}" + (f" ({ncpu})" if workers == 0 else "") + (" pg" if url else "")
                 targets[label] = ("127.0.0.1", po.port, addresses, common.PASSWORD)
                 server_pids[po.port] = po.pid
             version = None if args.no_dovecot else common.dovecot_version()
@@ -396,6 +406,7 @@ def main() -> None:
         finally:
             for po in servers:
                 po.stop()
+            databases.close()
             for dc in dovecots:
                 dc.stop()
             common.rmtree(tmp)

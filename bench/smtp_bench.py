@@ -27,12 +27,14 @@ import pwd
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.test"
@@ -135,10 +137,12 @@ def run_load(port: int, messages: list[bytes], sessions: int) -> tuple[float, fl
 
 
 def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: str = "",
-                     rspamd: str = "") -> dict[str, float]:
+                     rspamd: str = "", database: str = "") -> dict[str, float]:
+    """``database``: a ``postgresql://`` URL (issue 14; empty: SQLite in the data directory)."""
     port = free_port()
-    data = tmp / ("postoffice-rspamd" if rspamd else "postoffice")
-    config = tmp / ("postoffice-rspamd.toml" if rspamd else "postoffice.toml")
+    name = "postoffice" + ("-rspamd" if rspamd else "") + ("-pg" if database else "")
+    data = tmp / name
+    config = tmp / f"{name}.toml"
     listen = {name: "127.0.0.1:0" for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")}
     listen["smtp"] = f"127.0.0.1:{port}"
     listen["http"] = ""
@@ -149,6 +153,8 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: s
     lines += ["[inbound]", "verify = false", "[outbound]", "enabled = false"]
     if rspamd:  # issue 15: every message also goes to rspamd's /checkv2
         lines += ["[filter]", f'rspamd = "{rspamd}"', 'on_failure = "tempfail"']
+    if database:
+        lines += ["[store]", f'database = "{database}"']
     config.write_text("\n".join(lines) + "\n")
     cli = [sys.executable, "-m", "postoffice", "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": os.environ.get("BENCH_SRC", str(ROOT / "src"))}
@@ -173,7 +179,7 @@ def bench_postoffice(tmp: Path, messages: list[bytes], sessions: int, profile: s
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
-        stored = count_postoffice(data / "postoffice.db")
+        stored = common.count_inbox(database or data / "postoffice.db", USER)
         cpu = process_cpu(server.pid) - cpu_before
     finally:
         server.send_signal(signal.SIGTERM)
@@ -242,17 +248,6 @@ def process_cpu(pid: int) -> float:
         print(f"  (user {int(fields[11]) / os.sysconf('SC_CLK_TCK'):.2f} s, "
               f"system {int(fields[12]) / os.sysconf('SC_CLK_TCK'):.2f} s, context switches {switches})")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def count_postoffice(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(conn.execute(
-            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
-            "JOIN accounts a ON a.id = b.account_id WHERE a.address = ? AND b.name = 'INBOX'",
-            (USER,)).fetchone()[0])
-    finally:
-        conn.close()
 
 
 # -- Postfix + Dovecot LMTP ------------------------------------------------------------------
@@ -444,6 +439,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-rspamd", action="store_true",
                         help="skip the postoffice + rspamd row (it needs the Debian package rspamd)")
+    parser.add_argument("--postgres", nargs="?", const=common.POSTGRES_ADMIN, default="", metavar="ADMIN_URL",
+                        help="also a postoffice row on PostgreSQL (a fresh database on the server of "
+                             "ADMIN_URL, default %(const)s)")
     parser.add_argument("--profile", default="", metavar="FILE",
                         help="py-spy record the postoffice server during the load into FILE "
                              "(.svg: flame graph, else collapsed stacks)")
@@ -459,6 +457,11 @@ def main() -> int:
             result = bench_postoffice(tmp, messages, args.sessions, args.profile)
             report("postoffice (port 25)", args.messages, result)
             ok &= result["stored"] == args.messages and not result["failures"]
+            if args.postgres:
+                with common.postgres_database(args.postgres) as url:
+                    result = bench_postoffice(tmp, messages, args.sessions, database=url)
+                report("postoffice on PostgreSQL", args.messages, result)
+                ok &= result["stored"] == args.messages and not result["failures"]
             if not args.no_rspamd:
                 ok &= bench_with_rspamd(tmp, messages, args)
         if args.only in (None, "postfix"):
