@@ -1,4 +1,4 @@
-"""The store on a real SQLite file: UIDs, modseqs, tombstones, delivery, mailboxes."""
+"""The store on a real SQLite file and on PostgreSQL: UIDs, modseqs, tombstones, delivery, mailboxes."""
 
 from __future__ import annotations
 
@@ -188,6 +188,22 @@ async def test_mailbox_create_rename_delete(store: Store) -> None:
     await store.delete_mailbox(account.id, "Job/Projects/2026")
     with pytest.raises(InvalidName):
         await store.delete_mailbox(account.id, "INBOX")
+
+
+async def test_children_are_found_by_their_exact_parent_name(store: Store) -> None:
+    """Names are case-sensitive (RFC 9051 §5.1) and may hold LIKE's wildcards: "work/x" is no
+    child of "Work", "a_b/c" none of "axb", on either backend."""
+    account = await make_account(store)
+    for name in ("Work", "work/x", "axb", "a_b/c", "Work/y"):
+        await store.create_mailbox(account.id, name)
+    await store.set_subscribed(account.id, "work/x", True)
+    await store.rename_mailbox(account.id, "Work", "Job")
+    names = {b.name for b in await store.list_mailboxes(account.id)}
+    assert {"Job", "Job/y", "work", "work/x", "axb", "a_b/c"} <= names and "Work/y" not in names
+    assert "work/x" in await store.list_subscriptions(account.id)
+    await store.delete_mailbox(account.id, "Job/y")
+    await store.delete_mailbox(account.id, "Job")  # "work/x" is not its child
+    await store.delete_mailbox(account.id, "axb")
 
 
 async def test_renaming_inbox_moves_its_messages(store: Store) -> None:

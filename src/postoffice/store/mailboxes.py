@@ -18,7 +18,16 @@ from .records import (
     NotFound,
     SubscriptionChanged,
 )
-from .rows import _MAILBOX_COLUMNS, StoreBase, _mailbox, _like_prefix
+from .rows import _MAILBOX_COLUMNS, StoreBase, _mailbox
+
+#: a name below the one `_under` gives, compared as it is (LIKE ignores ASCII case in SQLite
+#: but not in PostgreSQL; mailbox names other than INBOX are case-sensitive, RFC 9051 §5.1)
+_UNDER = "substr(name, 1, ?) = ?"
+
+
+def _under(name: str) -> tuple[int, str]:
+    prefix = name + "/"
+    return len(prefix), prefix
 
 
 def validate_mailbox_name(name: str) -> str:
@@ -104,8 +113,8 @@ class MailboxStore(StoreBase):
                 raise NotFound(f"no mailbox {name}")
             if name == "INBOX":
                 raise InvalidName("INBOX cannot be deleted")
-            if tx.scalar("SELECT 1 FROM mailboxes WHERE account_id = ? AND name LIKE ? ESCAPE '\\'",
-                         (account_id, _like_prefix(name + "/"))):
+            if tx.scalar(f"SELECT 1 FROM mailboxes WHERE account_id = ? AND {_UNDER}",
+                         (account_id, *_under(name))):
                 raise AlreadyExists(f"mailbox {name} has child mailboxes; delete them first")
             uids = tuple(r[0] for r in tx.all("SELECT uid FROM messages WHERE mailbox_id = ?", (row[0],)))
             if uids:
@@ -133,14 +142,14 @@ class MailboxStore(StoreBase):
                 self._move_all(tx, account_id, row[0], target)
                 tx.emit(MailboxesChanged(account_id, created=(*created, new)))
             else:
-                children = tx.all("SELECT id, name FROM mailboxes WHERE account_id = ? AND name LIKE ? ESCAPE '\\'",
-                                  (account_id, _like_prefix(old + "/")))
+                children = tx.all(f"SELECT id, name FROM mailboxes WHERE account_id = ? AND {_UNDER}",
+                                  (account_id, *_under(old)))
                 tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new, row[0]))
                 for child_id, child_name in children:
                     tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new + child_name[len(old):], child_id))
                 # subscriptions follow the renamed mailboxes (as Dovecot does); others stay
-                for (sub,) in tx.all("SELECT name FROM subscriptions WHERE account_id = ? AND (name = ? OR name LIKE ? "
-                                     "ESCAPE '\\')", (account_id, old, _like_prefix(old + "/"))):
+                for (sub,) in tx.all(f"SELECT name FROM subscriptions WHERE account_id = ? AND (name = ? OR {_UNDER})",
+                                     (account_id, old, *_under(old))):
                     tx.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, sub))
                     tx.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                (account_id, new + sub[len(old):]))

@@ -54,8 +54,3 @@ def _message(row: Any) -> MessageMeta:
 
 def _domain(row: Any) -> Domain:
     return Domain(row[0], row[1], row[2], row[3], row[4])
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
