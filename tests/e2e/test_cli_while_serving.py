@@ -8,17 +8,22 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.support.pg import BACKENDS, backend_overrides
 from tests.support.server import RunningServer
 
 
-def test_cli_switching_imap_off_ends_the_open_session(tmp_path: Path) -> None:
-    with RunningServer(tmp_path / "data") as srv:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_switching_imap_off_ends_the_open_session(tmp_path: Path, backend: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    with RunningServer(tmp_path / "data", **backend_overrides(backend, request)) as srv:
         srv.add_account("alice@example.com", "password1")
         imap = imaplib.IMAP4_SSL("127.0.0.1", srv.port("imaps"), ssl_context=srv.client_tls())
         imap.login("alice@example.com", "password1")
         imap.select("INBOX")
         config = tmp_path / "postoffice.toml"
-        config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+        config.write_text(f'data_dir = "{tmp_path / "data"}"\n[store]\ndatabase = "{srv.config.store.database}"\n')
         out = subprocess.run([sys.executable, "-m", "postoffice", "--config", str(config), "account", "set",
                               "alice@example.com", "--imap", "off"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr

@@ -73,7 +73,7 @@ def test_migrate_to_postgresql_keeps_what_a_qresync_client_knows(tmp_path: Path,
                                                                  request: pytest.FixtureRequest) -> None:
     url = fresh_url(request.getfixturevalue("postgres_database"))  # skips without PostgreSQL
     data = tmp_path / "data"
-    with RunningServer(data) as srv:
+    with RunningServer(data, store={"database": ""}) as srv:  # SQLite, whatever POSTOFFICE_TEST_BACKEND says
         before_expunge = populate(srv)
         wire = qresync_session(srv)
         uidvalidity, uidnext, highest = inbox_state(wire)
@@ -106,7 +106,7 @@ def test_migrate_to_postgresql_keeps_what_a_qresync_client_knows(tmp_path: Path,
 def test_migrate_refuses_a_target_that_holds_data(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     url = fresh_url(request.getfixturevalue("postgres_database"))
     data = tmp_path / "data"
-    with RunningServer(data) as srv:
+    with RunningServer(data, store={"database": ""}) as srv:
         srv.add_account(ADDRESS, PASSWORD)
     with RunningServer(tmp_path / "other", store={"database": url}) as srv:
         srv.add_account("someone@example.net", PASSWORD)

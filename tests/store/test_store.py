@@ -295,3 +295,18 @@ async def test_flag_index_matches_the_messages_row_by_row(store: Store) -> None:
     assert list(bits) == [m.flags & 255 for m in messages]
     assert list(modseqs) == [m.modseq for m in messages]
     assert keywords == {m.uid: m.keywords for m in messages if m.keywords} == {10: "$Work", 260: "$Work"}
+
+
+async def test_nul_in_text_is_stored_on_either_backend(store: Store) -> None:
+    """A NUL (a remote server's garbage reply, a broken header) cannot go into PostgreSQL's
+    text: it is kept as U+FFFD rather than failing the write."""
+    account = await make_account(store)
+    [delivered] = await store.deliver([(account.id, "INBOX")], b"Subject: a\x00b\r\n\r\nbody\r\n")
+    fields = await store.search_fields(delivered.mailbox_id)
+    assert fields[delivered.uid]["subject"] in ("a\x00b", "a\ufffdb")
+    queue_id = await store.enqueue("alice@example.com", ["bob@remote.test"], MESSAGE)
+    [entry] = await store.queue_entries()
+    await store.queue_finish(queue_id, deferred=[(entry["recipients"][0]["id"], "4.0.0 \x00\x01 garbage")],
+                             next_attempt=0)
+    [entry] = await store.queue_entries()
+    assert entry["recipients"][0]["last_error"] in ("4.0.0 \x00\x01 garbage", "4.0.0 \ufffd\x01 garbage")

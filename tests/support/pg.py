@@ -124,8 +124,17 @@ def _process_database() -> str:
     return url
 
 
-def default_database() -> str | None:
-    """A fresh PostgreSQL schema when POSTOFFICE_TEST_BACKEND=postgresql, else None (SQLite)."""
+def default_database(data_dir: object = None) -> str | None:
+    """With POSTOFFICE_TEST_BACKEND=postgresql a PostgreSQL schema: the same one for the same
+    ``data_dir`` (a test restarting its server finds its data), else a fresh one. Otherwise
+    None (SQLite)."""
     if os.environ.get("POSTOFFICE_TEST_BACKEND", "sqlite") != "postgresql":
         return None
+    if data_dir is None:
+        return fresh_url(_process_database())
+    return _schema_of(str(data_dir))
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_of(data_dir: str) -> str:
     return fresh_url(_process_database())

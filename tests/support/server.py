@@ -43,7 +43,7 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
         "outbound": {"enabled": False},
         "inbound": {"verify": False},
     }
-    database = None if "store" in overrides or "database" in overrides else default_database()
+    database = None if "store" in overrides or "database" in overrides else default_database(data_dir)
     if database:
         raw["store"] = {"database": database}
     for key, value in overrides.items():

@@ -39,6 +39,7 @@ from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
+from psycopg.types.string import StrDumperUnknown
 
 from .db import JobRunner, Tx, _Job, _set_exception, _set_result
 from .dialect import POSTGRES, pg_statement
@@ -103,9 +104,21 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
+class _TextWithoutNul(StrDumperUnknown):
+    """PostgreSQL's text cannot hold NUL, SQLite's can, and NULs do arrive: a remote server's
+    garbage reply kept as a recipient's last error, a header field of a broken message. They
+    are stored as U+FFFD, what a decoder shows for a character it cannot read."""
+
+    def dump(self, obj: Any) -> Any:
+        if "\x00" in obj:
+            obj = obj.replace("\x00", "\ufffd")
+        return super().dump(obj)
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("numeric", _NumericAsNumber)
     conn.adapters.register_dumper(bool, _BoolAsInteger)
+    conn.adapters.register_dumper(str, _TextWithoutNul)
     conn.execute("SET synchronous_commit = on")
 
 
