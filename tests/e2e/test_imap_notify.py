@@ -267,3 +267,25 @@ def test_overflow_turns_notify_off(pair: Pair, monkeypatch: pytest.MonkeyPatch) 
     assert lines == [b"* OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is now off, as after NOTIFY NONE"]
     append(a, b"Lists")
     silent(w)
+
+
+def test_first_group_that_covers_a_mailbox_decides(pair: Pair) -> None:
+    """Section 6: MAILBOXES names exact mailboxes (no wildcard expansion, section 6.6), SUBSCRIBED follows the
+    subscription list as it changes (section 6.4), and a mailbox covered by several groups gets
+    what the first one asks for."""
+    w, a = pair.watcher, pair.actor
+    for name in (b"Lists", b"Other", b"Later"):
+        ok(a.cmd(b"c CREATE " + name), b"c")
+    ok(w.cmd(b'a NOTIFY SET (mailboxes ("Lists" "Lat" "L%") (MessageNew MessageExpunge)) '
+             b'(subscribed (MessageNew MessageExpunge)) (personal NONE)'), b"a")
+    append(a, b"Other")  # PERSONAL NONE
+    append(a, b"Later")  # exact names, no prefix, no pattern
+    append(a, b"Lists")
+    assert unsolicited(w, rb"STATUS")[0].startswith(b'* STATUS "Lists" (MESSAGES 1 ')
+    ok(a.cmd(b"s SUBSCRIBE Other"), b"s")
+    append(a, b"Other")
+    got = unsolicited(w, rb"STATUS")
+    assert got == [got[-1]] and got[-1].startswith(b'* STATUS "Other" (MESSAGES 2 '), got
+    ok(a.cmd(b"u UNSUBSCRIBE Other"), b"u")
+    append(a, b"Other")
+    silent(w)

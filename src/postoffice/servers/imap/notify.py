@@ -127,8 +127,10 @@ class Notifier:
         return frozenset()
 
     async def wait(self) -> None:
-        """Wait until an event arrives (it is kept for `take`)."""
-        self.held.append(await self.sub.queue.get())
+        """Wait until an event arrives (it is kept for `take`), or return at once when events
+        were lost (an overflow, or the bus's transport reconnected: `EventBus.lost_events`)."""
+        if not self.sub.overflowed:
+            self.held.append(await self.sub.queue.get())
 
     def take(self) -> list[Any]:
         events = self.held + self.sub.pending()
