@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import smtplib
 import socket
 from collections.abc import Iterator
 
@@ -289,3 +290,12 @@ def test_first_group_that_covers_a_mailbox_decides(pair: Pair) -> None:
     ok(a.cmd(b"u UNSUBSCRIBE Other"), b"u")
     append(a, b"Other")
     silent(w)
+
+
+def test_mail_delivered_over_smtp_gives_status(pair: Pair, srv: RunningServer) -> None:
+    w = pair.watcher
+    ok(w.cmd(b"a NOTIFY SET (inboxes (MessageNew MessageExpunge))"), b"a")
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as smtp:
+        smtp.sendmail("bob@example.net", [pair.address], MESSAGE)
+    got = unsolicited(w, rb"STATUS")
+    assert re.fullmatch(rb"\* STATUS INBOX \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)", got[-1]), got
