@@ -245,3 +245,34 @@ async def test_installations_in_two_schemas_of_one_database_stay_apart(dsn: str)
     finally:
         for bus in (one, two, other):
             await bus.detach()
+
+
+async def test_a_node_whose_control_session_was_cut_keeps_its_sessions_listed(dsn: str) -> None:
+    """Its old membership row is swept once the session is gone, but the node itself is back
+    (with a new row): the others must not forget its sessions."""
+    import psycopg
+
+    a, b = await joined(dsn, "nodeA:9"), await joined(dsn, "nodeB:9")
+    ra, rb = SessionRegistry(None, a), SessionRegistry(None, b)  # type: ignore[arg-type]
+    a.listeners.append(ra.on_event)
+    b.listeners.append(rb.on_event)
+    try:
+        ra.add(OpenSession("imap", 1, "alice@example.com", "192.0.2.1", True, 993))
+        await until(lambda: len(rb.all()) == 1)
+        transport = a.transport
+        old_member, pid = transport._member_id, transport._control.info.backend_pid  # type: ignore[union-attr]
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 6 * pgbus.SWEEP_INTERVAL
+            while True:  # until the old row is swept
+                cur = await admin.execute("SELECT count(*) FROM bus_nodes WHERE id = %s", (old_member,))
+                if (await cur.fetchone())[0] == 0:
+                    break
+                assert time.monotonic() < deadline, "the cut session's row was never swept"
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert transport._member_id != old_member  # type: ignore[union-attr]
+        assert [s.address for s in rb.all()] == ["alice@example.com"], "node B forgot node A's session"
+    finally:
+        await a.detach()
+        await b.detach()

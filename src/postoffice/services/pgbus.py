@@ -95,13 +95,18 @@ SCHEMA = [
         created TIMESTAMPTZ NOT NULL DEFAULT now())""",
 ]
 
+# Rows whose lock nobody holds are deleted; their nodes are announced gone unless the same node
+# has a live row (it reconnected: announcing it gone would drop the sessions it re-announced).
 _SWEEP = """
-DELETE FROM bus_nodes n
- WHERE NOT EXISTS (SELECT 1 FROM pg_locks l
-                    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                      AND l.classid = %(cls)s::bigint::oid AND l.objid = n.id::oid)
-RETURNING node"""
+WITH dead AS (
+  DELETE FROM bus_nodes n
+   WHERE NOT EXISTS (SELECT 1 FROM pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND l.classid = %(cls)s::bigint::oid AND l.objid = n.id::oid)
+  RETURNING id, node)
+SELECT DISTINCT d.node FROM dead d
+ WHERE NOT EXISTS (SELECT 1 FROM bus_nodes b WHERE b.node = d.node AND b.id NOT IN (SELECT id FROM dead))"""
 
 
 #: Failures that mean "the session is gone" (AttributeError: no session at all, reconnecting).
