@@ -282,6 +282,58 @@ def test_switching_imap_off_ends_the_sessions_on_every_node(nodes: tuple[Node, N
         assert took < 3.0
 
 
+def api_token(node: Node) -> str:
+    """A panel API token for the admin login, made through the shared store."""
+    import asyncio
+
+    from postoffice import config as config_module
+    from postoffice.services.accounts import AccountService
+    from postoffice.services.auth import Authenticator
+    from postoffice.services.panel_users import PanelUsers
+    from postoffice.store import Store
+
+    config = config_module.load(node.config)
+
+    async def make() -> str:
+        store = Store.open(config.data_path, config.database_target, spool_dir=node.dir / "cli-spool")
+        try:
+            auth = Authenticator(store, config.security)
+            users = PanelUsers(store, auth, AccountService(store, auth))
+            row = await store.get_admin("admin")
+            assert row is not None
+            return (await users.create_token(await users.principal_for_admin(row), "nodes test"))[1]
+        finally:
+            store.close()
+    return asyncio.run(make())
+
+
+def test_the_panel_lists_and_ends_the_sessions_of_every_node(nodes: tuple[Node, Node]) -> None:
+    """The connected-devices view (here through the panel's API) of either node lists the
+    sessions of both; switching IMAP off there ends them on both."""
+    import httpx
+
+    a, b = nodes
+    headers = {"Authorization": f"Bearer {api_token(a)}"}
+    path = "/api/v1/domains/example.com/addresses/alice@example.com"
+    on_a, on_b = a.imap(), b.imap()
+    for node in (a, b):
+        deadline = time.monotonic() + 5
+        while True:
+            listed = httpx.get(f"http://127.0.0.1:{node.ports['http']}{path}/sessions", headers=headers, timeout=10)
+            assert listed.status_code == 200, listed.text
+            if len(listed.json()) == 2:
+                break
+            assert time.monotonic() < deadline, f"node {node.name} lists {listed.json()}"
+            time.sleep(0.1)
+    switched = httpx.patch(f"http://127.0.0.1:{b.ports['http']}{path}", headers=headers, json={"imap": False},
+                           timeout=10)
+    assert switched.status_code == 200, switched.text
+    for imap in (on_a, on_b):
+        data, took = read_until(imap.sock, b"BYE", 5)
+        assert b"* BYE [ALERT]" in data and b"IMAP is disabled" in data, data
+        assert took < 3.0
+
+
 def test_kill_9_of_one_node_under_smtp_load_loses_nothing_acknowledged(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
     acknowledged: list[str] = []
