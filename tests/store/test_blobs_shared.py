@@ -7,6 +7,7 @@ process" by running it at that step (no lock in memory can order them)."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -67,5 +68,11 @@ def test_temporary_files_of_a_write_in_progress_elsewhere_are_kept(tmp_path: Pat
     crashed.write_bytes(b"left by a kill -9")
     old = time.time() - 7200
     os.utime(crashed, (old, old))
-    assert BlobStore(tmp_path / "blobs").clean_tmp() == 1
-    assert writing.exists() and not crashed.exists()
+    host = socket.gethostname()
+    mine = Path(blobs_mod.temp_path(str(store.tmp), "ghi"))  # a live process of this host writing
+    mine.write_bytes(b"being written")
+    killed = store.tmp / f"jkl.999999999.1.{host}"  # a process of this host that is gone
+    killed.write_bytes(b"left by a kill -9 a moment ago")
+    assert BlobStore(tmp_path / "blobs").clean_tmp() == 2
+    assert writing.exists() and mine.exists()
+    assert not crashed.exists() and not killed.exists()

@@ -27,12 +27,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 #: Temporary files younger than this may be a write in progress (in any process sharing the directory).
 TMP_GRACE_SECONDS = 3600.0
+_HOST = socket.gethostname()
 
 
 class BlobStore:
@@ -63,7 +65,7 @@ class BlobStore:
         final = f"{directory}/{blob_id[2:]}"
         if _refresh(final):  # already stored: a fresh mtime keeps the collector away while we commit
             return blob_id
-        tmp = f"{self._tmp}/{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp = temp_path(self._tmp, blob_id)
         with _removed_on_failure(tmp):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -133,7 +135,7 @@ class BlobStore:
         """Unlink the file if its mtime is before ``older_than`` (see the module docstring for
         why it is renamed aside first); False when it is fresh or gone."""
         path = str(self.path(blob_id))
-        aside = f"{self._tmp}/gc.{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
+        aside = temp_path(self._tmp, "gc-" + blob_id)
         try:
             if os.stat(path).st_mtime >= older_than:
                 return False
@@ -148,17 +150,40 @@ class BlobStore:
         return True
 
     def clean_tmp(self, older_than: float | None = None) -> int:
-        """Remove temporary files not touched since ``older_than`` (default: an hour ago): left
-        by a crash mid-write, never referenced. Younger ones may be another process's (another
-        node's) write in progress. Returns how many were removed."""
+        """Remove the temporary files nobody is writing any more: those of processes of this
+        host that are gone (a crash mid-write), and any not touched since ``older_than``
+        (default: an hour ago; another node's, whose processes this host cannot see). Returns
+        how many were removed."""
         cutoff = time.time() - TMP_GRACE_SECONDS if older_than is None else older_than
         removed = 0
         for f in self.tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                if f.stat().st_mtime < cutoff:
+                if _writer_gone(f.name) or f.stat().st_mtime < cutoff:
                     f.unlink()
                     removed += 1
         return removed
+
+
+def temp_path(tmp_dir: str, name: str) -> str:
+    """A new temporary file's path: ``<name>.<pid>.<ns>.<host>``, so `clean_tmp` can tell
+    whether its writer still runs."""
+    return f"{tmp_dir}/{name}.{os.getpid()}.{time.monotonic_ns()}.{_HOST}"
+
+
+def _writer_gone(name: str) -> bool:
+    parts = name.split(".", 3)
+    return len(parts) == 4 and parts[3] == _HOST and parts[1].isdigit() and not process_alive(int(parts[1]))
+
+
+def process_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _refresh(path: str) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 from ..mail import analyze
 from ..mail.sortkeys import sort_keys
 from ..mail.mime import canonicalize_crlf
+from .blobs import temp_path
 from .spool import MessageSource
 
 __all__ = ["blob_row", "prepare_file"]
@@ -43,7 +44,7 @@ def prepare_file(source: MessageSource, tmp_dir: str) -> tuple[str, str, tuple[A
     Returns (temporary path, blob id, blobs row, stored size). The caller adopts the file."""
     data = canonicalize_crlf(source.read())
     blob_id = hashlib.sha256(data).hexdigest()
-    path = f"{tmp_dir}/{blob_id}.{os.getpid()}.{time.monotonic_ns()}"
+    path = temp_path(tmp_dir, blob_id)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Union
 
 from ..mail.headers import find_header_end
+from .blobs import process_alive
 
 __all__ = ["FileRange", "MessageSource", "Spool", "SpoolWriter", "HeaderTooLarge", "needs_process"]
 
@@ -134,7 +135,7 @@ class Spool:
         directory is the node's own (``[server] run_dir``): pids mean nothing on another host."""
         for f in self.root.iterdir():
             pid = f.name.partition(".")[0]
-            if not (pid.isdigit() and _alive(int(pid))):
+            if not (pid.isdigit() and process_alive(int(pid))):
                 f.unlink(missing_ok=True)
 
     def write(self, source: MessageSource | bytes | bytearray) -> MessageSource:
@@ -159,16 +160,6 @@ class Spool:
 
     def new_path(self) -> str:
         return str(self.root / f"{os.getpid()}.{secrets.token_hex(8)}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class SpoolWriter:
