@@ -270,8 +270,10 @@ async def test_a_node_whose_control_session_was_cut_keeps_its_sessions_listed(ds
                     break
                 assert time.monotonic() < deadline, "the cut session's row was never swept"
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        assert transport._member_id != old_member  # type: ignore[union-attr]
+        await until(lambda: transport._member_id != old_member, 6 * pgbus.SWEEP_INTERVAL)  # type: ignore[union-attr]
+        # Node A is back: whatever B heard meanwhile, it lists A's session again and keeps it.
+        await until(lambda: len(rb.all()) == 1, 2 * pgbus.SWEEP_INTERVAL)
+        await asyncio.sleep(2 * pgbus.SWEEP_INTERVAL)
         assert [s.address for s in rb.all()] == ["alice@example.com"], "node B forgot node A's session"
     finally:
         await a.detach()

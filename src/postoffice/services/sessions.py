@@ -99,6 +99,12 @@ class SessionRegistry:
         return sorted([*self._sessions.values(), *self._remote.values()], key=lambda s: s.since)
 
     def _mirror(self, event: Any) -> None:
+        if isinstance(event, SessionsWanted):
+            # Ours too: a transport that reconnected asks (the others may have taken this
+            # process for gone meanwhile and forgotten its sessions).
+            for session in self._sessions.values():
+                self._announce(session)
+            return
         if event.node == getattr(self.bus, "node", None):
             return  # our own announcement, heard back
         if isinstance(event, SessionOpened):
@@ -111,9 +117,6 @@ class SessionRegistry:
         elif isinstance(event, NodeGone):
             for key in [k for k in self._remote if k[0] == event.node]:
                 del self._remote[key]
-        elif isinstance(event, SessionsWanted):
-            for session in self._sessions.values():
-                self._announce(session)
 
     def on_event(self, event: Any) -> None:
         """Event-bus listener: re-check access after an account or domain change; mirror the
