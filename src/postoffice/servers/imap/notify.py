@@ -41,7 +41,9 @@ taken at the end of that command.
 Falling behind (section 5.8): the subscription holds at most ``QUEUE_LIMIT`` events (a client
 that does not read its socket stops the server from writing, and the news piles up). Past that,
 the session is told ``* OK [NOTIFICATIONOVERFLOW]`` and behaves as after NOTIFY NONE; the
-selected mailbox keeps its own bounded queue and resynchronises from its index as before.
+selected mailbox keeps its own bounded queue and resynchronises from its index as before. The
+same happens when the bus's transport lost events (it reconnected: ``EventBus.lost_events``),
+told at the session's next command or next event.
 """
 
 from __future__ import annotations
