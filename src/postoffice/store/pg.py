@@ -1,25 +1,28 @@
-"""The PostgreSQL backend of the store (issue 14): the same jobs as store.db, on a pool.
+"""The PostgreSQL backend of the store (issue 14): the same jobs as store.db, on PostgreSQL.
 
 Callers do not change: a job is still ``fn(Tx)``, run synchronously, submitted from the event
-loop and awaited through a future. What differs is what runs it. PostgreSQL takes concurrent
-writers, so instead of one thread there are ``threads`` of them, each borrowing a connection
-from a psycopg_pool ``ConnectionPool``; every write job is its own transaction (no group commit
-here: PostgreSQL groups concurrent commits' WAL flushes itself), every read job runs with
-autocommit (each statement sees the latest commit; `PgTx.snapshot` opens a REPEATABLE READ
-transaction for jobs that need one moment). The job model is kept rather than psycopg's async
-API because every store function is written as a synchronous ``fn(Tx)`` (also run by the CLI,
-migrations and worker threads), and a job holds its connection for exactly one transaction.
+loop and awaited through a future. The job model is kept rather than psycopg's async API
+because every store function is written as a synchronous ``fn(Tx)`` (also run by the CLI,
+migrations and worker threads) and the SQLite backend's group commit carries over as it is.
 
-Concurrency with other nodes is decided inside the database, never in memory: UIDs and MODSEQs
-come from ``UPDATE mailboxes ... RETURNING`` (the row stays locked until the commit), other
-read-then-write jobs lock what they read with ``SELECT ... FOR UPDATE`` (`Tx.for_update`). A
-job that loses a deadlock or a serialisation conflict is run again from the start.
+- Reads run on ``threads`` threads, each borrowing a connection from a psycopg_pool
+  ``ConnectionPool``, with autocommit (each statement sees the latest commit);
+  `PgTx.snapshot` opens a REPEATABLE READ transaction for a job that needs one moment.
+- Writes are group-committed by one writer thread per process, as with SQLite: it takes every
+  write job queued, runs each in a SAVEPOINT of one transaction and COMMITs once. Many
+  sessions delivering to one mailbox would otherwise queue one by one on its row lock, each
+  waiting for the previous commit's WAL flush (measured: 270 msg/s against 500 on SQLite).
+  ``synchronous_commit`` stays on; a batch of only ``durable=False`` jobs commits with it off
+  (a PostgreSQL crash may undo the last few flag changes, never corrupt anything).
+
+Concurrency with other processes and nodes is decided inside the database, never in memory:
+UIDs and MODSEQs come from ``UPDATE mailboxes ... RETURNING`` (the row stays locked until the
+commit), other read-then-write jobs lock what they read with ``SELECT ... FOR UPDATE``
+(`Tx.for_update`). A job that loses a deadlock against another node is run again alone.
 
 Commits are announced in commit order: a job takes a ticket just before its COMMIT, while it
-still holds its row locks, so a job that waited for another's locks always has the later
-ticket; events (``on_commit``) and results are handed out in ticket order (`_CommitOrder`).
-``durable=False`` commits with ``synchronous_commit = off`` (a PostgreSQL crash may undo the
-last few, never corrupt anything); everything else waits for the WAL flush.
+still holds its row locks, and events (``on_commit``) and results are handed out in ticket
+order (`_CommitOrder`): a session never hears of UID 7 before UID 6.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import contextlib
 import errno
 import functools
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Threads running jobs, and so the most connections one process opens.
 THREADS = 8
+#: Write jobs committed together at most.
+_MAX_BATCH = 256
 #: Times a job is run again after losing a deadlock or serialisation conflict.
 _RETRIES = 5
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
@@ -203,7 +209,7 @@ class _CommitOrder:
 
 
 class PgDatabase(JobRunner):
-    """Jobs on a pool of threads and PostgreSQL connections (module docstring)."""
+    """Reads on a pool of threads, writes group-committed by one thread (module docstring)."""
 
     dialect = POSTGRES
 
@@ -212,15 +218,18 @@ class PgDatabase(JobRunner):
         self.url = url
         self.on_commit = on_commit
         self._order = _CommitOrder(on_commit)
-        self._pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=threads, open=False, configure=_configure,
-                                    kwargs={"autocommit": True, "row_factory": _rows_by_name},
-                                    name="postoffice")
+        self._pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=threads + 1, open=False,
+                                                 configure=_configure, name="postoffice",
+                                                 kwargs={"autocommit": True, "row_factory": _rows_by_name})
         try:
             self._pool.open(wait=True, timeout=15)
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
             raise ConnectionError(f"cannot connect to the database {_redacted(url)}: {exc}") from None
-        self._threads = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="postoffice-pg")
+        self._readers = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="postoffice-pg")
+        self._writes: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="postoffice-pg-writer", daemon=True)
+        self._writer.start()
         self._closed = False
 
     def submit(self, fn: Callable[[Tx], T], *, write: bool, durable: bool = True,
@@ -229,7 +238,10 @@ class PgDatabase(JobRunner):
         try:
             if self._closed:
                 raise RuntimeError("the database is closed")
-            self._threads.submit(self._run, job)
+            if write:
+                self._writes.put(job)
+            else:
+                self._readers.submit(self._read, job)
         except RuntimeError as exc:
             _set_exception(job.future, exc)
         return job.future
@@ -237,44 +249,92 @@ class PgDatabase(JobRunner):
     def close(self) -> None:
         """Runs every job already submitted, then closes the connections."""
         self._closed = True
-        self._threads.shutdown(wait=True)
+        self._writes.put(None)
+        self._writer.join()
+        self._readers.shutdown(wait=True)
         self._pool.close()
 
-    def _run(self, job: _Job) -> None:
+    def _read(self, job: _Job) -> None:
         if job.future.cancelled():
             return
         try:
             with self._pool.connection() as conn:
-                if job.write:
-                    self._write(conn, job)
-                else:
-                    _set_result(job.future, job.fn(PgTx(conn)))
+                _set_result(job.future, job.fn(PgTx(conn)))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
             _set_exception(job.future, _as_storage_error(exc))
 
-    def _write(self, conn: psycopg.Connection[Any], job: _Job) -> None:
-        for attempt in range(_RETRIES + 1):
-            tx = PgTx(conn)
-            ticket: int | None = None
+    # -- the writer -----------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._writes.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
             try:
-                with conn.transaction():
-                    if not job.durable:
-                        conn.execute("SET LOCAL synchronous_commit = off")
-                    result = job.fn(tx)
-                    ticket = self._order.ticket()  # still holding the row locks: see _CommitOrder
-            except _RETRYABLE as exc:
-                if ticket is not None:
-                    self._order.finish(ticket, None)
-                if attempt == _RETRIES:
-                    raise
-                log.debug("write job conflicted (%s); running it again", exc.sqlstate)
-                continue
-            except BaseException:
-                if ticket is not None:
-                    self._order.finish(ticket, None)
-                raise
-            self._order.finish(ticket, (job, result, tx))
-            return
+                with self._pool.connection() as conn:
+                    again = self._commit_batch(conn, batch)
+                    for job in again:  # lost a deadlock to another node: alone, from the start
+                        self._write_alone(conn, job)
+            except BaseException as exc:  # noqa: BLE001 - the thread must outlive one bad batch
+                log.exception("database batch failed")
+                for failed in batch:  # futures already resolved keep their result
+                    _set_exception(failed.future, _as_storage_error(exc))
+            if stop:
+                return
+
+    def _commit_batch(self, conn: psycopg.Connection[Any], batch: list[_Job]) -> list[_Job]:
+        """Run the jobs in one transaction, each in a savepoint (one failing job does not spoil
+        the others), and commit once. Returns the jobs that lost a deadlock."""
+        done: list[tuple[_Job, Any, Tx]] = []
+        again: list[_Job] = []
+        tickets: list[int] = []
+        try:
+            with conn.transaction():
+                for job in batch:
+                    if job.future.cancelled():
+                        continue
+                    tx = PgTx(conn)
+                    try:
+                        with conn.transaction():  # SAVEPOINT
+                            result = job.fn(tx)
+                    except _RETRYABLE:
+                        again.append(job)
+                        continue
+                    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                        _set_exception(job.future, _as_storage_error(exc))
+                        continue
+                    done.append((job, result, tx))
+                if done and not any(job.durable for job, _, _ in done):
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                tickets = [self._order.ticket() for _ in done]  # still holding the row locks
+        except BaseException as exc:  # the COMMIT failed: nothing of the batch happened
+            for ticket in tickets:
+                self._order.finish(ticket, None)
+            for job, _, _ in done:
+                _set_exception(job.future, _as_storage_error(exc))
+            return again
+        for ticket, item in zip(tickets, done):
+            self._order.finish(ticket, item)
+        return again
+
+    def _write_alone(self, conn: psycopg.Connection[Any], job: _Job) -> None:
+        for _ in range(_RETRIES + 1):
+            again = self._commit_batch(conn, [job])
+            if not again:
+                return
+            log.debug("write job lost a deadlock; running it again")
+        _set_exception(job.future, pg_errors.DeadlockDetected("the write lost a deadlock every time"))
 
 
 def _as_storage_error(exc: BaseException) -> BaseException:
