@@ -162,6 +162,12 @@ GOOD = [
     ("a1 FETCH 1 (BINARY[1] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[] BINARY[])", Fetch(S(b"1"), (
         FA("BINARY", Section((1,))), FA("BINARY", Section((1, 2)), (0, 10), True), FA("BINARY.SIZE", Section()), FA("BINARY", Section()),
     ))),
+    # beyond RFC 3516's section-binary and RFC 9051's partial, as Dovecot accepts them
+    ("a1 FETCH 1 (BINARY.PEEK[TEXT] BINARY[2.MIME] BINARY.SIZE[2.HEADER.FIELDS (FROM)] BODY[]<5> BINARY[1]<40>)", Fetch(S(b"1"), (
+        FA("BINARY", Section((), "TEXT"), None, True), FA("BINARY", Section((2,), "MIME")),
+        FA("BINARY.SIZE", Section((2,), "HEADER.FIELDS", ("FROM",))), FA("BODY", Section(), (5, None)),
+        FA("BINARY", Section((1,)), (40, None)),
+    ))),
     ("a1 UID FETCH 1:* (UID FLAGS)", Fetch(ALL, (FA("UID"), FA("FLAGS")), uid=True)),
     ("a1 FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)", Fetch(ALL, (FA("FLAGS"),), 12345)),
     ("a1 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)", Fetch(S(b"300:500"), (FA("FLAGS"),), 12345, True, True)),
@@ -261,9 +267,9 @@ BAD = [
     ("a1 FETCH 1 BODY[1.]", "invalid section"),
     ("a1 FETCH 1 BODY[HEADER.FIELDS ()]", "must not be empty"),
     ("a1 FETCH 1 BODY[]<0.0>", "non-zero"),
-    ("a1 FETCH 1 BODY[]<5>", "partial"),
+    ("a1 FETCH 1 BODY[]<5.>", "partial"),
     ("a1 FETCH 1 BODY.PEEK", "needs a section"),
-    ("a1 FETCH 1 BINARY[TEXT]", "only part numbers"),
+    ("a1 FETCH 1 BINARY[FOO]", "invalid section"),
     ("a1 FETCH 1 BINARY.SIZE", "needs a section"),
     ("a1 FETCH 1 FLAGS (VANISHED)", "VANISHED"),
     ("a1 UID FETCH 1 FLAGS (VANISHED)", "VANISHED"),

@@ -71,6 +71,9 @@ EIGHTBIT = (
 ).encode("utf-8")
 
 
+EIGHTBIT_TEXT = EIGHTBIT.partition(b"\r\n\r\n")[2]
+
+
 async def make_mailbox(store: Store, messages: list[bytes]) -> tuple[int, list[MessageMeta]]:
     await store.add_domain("example.com")
     account = await store.add_account("bob@example.com", "x")
@@ -226,6 +229,26 @@ async def test_binary(store: Store, box) -> None:
     assert out == b"* 3 FETCH (BINARY[1] {%d}\r\n%s BINARY.SIZE[1] %d)\r\n" % (len(decoded), decoded, len(decoded))
     out = await run(store, metas, "(BINARY.SIZE[1] BINARY.SIZE[])", seqs=[2])
     assert out == b"* 2 FETCH (BINARY.SIZE[1] 24 BINARY.SIZE[] %d)\r\n" % len(MULTIPART)
+
+
+async def test_binary_of_text_sections_and_open_partials(store: Store, box) -> None:
+    """BINARY with a section text (Dovecot accepts them; imaptest's fetch-binary-mime): headers
+    as BODY[] sends them, TEXT of a multipart as it is, TEXT of a single-part message decoded;
+    a partial without length runs to the end."""
+    _, metas = box
+    header, _, text = MULTIPART.partition(b"\r\n\r\n")
+    mime = b"Content-Type: message/rfc822\r\n\r\n"
+    out = await run(store, metas, "(BINARY.PEEK[TEXT] BINARY.SIZE[TEXT] BINARY[3.MIME] BINARY.SIZE[3.MIME])", seqs=[2])
+    assert out == (b"* 2 FETCH (BINARY[TEXT] {%d}\r\n%s BINARY.SIZE[TEXT] %d BINARY[3.MIME] {%d}\r\n%s "
+                   b"BINARY.SIZE[3.MIME] %d)\r\n" % (len(text), text, len(text), len(mime), mime, len(mime)))
+    out = await run(store, metas, "(BINARY.PEEK[3.HEADER.FIELDS (FROM)] BINARY.PEEK[3.TEXT])", seqs=[2])
+    assert out == (b"* 2 FETCH (BINARY[3.HEADER.FIELDS (FROM)] {27}\r\nFrom: inner@example.net\r\n\r\n "
+                   b"BINARY[3.TEXT] {10}\r\ninner body)\r\n")
+    decoded = "Prix: 5\u20ac le caf\u00e9\r\n".encode()
+    out = await run(store, metas, "(BINARY.PEEK[TEXT] BINARY.SIZE[TEXT] BINARY.PEEK[1]<9> BODY.PEEK[TEXT]<9>)", seqs=[3])
+    assert out == (b"* 3 FETCH (BINARY[TEXT] {%d}\r\n%s BINARY.SIZE[TEXT] %d BINARY[1]<9> {%d}\r\n%s "
+                   b"BODY[TEXT]<9> {%d}\r\n%s)\r\n" % (len(decoded), decoded, len(decoded), len(decoded) - 9,
+                                                     decoded[9:], len(EIGHTBIT_TEXT) - 9, EIGHTBIT_TEXT[9:]))
 
 
 async def test_unknown_cte_raises_after_other_messages(store: Store, box) -> None:

@@ -70,6 +70,7 @@ from postoffice.mail.sections import (
     UnknownCTE,
     binary_bytes,
     binary_size,
+    decode_transfer,
     partial,
     resolve_part,
     section_bytes,
@@ -213,12 +214,18 @@ class _Plan:
             self.raw_maybe = True
 
             def bsize(m: MessageMeta, i: Any, raw: Any, tree: Any) -> bytes:
-                n = binary_size(raw if raw is not None else b"", tree, parts)
+                if text is not None:
+                    n = len(_binary_text(raw, tree, sec) or b"")
+                else:
+                    n = binary_size(raw if raw is not None else b"", tree, parts)
                 return prefix + b"%d" % (n or 0)
             return bsize
         if name == "BINARY":
             def binary(m: MessageMeta, i: Any, raw: Any, tree: Any) -> bytes:
-                data = raw if whole else binary_bytes(raw, tree, parts)
+                if text is not None:
+                    data = _binary_text(raw, tree, sec)
+                else:
+                    data = raw if whole else binary_bytes(raw, tree, parts)
                 if data is None:
                     return prefix + b"NIL"
                 if rng is not None:
@@ -278,7 +285,7 @@ class _Plan:
             return True
         for a in self.binary_size_atts:
             parts = a.section.part if a.section else ()
-            if not parts:
+            if not parts or a.section.text is not None:  # type: ignore[union-attr]
                 return True
             p = resolve_part(tree, parts)
             if p is not None and p.encoding not in _IDENTITY_CTE:
@@ -382,6 +389,20 @@ async def fetch_responses(
             yield b"".join(out)
     if error is not None:
         raise error
+
+
+def _binary_text(raw: bytes, tree: Part, sec: Section) -> bytes | None:
+    """BINARY of a section with a text specifier (``BINARY[2.MIME]``, ``BINARY[TEXT]``), which
+    Dovecot accepts though RFC 3516's grammar has part numbers only. A header block is never
+    transfer-encoded (RFC 2045 section 6 encodes bodies), so HEADER*, MIME are BODY[...]'s
+    bytes; TEXT is decoded where it is the body of a single-part message, as BINARY[1] is."""
+    data = section_bytes(raw, tree, sec.part, sec.text, sec.headers)
+    if data is None or sec.text != "TEXT":
+        return data
+    msg = tree if not sec.part else getattr(resolve_part(tree, sec.part), "message", None)
+    if msg is None or msg.type == "multipart" or msg.message is not None:
+        return data
+    return decode_transfer(data, msg.encoding)
 
 
 def _info_incomplete(plan: _Plan, info: BlobInfo | None) -> bool:

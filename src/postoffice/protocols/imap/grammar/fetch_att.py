@@ -8,14 +8,19 @@ BINARY, RFC 7162 MODSEQ)::
                       "BINARY" [".PEEK"] section-binary [partial] /
                       "BINARY.SIZE" section-binary
     partial         = "<" number "." nz-number ">"
-    section         = "[" [section-spec] "]"
     section-binary  = "[" [section-part] "]"
+    section         = "[" [section-spec] "]"
     section-spec    = section-msgtext / (section-part ["." section-text])
     section-msgtext = "HEADER" / "HEADER.FIELDS" [".NOT"] SP header-list / "TEXT"
     section-part    = nz-number *("." nz-number)
     section-text    = section-msgtext / "MIME"
     header-list     = "(" header-fld-name *(SP header-fld-name) ")"
     header-fld-name = astring
+
+Accepted beyond that grammar, as Dovecot does (imaptest's fetch-binary-mime scripts use them):
+a BINARY section may be any ``section`` (``BINARY[TEXT]``, ``BINARY[2.MIME]``,
+``BINARY[2.HEADER.FIELDS (FROM)]``), and a partial may omit its length (``<origin>``: to the
+end).
 
 The macros ALL, FAST and FULL are expanded by the parser.
 """
@@ -32,7 +37,7 @@ __all__ = ["Section", "FetchAtt", "parse_fetch_att", "parse_fetch_atts", "FETCH_
 # The name part of a fetch-att: letters, digits and dots.
 _NAME_RE = re.compile(rb"[A-Za-z0-9.]+")
 _PART_RE = re.compile(rb"[0-9]+(?:\.[0-9]+)*")
-_PARTIAL_RE = re.compile(rb"<([0-9]{1,10})\.([0-9]{1,10})>")
+_PARTIAL_RE = re.compile(rb"<([0-9]{1,10})(?:\.([0-9]{1,10}))?>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +75,13 @@ class FetchAtt:
     RFC822.TEXT, RFC822.SIZE, BODY, BODYSTRUCTURE, UID, MODSEQ, BINARY,
     BINARY.SIZE. ``BODY`` with ``section=None`` is the non-extensible body
     structure; ``BODY`` with a section is ``BODY[...]`` (``peek`` for
-    BODY.PEEK). BINARY/BINARY.SIZE always carry a section with only ``part``.
-    ``partial`` is ``(origin, length)``.
+    BODY.PEEK). BINARY/BINARY.SIZE always carry a section.
+    ``partial`` is ``(origin, length)``; length None means "to the end".
     """
 
     name: str
     section: Section | None = None
-    partial: tuple[int, int] | None = None
+    partial: tuple[int, int | None] | None = None
     peek: bool = False
 
     @property
@@ -106,7 +111,8 @@ class FetchAtt:
         name = self.name + (".PEEK" if self.peek else "")
         out = name.encode("ascii") + bytes(self.section)
         if self.partial is not None:
-            out += b"<%d.%d>" % self.partial
+            origin, length = self.partial
+            out += b"<%d>" % origin if length is None else b"<%d.%d>" % (origin, length)
         return out
 
 
@@ -125,7 +131,7 @@ FETCH_MACROS: dict[bytes, tuple[FetchAtt, ...]] = {
 }
 
 
-def _section(r: Reader, binary: bool) -> Section:
+def _section(r: Reader) -> Section:
     r.expect(b"[")
     part: tuple[int, ...] = ()
     m = _PART_RE.match(r.data, r.pos, r.end)
@@ -135,15 +141,13 @@ def _section(r: Reader, binary: bool) -> Section:
             raise r.fail("section part numbers must be non-zero 32-bit numbers")
         part = tuple(int(n) for n in numbers)
         r.pos = m.end()
-        if binary or r.peek() == 0x5D:
+        if r.peek() == 0x5D:
             r.expect(b"]", "']' closing the section")
             return Section(part)
         r.expect(b".", "'.' or ']' in the section")
     elif r.peek() == 0x5D:
         r.pos += 1
         return Section()
-    if binary:
-        raise r.fail("BINARY sections contain only part numbers")
     n = _NAME_RE.match(r.data, r.pos, r.end)
     word = n.group().upper() if n else b""
     if word in (b"HEADER", b"TEXT") or (word == b"MIME" and part):
@@ -164,14 +168,15 @@ def _section(r: Reader, binary: bool) -> Section:
     raise r.fail("invalid section (expected HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT or MIME)")
 
 
-def _partial(r: Reader) -> tuple[int, int] | None:
+def _partial(r: Reader) -> tuple[int, int | None] | None:
     if r.peek() != 0x3C:
         return None
     m = _PARTIAL_RE.match(r.data, r.pos, r.end)
     if m is None:
         raise r.fail("invalid partial (expected <origin.length>)")
-    origin, length = int(m.group(1)), int(m.group(2))
-    if length == 0 or origin > 2**32 - 1 or length > 2**32 - 1:
+    origin = int(m.group(1))
+    length = None if m.group(2) is None else int(m.group(2))
+    if length == 0 or origin > 2**32 - 1 or (length or 0) > 2**32 - 1:
         raise r.fail("partial length must be a non-zero 32-bit number")
     r.pos = m.end()
     return origin, length
@@ -193,12 +198,12 @@ def parse_fetch_att(r: Reader) -> FetchAtt:
             if word == b"BODY.PEEK":
                 raise r.fail("BODY.PEEK needs a section")
             return FetchAtt("BODY")
-        section = _section(r, binary=False)
+        section = _section(r)
         return FetchAtt("BODY", section, _partial(r), peek=word == b"BODY.PEEK")
     if word in (b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"):
         if not has_section:
             raise r.fail(f"{word.decode()} needs a section")
-        section = _section(r, binary=True)
+        section = _section(r)
         if word == b"BINARY.SIZE":
             return FetchAtt("BINARY.SIZE", section)
         return FetchAtt("BINARY", section, _partial(r), peek=word == b"BINARY.PEEK")

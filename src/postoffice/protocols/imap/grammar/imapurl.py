@@ -92,7 +92,7 @@ def parse_imap_url(url: bytes) -> ImapUrl:
         text = unquote_to_bytes(params[b"SECTION"])
         r = Reader(b"[" + text + b"]", 0)
         try:
-            section = _section(r, False)
+            section = _section(r)
         except ParseError as exc:
             raise ValueError(f"invalid section: {exc.message}") from None
         if r.pos != len(r.data):
