@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import time
 from array import array
+from bisect import bisect_left
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from ...store import SEEN, NotFound, bits_to_flags, flags_to_bits
 from . import context
 from .errors import BadRequest, Refused
 from .mailboxes import find_mailbox
-from .selected import SelectedMailbox
+from .selected import Departed, SelectedMailbox
 
 if TYPE_CHECKING:
     from .session import Session
@@ -155,12 +156,18 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
         await index.details()  # before positions are taken: it may apply queued events
     removals = index.removals  # positions below stay valid while this does not change
     targets: list[tuple[int, int, int]] = []  # (seq, uid, index position)
+    departed: list[tuple[int, int, Departed]] = []  # expunged elsewhere, the client not told yet
     missing = False
     for p in positions:
         uid = view.uids[p]
         i = index.position(uid)
         if i < 0:
-            missing = True  # expunged by another session; not reported yet
+            # (a UID FETCH reports the expunge itself, right after: no data for it)
+            gone = index.departed.get(uid) if fast and not cmd.uid else None
+            if gone is not None and cmd.changedsince is None:
+                departed.append((p + 1, uid, gone))
+            else:
+                missing = True  # expunged by another session; not reported yet
             continue
         if cmd.changedsince is not None and index.modseqs[i] <= cmd.changedsince:
             continue
@@ -191,7 +198,16 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
             if not any(a.name == "FLAGS" for a in atts):
                 atts.append(FetchAtt("FLAGS"))
     if fast:
-        await _fetch_from_index(s, view, targets, atts, removals, include_uid=include_uid, include_modseq=include_modseq)
+        start = 0
+        for entry in departed:  # in sequence order, between the index's answers
+            cut = bisect_left(targets, entry[0], start, key=itemgetter(0))
+            await _fetch_from_index(s, view, targets[start:cut], atts, removals, include_uid=include_uid,
+                                    include_modseq=include_modseq)
+            start = cut
+            missing = _fetch_departed(s, view, entry, atts, include_uid=include_uid,
+                                      include_modseq=include_modseq) or missing
+        await _fetch_from_index(s, view, targets[start:], atts, removals, include_uid=include_uid,
+                                include_modseq=include_modseq)
     else:
         try:
             for start in range(0, len(targets), FETCH_BATCH):
@@ -288,6 +304,32 @@ async def _fetch_from_index(s: Session, view: SelectedMailbox, targets: list[tup
                 cols.append(list(map(internal_date, column(index.dates))))
         s.send(b"".join(map(fmt.__mod__, zip(*cols))))
         await s.io.maybe_flush()
+
+
+def _fetch_departed(s: Session, view: SelectedMailbox, entry: tuple[int, int, Departed],
+                    atts: list[FetchAtt], *, include_uid: bool, include_modseq: bool) -> bool:
+    """FETCH of a message another session expunged that this client still knows: RFC 2180
+    section 4.1.1 lets the server return its data until it can send the EXPUNGE (as Dovecot
+    does), from what the index remembered when it left. True if it could not be answered
+    (a size or date that was never loaded)."""
+    from .fetch import internal_date
+
+    seq, uid, gone = entry
+    names = list(dict.fromkeys((["UID"] if include_uid else []) + [a.name for a in atts]
+                               + (["MODSEQ"] if include_modseq else [])))
+    if gone.size is None and ("RFC822.SIZE" in names or "INTERNALDATE" in names):
+        return True
+    values = {"UID": b"UID %d" % uid, "MODSEQ": b"MODSEQ (%d)" % gone.modseq}
+    flags = bits_to_flags(gone.bits, gone.keywords)
+    recent = view.recent_predicate()
+    if recent is not None and recent(uid):
+        flags.insert(0, "\\Recent")
+    values["FLAGS"] = b"FLAGS " + r.flag_list(flags)
+    if gone.size is not None and gone.date is not None:
+        values["RFC822.SIZE"] = b"RFC822.SIZE %d" % gone.size
+        values["INTERNALDATE"] = b"INTERNALDATE " + internal_date(gone.date)
+    s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(values[n] for n in names)))
+    return False
 
 
 # == STORE ===========================================================================================

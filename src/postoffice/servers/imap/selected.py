@@ -34,7 +34,8 @@ section 5.2 / 7.4 asks for:
   section 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (the UID forms are fine)
   nor when no command is in progress. Until then the expunged UIDs stay in ``uids`` (the
   sequence numbers the client knows stay valid) and are listed in ``pending_expunge``;
-  FETCH simply returns nothing for them.
+  FETCH of flags, size or date still answers for them from the index's ``departed`` memory
+  (RFC 2180 4.1.1, as Dovecot does), of anything else returns nothing (EXPUNGEISSUED).
 
 Invariants: ``uids`` is strictly ascending; ``len(uids)`` is the last EXISTS the client was
 sent; every UID in ``uids`` is either in the index or in ``pending_expunge``.
@@ -48,7 +49,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...protocols.imap import responses as r
 from ...protocols.imap.grammar.sequence_set import SequenceSet
@@ -70,6 +71,18 @@ _REBUILD_AT = 64
 #: database: memory stays bounded and the client still hears every EXPUNGE and flag change.
 SESSION_QUEUE_LIMIT = 1000
 INDEX_QUEUE_LIMIT = 10000
+#: Expunged messages whose last flags, size and date an index remembers (see ``departed``).
+DEPARTED_KEEP = 4096
+
+
+class Departed(NamedTuple):
+    """What a session may still report of a message expunged elsewhere (RFC 2180 4.1.1)."""
+
+    bits: int
+    keywords: str
+    modseq: int
+    size: int | None
+    date: float | None
 
 
 class MailboxIndex:
@@ -77,7 +90,7 @@ class MailboxIndex:
 
     __slots__ = ("store", "bus", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
                  "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata",
-                 "recent_claimed", "kwset")
+                 "recent_claimed", "kwset", "departed")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
         self.store = store
@@ -105,6 +118,9 @@ class MailboxIndex:
         # every UID below this is known to be claimed as \Recent by some session already (a
         # lower bound of the mailbox's ``recent_uid``): new mail below it needs no claim query
         self.recent_claimed = 0
+        # the last state of messages that left the arrays (the newest DEPARTED_KEEP):
+        # sessions not yet told of an expunge still answer FETCH for them from it
+        self.departed: OrderedDict[int, Departed] = OrderedDict()
 
     async def load(self) -> None:
         box, uids, bits, modseqs, keywords = await self.store.flag_index(self.mailbox_id)
@@ -138,6 +154,16 @@ class MailboxIndex:
                 sizes = array("Q", [sizes[k] if k >= 0 else 0 for k in pos])
                 dates = array("d", [dates[k] if k >= 0 else 0.0 for k in pos])
             self.sizes, self.dates = sizes, dates
+
+    def _remember_departed(self, positions: list[int]) -> None:
+        sized = self.sizes is not None and self.dates is not None
+        for i in positions:
+            uid = self.uids[i]
+            self.departed[uid] = Departed(self.bits[i], self.keywords.get(uid, ""), self.modseqs[i],
+                                          self.sizes[i] if sized else None,  # type: ignore[index]
+                                          self.dates[i] if sized else None)  # type: ignore[index]
+        while len(self.departed) > DEPARTED_KEEP:
+            self.departed.popitem(last=False)
 
     # -- lookups -------------------------------------------------------------------------------
     def position(self, uid: int) -> int:
@@ -282,6 +308,7 @@ class MailboxIndex:
         if not positions:
             return
         self.removals += 1
+        self._remember_departed(positions)
         if len(positions) > _REBUILD_AT:
             drop = set(positions)
             keep = [i for i in range(len(self.uids)) if i not in drop]
