@@ -44,6 +44,15 @@ def test_rfc5267_esort_example() -> None:
     assert cmd(b"E02 SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL").return_options == ("MIN", "MAX", "COUNT")
 
 
+def test_return_after_the_charset_as_dovecot_accepts() -> None:
+    """imaptest's sort-partial puts RETURN after the charset; one RETURN list only."""
+    c = cmd(b"a SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 2:4) ALL")
+    assert isinstance(c, Sort) and c.return_options == ("PARTIAL",) and c.partial == (2, 4)
+    assert c.charset == "US-ASCII" and c.criteria == (SortCriterion("ARRIVAL"),)
+    for bad in (b"a SORT RETURN (MIN) (DATE) UTF-8 RETURN (MAX) ALL", b"a SORT (DATE) UTF-8 RETURN (SAVE) ALL"):
+        assert isinstance(parse_command(bad), InvalidCommand), bad
+
+
 def test_rfc5256_thread_examples() -> None:
     c = cmd(b"A283 THREAD ORDEREDSUBJECT UTF-8 SINCE 5-MAR-2000")
     assert isinstance(c, Thread) and c.algorithm == "ORDEREDSUBJECT" and c.charset == "UTF-8"

@@ -706,19 +706,28 @@ def _search(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) 
 def _sort(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
     # sort = ["UID" SP] "SORT" [search-return-opts] SP sort-criteria SP search-criteria
     # search-criteria = charset 1*(SP search-key)      ; RFC 5256 section 5, RFC 5267 section 3
+    # Also accepted, as Dovecot does (imaptest's sort-partial): the RETURN list after the
+    # charset, "SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 1:10) ALL"; RETURN is no search key.
     r.sp()
-    return_options: tuple[str, ...] | None = None
-    partial = None
-    if r.try_keyword(b"RETURN"):
-        return_options, partial = _return_options(r, "SORT")
-        if "SAVE" in return_options:  # RFC 5182 defines SAVE for SEARCH only
-            raise r.fail("SAVE is not a SORT return option")
-        r.sp()
+    return_options, partial = _sort_return(r)
     criteria = parse_sort_criteria(r)
     r.sp()
     charset = _charset(r)  # mandatory for SORT (RFC 5256 section 3)
     r.sp()
+    if return_options is None:
+        return_options, partial = _sort_return(r)
     return Sort(criteria, _search_keys(r, max_depth), charset, return_options, uid, partial)
+
+
+def _sort_return(r: Reader) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
+    """``RETURN (...) SP`` if it comes next, else (None, None)."""
+    if not r.try_keyword(b"RETURN"):
+        return None, None
+    return_options, partial = _return_options(r, "SORT")
+    if "SAVE" in return_options:  # RFC 5182 defines SAVE for SEARCH only
+        raise r.fail("SAVE is not a SORT return option")
+    r.sp()
+    return return_options, partial
 
 
 def _thread(r: Reader, *, uid: bool = False, max_depth: int = MAX_SEARCH_DEPTH) -> Command:
