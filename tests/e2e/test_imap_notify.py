@@ -149,6 +149,26 @@ def test_new_mail_elsewhere_gives_status(pair: Pair) -> None:
     assert ok(w.cmd(b"n NOOP"), b"n") == []
 
 
+def test_flagchange_statuses_carry_highestmodseq(pair: Pair) -> None:
+    """imaptest's notify script: where FlagChange is asked for, STATUS has HIGHESTMODSEQ even
+    without CONDSTORE (as Dovecot): a flag change elsewhere shows in nothing else."""
+    w, a = pair.watcher, pair.actor
+    ok(a.cmd(b"c1 CREATE Flagged"), b"c1")
+    append(a, b"Flagged")
+    lines = ok(w.cmd(b"a NOTIFY SET STATUS (mailboxes Flagged (MessageNew MessageExpunge FlagChange))"), b"a")
+    assert re.fullmatch(rb'\* STATUS "Flagged" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1 HIGHESTMODSEQ \d+\)',
+                        lines[0]), lines
+    ok(a.cmd(b"s SELECT Flagged"), b"s")
+    ok(a.cmd(b"x STORE 1 +FLAGS.SILENT (\\Flagged)"), b"x")
+    got = unsolicited(w, rb"^\* STATUS")
+    assert re.fullmatch(rb'\* STATUS "Flagged" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1 HIGHESTMODSEQ \d+\)',
+                        got[-1]), got
+    # without FlagChange: as before
+    lines = ok(w.cmd(b"b NOTIFY SET STATUS (mailboxes Flagged (MessageNew MessageExpunge))"), b"b")
+    assert re.fullmatch(rb'\* STATUS "Flagged" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)', lines[0]), lines
+    ok(w.cmd(b"z NOTIFY NONE"), b"z")
+
+
 def test_own_changes_are_not_news(pair: Pair) -> None:
     w = pair.watcher
     ok(w.cmd(b"a NOTIFY SET (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))"), b"a")

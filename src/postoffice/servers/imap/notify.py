@@ -19,10 +19,10 @@ What is told (section 5):
   SELECTED-DELAYED keeps them for a command that may report them (RFC 9051 section 7.5.1).
   Without a SELECTED group the selected mailbox is reported as in plain IMAP, at commands;
 * other mailboxes: MessageNew / MessageExpunge / FlagChange give ``* STATUS name (MESSAGES
-  UIDNEXT UIDVALIDITY UNSEEN [HIGHESTMODSEQ])`` (HIGHESTMODSEQ once CONDSTORE is on; several
-  events of one mailbox make one STATUS); MailboxName gives ``* LIST`` for each name created,
-  deleted (``\\NonExistent``) or renamed (``OLDNAME``, section 5.4); SubscriptionChange a
-  ``* LIST`` with or without ``\\Subscribed`` (section 5.5); MailboxMetadataChange and
+  UIDNEXT UIDVALIDITY UNSEEN [HIGHESTMODSEQ])`` (HIGHESTMODSEQ once CONDSTORE is on or where
+  FlagChange is asked for; several events of one mailbox make one STATUS); MailboxName gives
+  ``* LIST`` for each name created, deleted (``\\NonExistent``) or renamed (``OLDNAME``,
+  section 5.4); SubscriptionChange a ``* LIST`` with or without ``\\Subscribed`` (section 5.5); MailboxMetadataChange and
   ServerMetadataChange ``* METADATA name entry...`` without values (section 5.6, 5.7; RFC 5464
   section 4.4.2). AnnotationChange needs ANNOTATE (RFC 5257), which the server does not have:
   it is refused with ``NO [BADEVENT (...)]`` like any unknown event (section 3.1).
@@ -204,13 +204,17 @@ async def _initial_status(s: Session, notifier: Notifier) -> list[bytes]:
     has message events (section 3.1)."""
     assert s.account is not None
     selected_id = s.selected.mailbox_id if s.selected is not None else None
-    return [await status_line(s, box, _status_items(s)) for box in await s.server.mailboxes.list(s.account.id)
+    return [await status_line(s, box, _status_items(s, notifier.events_for(box.name)))
+            for box in await s.server.mailboxes.list(s.account.id)
             if box.id != selected_id and notifier.events_for(box.name) & MESSAGE_EVENTS]
 
 
-def _status_items(s: Session) -> tuple[str, ...]:
-    # section 5.2-5.3: HIGHESTMODSEQ too once CONDSTORE (or QRESYNC) is enabled
-    return _STATUS_ITEMS + ("HIGHESTMODSEQ",) if s.condstore else _STATUS_ITEMS
+def _status_items(s: Session, events: frozenset[str]) -> tuple[str, ...]:
+    # section 5.2-5.3: HIGHESTMODSEQ too once CONDSTORE (or QRESYNC) is enabled, and where
+    # FlagChange is asked for: a flag change elsewhere shows in nothing else (as Dovecot)
+    if s.condstore or "FlagChange" in events:
+        return _STATUS_ITEMS + ("HIGHESTMODSEQ",)
+    return _STATUS_ITEMS
 
 
 # == telling ======================================================================================
@@ -270,7 +274,7 @@ async def news(s: Session, own: frozenset[str] = frozenset()) -> list[bytes]:
         elif isinstance(event, MetadataChanged):
             lines.extend(_metadata_lines(s, notifier, event, own))
     for box in changed.values():
-        lines.append(await status_line(s, box, _status_items(s)))
+        lines.append(await status_line(s, box, _status_items(s, notifier.events_for(box.name))))
     return lines
 
 
