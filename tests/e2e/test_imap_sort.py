@@ -7,7 +7,10 @@ from __future__ import annotations
 import imaplib
 import itertools
 import json
+import marshal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import imapclient
 import pytest
@@ -274,3 +277,41 @@ def test_repeated_sort_and_thread_follow_every_change(srv: RunningServer) -> Non
     finally:
         m.logout()
         other.logout()
+
+
+def test_sort_rows_are_kept_across_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large load saves the sort rows (store/snapshots.py); the first SORT after a restart
+    reads them and only newer UIDs from the database; a damaged snapshot is not used."""
+    from postoffice.servers.imap import sort
+    from postoffice.store.snapshots import Snapshots
+
+    monkeypatch.setattr(sort, "SNAPSHOT_AFTER", 2)
+    data = tmp_path / "data"
+    dates = [f"Mon, {day} Jan 2024 10:00:00 +0000" for day in (1, 2, 3, 4)]
+    with RunningServer(data) as server:
+        address = account(server, [msg(f"s{i}", d) for i, d in enumerate(dates)])
+        m = imap(server, address)
+        assert m.sort("(REVERSE DATE)", "UTF-8", "ALL")[1] == [b"4 3 2 1"]
+        m.logout()
+        snaps = Snapshots(data / "cache" / "sort")
+        deadline = time.monotonic() + 10
+        while not list(snaps.root.glob("[0-9]*")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # written in the background
+        [path] = snaps.root.glob("[0-9]*")
+    # The snapshot is a copy: make its sent dates run backwards, to see it is what gets read.
+    raw = path.read_bytes()
+    key, (last_uid, rows) = marshal.loads(raw.partition(b"\n")[2])
+    rows = {uid: row[:2] + (-row[2],) + row[3:] for uid, row in rows.items()}
+    snaps.write(int(path.name), key, (last_uid, rows))
+    newest = msg("s5", "Mon, 1 Jan 2025 10:00:00 +0000")
+    with RunningServer(data) as server:
+        srv_account = server.call(server.store.get_account(address))
+        server.call(server.store.deliver([(srv_account.id, "INBOX")], newest))
+        m = imap(server, address)
+        assert m.sort("(REVERSE DATE)", "UTF-8", "ALL")[1] == [b"5 1 2 3 4"]
+        m.logout()
+    path.write_bytes(raw[:-3])  # torn: the rows come from the database again
+    with RunningServer(data) as server:
+        m = imap(server, address)
+        assert m.sort("(REVERSE DATE)", "UTF-8", "ALL")[1] == [b"5 4 3 2 1"]
+        m.logout()

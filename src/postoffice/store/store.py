@@ -34,6 +34,7 @@ from .queue import QueueStore
 from .records import PROTOCOLS
 from .rows import BLOB_GRACE_SECONDS, BLOB_WRITERS
 from .sieve import SieveStore
+from .snapshots import Snapshots
 from .spool import Spool
 from .app_passwords import AppPasswordStore
 from .panel_sessions import PanelSessionStore
@@ -53,6 +54,8 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
         self.blobs = blobs
         # Received messages on their way in (SMTP DATA, large IMAP literals): store/spool.py.
         self.spool = spool or Spool(blobs.root.parent / "spool")
+        # The IMAP SORT/THREAD rows of large mailboxes, so a restart does not rebuild them.
+        self.sort_snapshots = Snapshots(blobs.root.parent / "cache" / "sort")
         # Body writes wait mostly on fsync, and the file system commits concurrent fsyncs
         # together: many writers in parallel go much faster than the default executor's
         # cpu+4 threads (measured: 6 threads ~1,000 blobs/s, 16 threads ~2,900/s).
@@ -102,6 +105,8 @@ class Store(DirectoryStore, MailboxStore, MessageStore, QueueStore, SieveStore, 
         cutoff = time.time() - grace
         removed = sum(await asyncio.to_thread(lambda: [self.blobs.remove(i, cutoff) for i in ids]))
         await asyncio.to_thread(self.blobs.clean_tmp)  # what a crash left, in any node sharing the directory
+        boxes = set(await self.db.read(lambda tx: [r[0] for r in tx.all("SELECT id FROM mailboxes")]))
+        await asyncio.to_thread(self.sort_snapshots.remove_except, boxes)
         return removed + await self._remove_orphan_files(cutoff)
 
     async def _remove_orphan_files(self, cutoff: float) -> int:
