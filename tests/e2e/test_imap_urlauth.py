@@ -103,6 +103,14 @@ def test_rfc4467_example_and_access(people: tuple[str, Wire, str, Wire, Wire]) -
     assert fresh != anon and fetch(wf, fresh) == PART
     assert wj.cmd(b"r2 RESETKEY")[-1].startswith(b"r2 OK")
     assert fetch(wf, fresh) is None
+    # imaptest's form, user@domain with the domain as the host (Dovecot accepts it): the same
+    # account; another user or domain is refused
+    local, domain = joe.split("@")
+    short = b"imap://%s@%s/INBOX/;uid=1/;section=2" % (local.encode(), domain.encode())
+    assert fetch(wf, authorized(gen(wj, short + b";urlauth=anonymous"))) == PART
+    for other in (b"imap://%s@example.org/INBOX/;uid=1" % local.encode(),
+                  b"imap://%s@%s/INBOX/;uid=1" % (fred.split("@")[0].encode(), domain.encode())):
+        assert gen(wj, other + b";urlauth=anonymous")[-1].startswith(b"g NO [BADURL"), other
     # several URLs in one URLFETCH, each answered
     one = authorized(gen(wj, base + b";urlauth=authuser"))
     lines = wf.cmd(b'f2 URLFETCH "%s" "%s"' % (one, bad))

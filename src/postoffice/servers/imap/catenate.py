@@ -55,7 +55,7 @@ async def _resolve(s: Session, url: bytes) -> bytes:
         if data is None:
             raise _badurl(url, "the URLAUTH-authorized URL is not valid")
         return data
-    if u.user is not None and u.user.lower() != s.account.address.lower():
+    if u.account is not None and u.account.lower() != s.account.address.lower():
         raise _badurl(url, "the URL names another user")
     return await url_part(s, s.account.id, u, url)
 

@@ -115,11 +115,11 @@ async def fetch_authorized(s: Session, url: bytes, *, catenate: bool = False) ->
         who = unquote_to_bytes(access.split(b"+", 1)[1]).decode("utf-8", "replace").lower()
         if who != me:
             return None
-        if low.startswith(b"submit+") and (not catenate or u.user.lower() != me):
+        if low.startswith(b"submit+") and (not catenate or (u.account or "").lower() != me):
             return None
     if _expired(u):
         return None
-    owner = await _owner(s, u.user)
+    owner = await _owner(s, u.account or "")
     name = await _mailbox_name(s, u)
     if owner is None or name is None:
         return None
@@ -147,7 +147,7 @@ async def do_genurlauth(s: Session, tag: bytes, cmd: c.GenUrlAuth) -> bytes:
             raise badurl(url, "GENURLAUTH takes a rump URL ending in ;URLAUTH=<access>")
         if not _valid_access(access):
             raise badurl(url, "unknown access identifier")
-        if u.user is None or u.user.lower() != s.account.address.lower():
+        if u.account is None or u.account.lower() != s.account.address.lower():
             raise badurl(url, "the URL must name the logged-in user")
         if u.expire is not None and _expired(u):
             raise badurl(url, "the expiry is in the past or unreadable")

@@ -43,6 +43,14 @@ class ImapUrl:
     urlauth: bytes | None = None   # ";URLAUTH=..." as given (RFC 4467), None if absent
     expire: bytes | None = None    # ";EXPIRE=<date-time>" as given (RFC 4467 section 3)
 
+    @property
+    def account(self) -> str | None:
+        """The account address the URL names: its user, or for a user without "@", as in
+        imaptest's ``imap://user@domain/`` (Dovecot accepts it), user@host less the port."""
+        if self.user is None or "@" in self.user or not self.host:
+            return self.user
+        return f"{self.user}@{self.host.rsplit(':', 1)[0]}"
+
 
 def parse_imap_url(url: bytes) -> ImapUrl:
     """Parse an absolute or server-relative IMAP URL naming a message; ValueError if it
