@@ -13,8 +13,8 @@ from postoffice.protocols.imap import (
     QresyncParams, Rename, Search, SearchAll, SearchAnd, SearchBody, SearchDate, SearchFlag,
     SearchHeader, SearchModSeq, SearchNew, SearchNot, SearchOld, SearchOlder, SearchOr,
     SearchSeqSet, SearchSize, SearchText, SearchUid, SearchYounger, Section, Select, SequenceSet,
-    SetQuota, StartTls, State, Status, Store, StoreMode, Subscribe, UidExpunge, Unselect,
-    Unsubscribe, command_allowed, parse_command,
+    SetQuota, StartTls, State, Status, Store, StoreMode, Subscribe, UidBatches, UidExpunge,
+    Unselect, Unsubscribe, command_allowed, parse_command,
 )
 
 S = SequenceSet.parse
@@ -168,6 +168,9 @@ GOOD = [
         FA("BINARY.SIZE", Section((2,), "HEADER.FIELDS", ("FROM",))), FA("BODY", Section(), (5, None)),
         FA("BINARY", Section((1,)), (40, None)),
     ))),
+    ("a1 UIDBATCHES 2000", UidBatches(2000)),
+    ("a1 uidbatches 500 3:10", UidBatches(500, (3, 10))),
+    ("a1 UIDBATCHES 1000 4:1", UidBatches(1000, (4, 1))),  # refused by the server, CLIENTBUG
     ("a1 UID FETCH 1:* (UID FLAGS)", Fetch(ALL, (FA("UID"), FA("FLAGS")), uid=True)),
     ("a1 FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)", Fetch(ALL, (FA("FLAGS"),), 12345)),
     ("a1 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)", Fetch(S(b"300:500"), (FA("FLAGS"),), 12345, True, True)),
@@ -281,6 +284,11 @@ BAD = [
     ("a1 STORE 1 +FLAGS (\\Seen", "unterminated"),
     ("a1 STORE 1 (FOO 1) FLAGS ()", "unknown STORE modifier"),
     ("a1 COPY 1", "space"),
+    ("a1 UIDBATCHES", "space"),
+    ("a1 UIDBATCHES 0", "zero"),
+    ("a1 UIDBATCHES abc", "batch size"),
+    ("a1 UIDBATCHES 500 10", "':'"),
+    ("a1 UIDBATCHES 500 0:3", "zero"),
     ("a1 UID", "UID needs a command"),
     ("a1 UID NOOP", "unknown command UID NOOP"),
     ("a1 UID EXPUNGE", "space"),

@@ -18,8 +18,8 @@ from .commands import (
     Compress, Copy, GenUrlAuth, GetMetadata, Notify, NotifyGroup, ResetKey, SetMetadata, UrlFetch,
     Create, Delete, Enable, Examine, Expunge, Fetch, GetQuota, GetQuotaRoot, Id, Idle, List,
     Login, Logout, Lsub, Move, Namespace, Noop, QresyncParams, Rename, Search, Select,
-    SetQuota, Sort, StartTls, State, Status, Store, StoreMode, Subscribe, Thread, UidExpunge,
-    Unselect, Unsubscribe, command_allowed,
+    SetQuota, Sort, StartTls, State, Status, Store, StoreMode, Subscribe, Thread, UidBatches,
+    UidExpunge, Unselect, Unsubscribe, command_allowed,
 )
 from .connection import ImapConnection
 from .events import (
@@ -44,7 +44,7 @@ __all__ = [
     "Command", "Copy", "Create", "Delete", "Enable", "Examine", "Expunge", "Fetch", "GetQuota",
     "GetQuotaRoot", "Id", "Idle", "List", "Login", "Logout", "Lsub", "Move", "Namespace", "Noop",
     "QresyncParams", "Rename", "Search", "Select", "SetQuota", "Sort", "StartTls", "State", "Status",
-    "Store", "StoreMode", "Subscribe", "Thread", "UidExpunge", "Unselect", "Unsubscribe", "command_allowed",
+    "Store", "StoreMode", "Subscribe", "Thread", "UidBatches", "UidExpunge", "Unselect", "Unsubscribe", "command_allowed",
     "ImapConnection",
     "NEED_DATA", "CommandReceived", "ConnectionClosed", "ContinuationNeeded", "Event", "IdleDone",
     "InvalidCommand", "LineTooLong", "LiteralRejected", "NeedData", "SaslCancelled", "SaslInvalid",

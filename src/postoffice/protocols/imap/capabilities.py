@@ -50,6 +50,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "METADATA",         # RFC 5464
     "METADATA-SERVER",  # RFC 5464
     "NOTIFY",           # RFC 5465
+    "UIDBATCHES",       # RFC 10022
 })
 
 #: Capabilities a client may ENABLE (RFC 5161) that change the protocol.

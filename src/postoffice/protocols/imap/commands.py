@@ -26,7 +26,7 @@ __all__ = [
     "Capability", "Noop", "Logout", "StartTls", "Authenticate", "Login", "Enable",
     "Select", "Examine", "Create", "Delete", "Rename", "Subscribe", "Unsubscribe",
     "List", "Lsub", "Namespace", "Status", "Append", "Idle", "Check", "Close",
-    "Unselect", "Expunge", "UidExpunge", "Search", "Fetch", "Store", "Copy", "Move",
+    "Unselect", "Expunge", "UidExpunge", "UidBatches", "Search", "Fetch", "Store", "Copy", "Move",
     "Id", "GetQuota", "GetQuotaRoot", "SetQuota", "Sort", "Thread", "Compress", "CancelUpdate", "GenUrlAuth", "UrlFetch", "ResetKey", "GetMetadata", "SetMetadata", "Notify", "NotifyGroup", "Command", "STATE_COMMANDS",
     "command_allowed", "STATUS_ITEMS", "LIST_SELECTION_OPTIONS", "LIST_RETURN_OPTIONS", "SEARCH_RETURN_OPTIONS",
 ]
@@ -473,6 +473,16 @@ class Copy:
 
 
 @dataclass(frozen=True, slots=True)
+class UidBatches:
+    """UIDBATCHES batch-size [batch-range] (RFC 10022): UID ranges that split the mailbox
+    into batches of ``size`` messages, newest first; ``batches`` is (first, last) batch
+    number as given (not checked for order here)."""
+
+    size: int
+    batches: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Move:
     """[UID] MOVE set mailbox (RFC 6851, 9051 6.4.8)."""
 
@@ -486,7 +496,7 @@ Command = Union[
     Create, Delete, Rename, Subscribe, Unsubscribe, List, Lsub, Namespace, Status, Append,
     Idle, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, UidExpunge,
     Search, Fetch, Store, Copy, Move, Sort, Thread, Compress, CancelUpdate, GenUrlAuth, UrlFetch,
-    ResetKey, GetMetadata, SetMetadata, Notify,
+    ResetKey, GetMetadata, SetMetadata, Notify, UidBatches,
 ]
 
 _ANY = (Capability, Noop, Logout, Id)
@@ -496,7 +506,7 @@ _AUTH = (
     ResetKey, GetMetadata, SetMetadata, Notify,
 )
 _SELECTED = (Check, Close, Unselect, Expunge, UidExpunge, Search, Fetch, Store, Copy, Move, Sort, Thread,
-             CancelUpdate)
+             CancelUpdate, UidBatches)
 
 #: Which command classes are valid in which state (RFC 9051 section 6).
 #: A command outside its state gets ``tag BAD`` (mox answers BAD too).

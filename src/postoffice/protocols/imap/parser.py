@@ -32,8 +32,8 @@ from .commands import (
     List, Login,
     Logout, Lsub, Move, Namespace, Noop, Notify, NotifyGroup, QresyncParams, Rename, ResetKey, Search, Select, SetMetadata,
     SetQuota,
-    Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidExpunge, Unselect, Unsubscribe,
-    UrlFetch,
+    Sort, StartTls, Status, Store, StoreMode, Subscribe, Thread, UidBatches, UidExpunge, Unselect,
+    Unsubscribe, UrlFetch,
 )
 from .events import CommandReceived, InvalidCommand
 from .grammar.fetch_att import FetchAtt, parse_fetch_att, parse_fetch_atts
@@ -614,6 +614,17 @@ def _events(r: Reader, kind: str, names: tuple[bytes, ...]) -> NotifyGroup:
     return NotifyGroup(kind, events, names, fetch_atts)
 
 
+def _uidbatches(r: Reader) -> Command:
+    # message-batches = "UIDBATCHES" SP nz-number [SP nz-number ":" nz-number]   ; RFC 10022
+    r.sp()
+    size = r.nz_number("a batch size")
+    if not r.try_sp():
+        return UidBatches(size)
+    first = r.nz_number("the first batch number")
+    r.expect(b":", "':' in the batch range")
+    return UidBatches(size, (first, r.nz_number("the last batch number")))
+
+
 def _compress(r: Reader) -> Command:
     # compress = "COMPRESS" SP algorithm ; algorithm = "DEFLATE" (RFC 4978 section 4)
     r.sp()
@@ -868,6 +879,7 @@ _COMMANDS: dict[bytes, Callable[..., Command]] = {
     b"GETMETADATA": _getmetadata,
     b"SETMETADATA": _setmetadata,
     b"NOTIFY": _notify,
+    b"UIDBATCHES": _uidbatches,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[..., Command]] = {

@@ -78,6 +78,8 @@ class Code:
     UNKNOWN_CTE = b"UNKNOWN-CTE"
     NOTSAVED = b"NOTSAVED"
     COMPRESSIONACTIVE = b"COMPRESSIONACTIVE"  # RFC 4978 section 3
+    TOOFEW = b"TOOFEW"    # RFC 10022
+    TOOMANY = b"TOOMANY"  # RFC 10022
     NOTIFICATIONOVERFLOW = b"NOTIFICATIONOVERFLOW"  # RFC 5465 section 5.8
 
     @staticmethod
@@ -302,6 +304,13 @@ def fetch(seq: int, items: Iterable[tuple[bytes, bytes]]) -> bytes:
     e.g. ``(b"UID", b"42")``, ``(b"FLAGS", flag_list(...))``,
     ``(att.response_name(), nstring(data))``."""
     return b"* %d FETCH (%s)\r\n" % (seq, b" ".join([k + b" " + v for k, v in items]))
+
+
+def uidbatches(tag: bytes, ranges: Iterable[tuple[int, int]]) -> bytes:
+    """``* UIDBATCHES (TAG "t") high:low,high:low...`` (RFC 10022), newest batch first."""
+    out = b'* UIDBATCHES (TAG ' + quoted(tag) + b")"
+    spans = b",".join(b"%d:%d" % span for span in ranges)
+    return out + (b" " + spans if spans else b"") + b"\r\n"
 
 
 def esearch(

@@ -35,7 +35,7 @@ from ...services.auth import AuthStatus, authzid_permitted
 from ...services.limits import user_ip_refusal
 from ...services.sessions import OpenSession
 from ...store import Account
-from . import context, mailboxes, messages, metadata, notify, sort, urlauth
+from . import batches, context, mailboxes, messages, metadata, notify, sort, urlauth
 from .errors import BadRequest, tagged_for
 from .selected import SelectedMailbox
 
@@ -54,7 +54,7 @@ BASE_CAPABILITIES = (
     "QUOTA=RES-STORAGE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "WITHIN",
     "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
     "COMPRESS=DEFLATE", "CONTEXT=SEARCH", "CONTEXT=SORT", "CATENATE", "URLAUTH", "METADATA",
-    "METADATA-SERVER", "NOTIFY",
+    "METADATA-SERVER", "NOTIFY", "UIDBATCHES",
 )
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 SASL_MECHANISMS = ("PLAIN", "LOGIN")
@@ -415,6 +415,7 @@ HANDLERS: dict[type, Handler] = {
     c.Move: messages.do_copy,
     c.Sort: sort.do_sort,
     c.Thread: sort.do_thread,
+    c.UidBatches: batches.do_uidbatches,
 }
 
 __all__ = ["Session", "HANDLERS", "BASE_CAPABILITIES"]
