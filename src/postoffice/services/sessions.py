@@ -56,11 +56,15 @@ class SessionRegistry:
         self.bus = bus
         self._sessions: dict[int, OpenSession] = {}
         self._remote: dict[tuple[str, int], OpenSession] = {}
+        # Both of the above by account: a login counts its address's sessions (the per-user
+        # and IP limit), which must not cost a pass over a thousand others in a login storm.
+        self._by_account: dict[int, dict[tuple[str, int], OpenSession]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- this process's sessions -----------------------------------------------------------
     def add(self, session: OpenSession) -> OpenSession:
         self._sessions[session.id] = session
+        self._index(("", session.id), session)
         self._announce(session)
         return session
 
@@ -70,7 +74,10 @@ class SessionRegistry:
             self._announce(session)
 
     def remove(self, session: OpenSession) -> None:
-        if self._sessions.pop(session.id, None) is not None and self._shared:
+        if self._sessions.pop(session.id, None) is None:
+            return
+        self._unindex(("", session.id), session.account_id)
+        if self._shared:
             self.bus.publish([SessionClosed(self.bus.node, session.id)])
 
     def is_open(self, session: OpenSession | None) -> bool:
@@ -93,7 +100,17 @@ class SessionRegistry:
 
     # -- every worker's sessions -----------------------------------------------------------
     def for_account(self, account_id: int) -> list[OpenSession]:
-        return [s for s in self.all() if s.account_id == account_id]
+        return sorted(self._by_account.get(account_id, {}).values(), key=lambda s: s.since)
+
+    def _index(self, key: tuple[str, int], session: OpenSession) -> None:
+        self._by_account.setdefault(session.account_id, {})[key] = session
+
+    def _unindex(self, key: tuple[str, int], account_id: int) -> None:
+        of_account = self._by_account.get(account_id)
+        if of_account is not None:
+            of_account.pop(key, None)
+            if not of_account:
+                del self._by_account[account_id]
 
     def all(self) -> list[OpenSession]:
         return sorted([*self._sessions.values(), *self._remote.values()], key=lambda s: s.since)
@@ -108,15 +125,23 @@ class SessionRegistry:
         if event.node == getattr(self.bus, "node", None):
             return  # our own announcement, heard back
         if isinstance(event, SessionOpened):
-            self._remote[(event.node, event.id)] = OpenSession(
+            key = (event.node, event.id)
+            self._forget(key)  # announced again (changed, or asked for)
+            self._remote[key] = session = OpenSession(
                 protocol=event.protocol, account_id=event.account_id, address=event.address,
                 remote=event.remote, tls=event.tls, port=event.port, since=event.since,
                 client_id=event.client_id, id=event.id, node=event.node, app_password=event.app_password)
+            self._index(key, session)
         elif isinstance(event, SessionClosed):
-            self._remote.pop((event.node, event.id), None)
+            self._forget((event.node, event.id))
         elif isinstance(event, NodeGone):
             for key in [k for k in self._remote if k[0] == event.node]:
-                del self._remote[key]
+                self._forget(key)
+
+    def _forget(self, key: tuple[str, int]) -> None:
+        gone = self._remote.pop(key, None)
+        if gone is not None:
+            self._unindex(key, gone.account_id)
 
     def on_event(self, event: Any) -> None:
         """Event-bus listener: re-check access after an account or domain change; mirror the
