@@ -71,29 +71,22 @@ async def timed(coro_factory, runs: int) -> tuple[float, float, object]:
     return min(times), statistics.median(times), result
 
 
-async def first_select(port: int, address: str) -> float:
-    """Seconds for one SELECT INBOX on a new connection (Dovecot: builds its index files)."""
+async def first_command(port: int, address: str, command: str, *before: str) -> float:
+    """Seconds for ``command`` on a new connection after ``before`` (the first SELECT INBOX:
+    Dovecot builds its index files; the first SORT after a restart: postoffice's snapshot)."""
     c = await Imap.connect("127.0.0.1", port)
     await c.login(address, common.PASSWORD)
+    for earlier in before:
+        await c.command(earlier)
     start = time.perf_counter()
-    await c.command("SELECT INBOX")
+    await c.command(command)
     elapsed = time.perf_counter() - start
     await c.command("LOGOUT", check=False)
     await c.close()
     return elapsed
 
 
-async def first_sort(port: int, address: str) -> float:
-    """Seconds for the first SORT (REVERSE DATE) after a restart, on a mailbox sorted before it."""
-    c = await Imap.connect("127.0.0.1", port)
-    await c.login(address, common.PASSWORD)
-    await c.command("SELECT INBOX")
-    start = time.perf_counter()
-    await c.command("SORT (REVERSE DATE) UTF-8 ALL")
-    elapsed = time.perf_counter() - start
-    await c.command("LOGOUT", check=False)
-    await c.close()
-    return elapsed
+FIRST_SORT = ("SORT (REVERSE DATE) UTF-8 ALL", "SELECT INBOX")
 
 
 async def measure(port: int, address: str, runs: int, changes: int) -> dict[str, object]:
@@ -299,7 +292,7 @@ def main() -> None:
         print(f"  postoffice process after the run: PSS {pss / 1024:.0f} MiB, RSS {rss / 1024:.0f} MiB")
         po.stop()
         po.start()
-        servers["postoffice"]["sort_restart"] = asyncio.run(first_sort(po.port, address))
+        servers["postoffice"]["sort_restart"] = asyncio.run(first_command(po.port, address, *FIRST_SORT))
         po.stop()
 
         if version:
@@ -309,7 +302,7 @@ def main() -> None:
                 t = dc.fill(address, messages, seen)
                 print(f"  dovecot maildir written directly in {t:.1f} s")
                 dc.start()
-                build = asyncio.run(first_select(dc.port, address))
+                build = asyncio.run(first_command(dc.port, address, "SELECT INBOX"))
                 print(f"  dovecot index build (first SELECT of the fresh maildir): {build:.1f} s; "
                       "restarted to measure on the built index")
                 dc.stop()
@@ -318,7 +311,7 @@ def main() -> None:
                 servers[f"dovecot {version}"]["index_build"] = f"1st SELECT {build:.2f} s"
                 dc.stop()
                 dc.start()
-                servers[f"dovecot {version}"]["sort_restart"] = asyncio.run(first_sort(dc.port, address))
+                servers[f"dovecot {version}"]["sort_restart"] = asyncio.run(first_command(dc.port, address, *FIRST_SORT))
             except Exception as e:  # noqa: BLE001 - a benchmark reports and goes on
                 print(f"  dovecot failed: {e}")
             finally:
