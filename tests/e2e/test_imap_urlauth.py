@@ -151,3 +151,36 @@ def test_catenate_with_an_authorized_url(people: tuple[str, Wire, str, Wire, Wir
     # without the authorization, joe's message is out of fred's reach
     plain = b"imap://%s@mail.test/INBOX/;uid=1/;section=2" % q(joe)
     assert wf.cmd(b'c APPEND INBOX CATENATE (URL "%s")' % plain)[-1].startswith(b"c NO [BADURL")
+
+
+ENCODED = (b"From: joe@example.com\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8gd29ybGQ=\r\n"
+           b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nopaque\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+           b"--b--\r\n")
+
+
+def test_urlfetch_binary_and_bodypartstructure(srv: RunningServer) -> None:
+    """RFC 5524 (imaptest's urlauth-binary): BINARY decodes the part (NIL for an unknown
+    encoding, a literal8 for NUL), BODYPARTSTRUCTURE describes it (decoded, with BINARY), BODY
+    is the part as stored; an invalid URL is NIL."""
+    address = f"binary{next(_numbers)}@example.com"
+    account = srv.add_account(address, PASSWORD)
+    srv.call(srv.store.deliver([(account.id, "INBOX")], ENCODED))
+    w = login(srv, address)
+    assert b" URLAUTH=BINARY" in w.cmd(b"c CAPABILITY")[0]
+    base = b"imap://%s@mail.test/INBOX/;uid=1/;section=" % q(address)
+    one, two, three = (authorized(gen(w, base + n + b";urlauth=authuser")) for n in (b"1", b"2", b"3"))
+    lines = w.cmd(b'f URLFETCH ("%s" BINARY BODYPARTSTRUCTURE)' % one)
+    assert lines[0] == (b'* URLFETCH "%s" (BODYPARTSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL '
+                        b'"7BIT" 11 0 NIL NIL NIL NIL)) (BINARY {11}\r\nhello world)' % one), lines
+    lines = w.cmd(b'f URLFETCH ("%s" BODYPARTSTRUCTURE BODY)' % one)
+    assert lines[0] == (b'* URLFETCH "%s" (BODYPARTSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL '
+                        b'"BASE64" 18 2 NIL NIL NIL NIL)) (BODY {18}\r\naGVs\r\nbG8gd29ybGQ=)' % one), lines
+    assert w.cmd(b'f URLFETCH ("%s" BINARY)' % two)[0] == b'* URLFETCH "%s" (BINARY NIL)' % two
+    assert w.cmd(b'f URLFETCH ("%s" BINARY)' % three)[0] == b'* URLFETCH "%s" (BINARY ~{3}\r\n\x00\x01\x02)' % three
+    bad = one[:-1] + (b"0" if one[-1:] != b"0" else b"1")
+    assert w.cmd(b'f URLFETCH ("%s" BINARY) "%s"' % (bad, one))[0] == (
+        b'* URLFETCH "%s" NIL "%s" {18}\r\naGVs\r\nbG8gd29ybGQ=' % (bad, one))
+    w.close()

@@ -167,6 +167,12 @@ def test_urlauth_commands() -> None:
     assert command_allowed(State.AUTHENTICATED, c) and not command_allowed(State.NOT_AUTHENTICATED, c)
     for bad in (b"a GENURLAUTH", b'a GENURLAUTH "x"', b"a URLFETCH"):
         assert isinstance(parse_command(bad), InvalidCommand), bad
+    # RFC 5524 (URLAUTH=BINARY): a URL in parentheses with what is wanted of it
+    c = cmd(b'a003 URLFETCH ("%s" BINARY bodypartstructure) "%s"' % (full, full))
+    assert c == UrlFetch((full, full), (("BINARY", "BODYPARTSTRUCTURE"), None))
+    assert cmd(b'a URLFETCH ("%s" BODY)' % full) == UrlFetch((full,), (("BODY",),))
+    for bad in (b'a URLFETCH ("%s")' % full, b'a URLFETCH ("%s" TEXT)' % full, b'a URLFETCH ("%s" BINARY' % full):
+        assert isinstance(parse_command(bad), InvalidCommand), bad
 
 
 def test_metadata_commands() -> None:

@@ -47,6 +47,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({
     "CONTEXT=SORT",     # RFC 5267 section 4
     "CATENATE",         # RFC 4469 (URLs to the user's own messages)
     "URLAUTH",          # RFC 4467 (GENURLAUTH, URLFETCH, RESETKEY)
+    "URLAUTH=BINARY",   # RFC 5524 (URLFETCH BODY, BINARY, BODYPARTSTRUCTURE)
     "METADATA",         # RFC 5464
     "METADATA-SERVER",  # RFC 5464
     "NOTIFY",           # RFC 5465

@@ -280,9 +280,12 @@ class GenUrlAuth:
 
 @dataclass(frozen=True, slots=True)
 class UrlFetch:
-    """URLFETCH url... (RFC 4467 section 6.2)."""
+    """URLFETCH url... (RFC 4467 section 6.2). ``params`` (RFC 5524, URLAUTH=BINARY), one per
+    URL when given: None for a plain URL, else the upper-cased names asked for with it in
+    parentheses (BODY, BINARY, BODYPARTSTRUCTURE)."""
 
     urls: tuple[bytes, ...]
+    params: tuple[tuple[str, ...] | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -441,14 +441,34 @@ def _genurlauth(r: Reader) -> Command:
     return GenUrlAuth(tuple(requests))
 
 
+URLFETCH_PARAMS = frozenset({"BODY", "BINARY", "BODYPARTSTRUCTURE"})
+
+
 def _urlfetch(r: Reader) -> Command:
-    # urlfetch = "URLFETCH" 1*(SP url-full) ; url-full = astring
-    urls = []
+    # urlfetch = "URLFETCH" 1*(SP url-full) ; url-full = astring       ; RFC 4467 section 9
+    # RFC 5524 also: "(" url-full 1*(SP ("BODY" / "BINARY" / "BODYPARTSTRUCTURE")) ")"
+    urls: list[bytes] = []
+    params: list[tuple[str, ...] | None] = []
     while r.try_sp():
+        if r.peek() != 0x28:
+            urls.append(r.astring("a URL"))
+            params.append(None)
+            continue
+        r.pos += 1
         urls.append(r.astring("a URL"))
+        names = []
+        while r.try_sp():
+            name = r.upper_atom("a URLFETCH parameter")
+            if name not in URLFETCH_PARAMS:
+                raise r.fail(f"unknown URLFETCH parameter {name}")
+            names.append(name)
+        if not names:
+            raise r.fail("a parenthesised URL needs BODY, BINARY or BODYPARTSTRUCTURE")
+        r.expect(b")", "')' closing the URLFETCH parameters")
+        params.append(tuple(names))
     if not urls:
         raise r.fail("URLFETCH needs a URL")
-    return UrlFetch(tuple(urls))
+    return UrlFetch(tuple(urls), tuple(params) if any(p is not None for p in params) else ())
 
 
 def _resetkey(r: Reader) -> Command:

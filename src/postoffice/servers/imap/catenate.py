@@ -63,6 +63,25 @@ async def _resolve(s: Session, url: bytes) -> bytes:
 async def url_part(s: Session, account_id: int, u: ImapUrl, url: bytes) -> bytes:
     """The octets a parsed IMAP URL names in the mailboxes of ``account_id`` (what FETCH
     BODY.PEEK[section]<partial> would return); Refused [BADURL] when it names nothing."""
+    sec = u.section
+    whole = sec is None or not (sec.part or sec.text)
+    raw, tree = await url_message(s, account_id, u, url, with_tree=not whole)
+    data: bytes | None = raw
+    if not whole:
+        assert sec is not None and tree is not None
+        data = section_bytes(raw, tree, sec.part, sec.text, sec.headers)
+        if data is None:
+            raise _badurl(url, "no such section")
+    assert data is not None
+    if u.partial is not None:
+        data = partial_bytes(data, u.partial[0], u.partial[1])
+    return data
+
+
+async def url_message(s: Session, account_id: int, u: ImapUrl, url: bytes, *,
+                      with_tree: bool = True) -> tuple[bytes, Part | None]:
+    """The message a parsed IMAP URL names: its octets and (``with_tree``) its MIME tree;
+    Refused [BADURL] when there is none."""
     try:
         name = validate_mailbox_name(decode_mailbox_name(u.mailbox, True))
     except (InvalidMailboxName, InvalidName, ValueError):
@@ -80,26 +99,17 @@ async def url_part(s: Session, account_id: int, u: ImapUrl, url: bytes) -> bytes
         raw = await s.app.store.read_blob(meta.blob_id)
     except OSError:
         raise _badurl(url, "the message cannot be read") from None
-    data: bytes | None = raw
-    if u.section is not None and (u.section.part or u.section.text):
-        tree: Part | None = None
-        infos = await s.app.store.blob_info([meta.blob_id])
-        info = infos.get(meta.blob_id)
-        if info is not None and info.structure:
-            try:
-                tree = Part.from_json(info.structure)
-            except (ValueError, TypeError, IndexError):
-                tree = None
-        if tree is None:
-            tree = parse(raw)
-        sec = u.section
-        data = section_bytes(raw, tree, sec.part, sec.text, sec.headers)
-        if data is None:
-            raise _badurl(url, "no such section")
-    assert data is not None
-    if u.partial is not None:
-        data = partial_bytes(data, u.partial[0], u.partial[1])
-    return data
+    if not with_tree:
+        return raw, None
+    tree: Part | None = None
+    infos = await s.app.store.blob_info([meta.blob_id])
+    info = infos.get(meta.blob_id)
+    if info is not None and info.structure:
+        try:
+            tree = Part.from_json(info.structure)
+        except (ValueError, TypeError, IndexError):
+            tree = None
+    return raw, tree if tree is not None else parse(raw)
 
 
 async def build_message(s: Session, parts: tuple[tuple[str, bytes], ...]) -> bytes:

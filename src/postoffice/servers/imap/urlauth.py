@@ -22,6 +22,7 @@ Comparisons of tokens use ``hmac.compare_digest``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 from datetime import datetime, timezone
@@ -32,7 +33,12 @@ from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.grammar.imapurl import ImapUrl, parse_imap_url
 from ...protocols.imap.responses import Code
-from .catenate import badurl, url_part
+from ...mail.imapfmt import bodystructure
+from ...mail.mime import Part
+from ...mail.sections import UnknownCTE, binary_bytes, resolve_part, section_bytes
+from ...mail.sections import partial as partial_bytes
+from ...protocols.imap.grammar.fetch_att import Section
+from .catenate import badurl, url_message, url_part
 from .errors import Refused
 
 if TYPE_CHECKING:
@@ -101,6 +107,17 @@ async def fetch_authorized(s: Session, url: bytes, *, catenate: bool = False) ->
     """The data a URLAUTH-authorized URL names, or None when it is not valid for this
     session (see the module docstring). ``submit+<user>`` URLs are honoured only for
     CATENATE by their owner (appending one's own message)."""
+    target = await _authorized(s, url, catenate)
+    if target is None:
+        return None
+    try:
+        return await url_part(s, target[0], target[1], url)
+    except Refused:
+        return None
+
+
+async def _authorized(s: Session, url: bytes, catenate: bool = False) -> tuple[int, ImapUrl] | None:
+    """(owner account id, parsed URL) if ``url`` is valid for this session, else None."""
     assert s.account is not None
     try:
         u = parse_imap_url(url)
@@ -126,10 +143,7 @@ async def fetch_authorized(s: Session, url: bytes, *, catenate: bool = False) ->
     key = await s.app.store.urlauth_key(owner, name, create=False)
     if key is None or not hmac.compare_digest(token(key, rump), tok.lower()):
         return None
-    try:
-        return await url_part(s, owner, u, url)
-    except Refused:
-        return None
+    return owner, u
 
 
 async def do_genurlauth(s: Session, tag: bytes, cmd: c.GenUrlAuth) -> bytes:
@@ -164,11 +178,68 @@ async def do_genurlauth(s: Session, tag: bytes, cmd: c.GenUrlAuth) -> bytes:
 
 async def do_urlfetch(s: Session, tag: bytes, cmd: c.UrlFetch) -> bytes:
     items = []
-    for url in cmd.urls:
+    for url, params in zip(cmd.urls, cmd.params or (None,) * len(cmd.urls)):
+        if params is not None:
+            items.append(r.string(url) + b" " + await _extended(s, url, params))
+            continue
         data = await fetch_authorized(s, url)
         items.append(r.string(url) + b" " + (b"NIL" if data is None else r.literal(data)))
     s.send(r.untagged(b"URLFETCH " + b" ".join(items)))
     return r.ok(tag, "URLFETCH completed")
+
+
+async def _extended(s: Session, url: bytes, params: tuple[str, ...]) -> bytes:
+    """RFC 5524 (URLAUTH=BINARY): ``(BODYPARTSTRUCTURE ...) (BINARY data)`` or ``(BODY
+    data)`` for one URL, or NIL when it is not valid for this session. BINARY removes the
+    part's transfer encoding (NIL when it is unknown) and BODYPARTSTRUCTURE then describes
+    the decoded part, as Dovecot does (size of the decoded data, no line count)."""
+    target = await _authorized(s, url)
+    if target is None:
+        return b"NIL"
+    owner, u = target
+    try:
+        raw, tree = await url_message(s, owner, u, url)
+    except Refused:
+        return b"NIL"
+    assert tree is not None
+    sec = u.section or Section()
+    part = resolve_part(tree, sec.part) if sec.part else tree
+    body = section_bytes(raw, tree, sec.part, sec.text, sec.headers)
+    if part is None or body is None:
+        return b"NIL"
+    binary = "BINARY" in params
+    data = _decoded(raw, tree, sec) if binary else body
+    out = []
+    if "BODYPARTSTRUCTURE" in params:
+        as_decoded = data if binary and not sec.text else None
+        out.append(b"(BODYPARTSTRUCTURE " + _structure(raw, part, as_decoded) + b")")
+    if data is not None and u.partial is not None:
+        data = partial_bytes(data, u.partial[0], u.partial[1])
+    if binary or "BODY" in params:
+        value = b"NIL" if data is None else (r.literal8(data) if b"\x00" in data else r.literal(data))
+        out.append(b"(" + (b"BINARY " if binary else b"BODY ") + value + b")")
+    return b" ".join(out)
+
+
+def _decoded(raw: bytes, tree: Part, sec: Section) -> bytes | None:
+    """The section with its transfer encoding removed; None for an unknown encoding."""
+    if sec.text:
+        return section_bytes(raw, tree, sec.part, sec.text, sec.headers)
+    try:
+        return binary_bytes(raw, tree, sec.part)
+    except UnknownCTE:
+        return None
+
+
+def _structure(raw: bytes, part: Part, decoded: bytes | None) -> bytes:
+    """BODYSTRUCTURE of ``part``; with its ``decoded`` data, of a leaf as that data (a
+    multipart or message is shown as it is)."""
+    if decoded is None or part.type == "multipart" or part.message is not None:
+        return bodystructure(raw, part)
+    encoding = "binary" if b"\x00" in decoded or not decoded.isascii() else "7bit"
+    leaf = dataclasses.replace(part, header_start=0, body_start=0, body_end=len(decoded), encoding=encoding,
+                               lines=0 if part.lines is not None else None)
+    return bodystructure(decoded, leaf)
 
 
 async def do_resetkey(s: Session, tag: bytes, cmd: c.ResetKey) -> bytes:
