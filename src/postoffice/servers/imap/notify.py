@@ -22,10 +22,11 @@ What is told (section 5):
   UIDNEXT UIDVALIDITY UNSEEN [HIGHESTMODSEQ])`` (HIGHESTMODSEQ once CONDSTORE is on or where
   FlagChange is asked for; several events of one mailbox make one STATUS); MailboxName gives
   ``* LIST`` for each name created, deleted (``\\NonExistent``) or renamed (``OLDNAME``,
-  section 5.4); SubscriptionChange a ``* LIST`` with or without ``\\Subscribed`` (section 5.5); MailboxMetadataChange and
-  ServerMetadataChange ``* METADATA name entry...`` without values (section 5.6, 5.7; RFC 5464
-  section 4.4.2). AnnotationChange needs ANNOTATE (RFC 5257), which the server does not have:
-  it is refused with ``NO [BADEVENT (...)]`` like any unknown event (section 3.1).
+  section 5.4); SubscriptionChange a ``* LIST`` with or without ``\\Subscribed`` (section 5.5);
+  MailboxMetadataChange and ServerMetadataChange ``* METADATA name entry...`` without values
+  (section 5.6, 5.7; RFC 5464 section 4.4.2). AnnotationChange needs ANNOTATE (RFC 5257), which
+  the server does not have: it is refused with ``NO [BADEVENT (...)]`` like any unknown event
+  (section 3.1).
 
 Which group applies to a mailbox: the first in the command that covers it (so ``(MAILBOXES
 Lists (...)) (PERSONAL NONE)`` hears about Lists only). INBOXES are the mailboxes mail may be
