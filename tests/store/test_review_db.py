@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -95,3 +97,29 @@ def test_a_read_never_sees_writes_that_are_then_rolled_back(tmp_path: Path) -> N
     # An IMAP SELECT in the same batch must not have been shown a UID that never existed.
     assert seen.result(5) == []
     db.close()
+
+
+def test_writers_of_two_processes_take_turns_and_every_exit_releases_the_turn(tmp_path: Path) -> None:
+    """The kernel lock other processes' writers wait on (Database._lock_writers) is let go
+    after a commit, after a failed job and after a transaction a job's error rolled back: a
+    second connection (another open file, as another worker would have) writes right after."""
+    db = _open(tmp_path, [])
+    other = Database(tmp_path / "t.db")
+    try:
+        def fails(tx) -> None:
+            tx.execute("INSERT INTO t VALUES (1)")
+            raise ValueError("the job's own error")
+
+        def disk_full(tx) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        for job in (lambda tx: tx.execute("INSERT INTO t VALUES (2)"), fails, disk_full):
+            with contextlib.suppress(ValueError, sqlite3.Error):
+                db.write_sync(job)
+            other.submit(lambda tx: tx.execute("INSERT INTO t VALUES (3)"), write=True).result(timeout=5)
+        # ... and the other's turn ends too: this one writes again at once.
+        db.submit(lambda tx: tx.execute("INSERT INTO t VALUES (4)"), write=True).result(timeout=5)
+        assert sorted(r[0] for r in db.read_sync(lambda tx: tx.all("SELECT x FROM t"))) == [2, 3, 3, 3, 4]
+    finally:
+        other.close()
+        db.close()

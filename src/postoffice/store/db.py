@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
+import os
 import concurrent.futures
 import logging
 import queue
@@ -160,6 +162,10 @@ class Database(JobRunner):
         self.on_commit = on_commit
         self._conn = connect(path)
         self._synchronous_full = True
+        # held from BEGIN IMMEDIATE to COMMIT (see _lock_writers); released by the kernel if
+        # the process dies
+        self._write_lock = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        self._writing = False
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="postoffice-db", daemon=True)
         self._thread.start()
@@ -180,6 +186,7 @@ class Database(JobRunner):
             self._jobs.put(None)
             self._thread.join()
         self._conn.close()
+        os.close(self._write_lock)
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -208,6 +215,7 @@ class Database(JobRunner):
                         self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                self._unlock_writers()
                 for failed in batch:  # futures already resolved keep their result
                     _set_exception(failed.future, exc)
             if stop:
@@ -235,6 +243,7 @@ class Database(JobRunner):
             tx = Tx(conn)
             try:
                 if not in_tx:
+                    self._lock_writers()
                     conn.execute("BEGIN IMMEDIATE")
                     in_tx = True
                 conn.execute("SAVEPOINT job")
@@ -258,6 +267,7 @@ class Database(JobRunner):
                         _set_exception(undone.future, exc)
                     done.clear()
                     in_tx = False
+                    self._unlock_writers()
         if not in_tx:
             for job in deferred:
                 self._read(job)
@@ -270,11 +280,13 @@ class Database(JobRunner):
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            self._unlock_writers()
             for job, _, _ in done:
                 _set_exception(job.future, exc)
             for job in deferred:
                 self._read(job)
             return
+        self._unlock_writers()
         # Events go out before the callers resume, so a session that made a change finds the
         # news of it already waiting, in commit order.
         events = [event for _, _, tx in done for event in tx.events]
@@ -292,6 +304,18 @@ class Database(JobRunner):
             _set_result(job.future, result)
         for job in deferred:
             self._read(job)
+
+    def _lock_writers(self) -> None:
+        """Wait for the other processes' write transactions (other workers, the CLI) on a
+        kernel lock, which wakes this thread the moment the holder commits: SQLite's own busy
+        handler polls, sleeping 1, 2, 5, 10... ms, and this thread's reads wait meanwhile."""
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+        self._writing = True
+
+    def _unlock_writers(self) -> None:
+        if self._writing:
+            self._writing = False
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     def _read(self, job: _Job) -> None:
         try:
