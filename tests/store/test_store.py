@@ -310,3 +310,21 @@ async def test_nul_in_text_is_stored_on_either_backend(store: Store) -> None:
                              next_attempt=0)
     [entry] = await store.queue_entries()
     assert entry["recipients"][0]["last_error"] in ("4.0.0 \x00\x01 garbage", "4.0.0 \ufffd\x01 garbage")
+
+
+async def test_internaldate_zone_is_kept_by_append_copy_and_move(store: Store) -> None:
+    # RFC 9051 6.4.4 SEARCH dates and FETCH INTERNALDATE need the zone APPEND was given
+    account = await make_account(store)
+    box = await inbox(store, account)
+    archive = await store.get_mailbox(account.id, "Archive")
+    await store.deliver([(account.id, "INBOX")], MESSAGE)
+    await store.append(account.id, box.id, [(MESSAGE + b"2", 0, "", 1704144600.0, 120),
+                                            (MESSAGE + b"3", 0, "", 1704144600.0, -450),
+                                            (MESSAGE + b"4", 0, "", 1704144600.0)])
+    assert [m.internal_zone for m in await store.list_messages(box.id)] == [0, 120, -450, 0]
+    uids, _, dates, zones = await store.message_details(box.id)
+    assert list(uids) == [1, 2, 3, 4] and list(zones) == [0, 120, -450, 0] and dates[1] == 1704144600.0
+    await store.copy_messages(account.id, box.id, [2], archive.id)
+    await store.copy_messages(account.id, box.id, [3], archive.id, move=True)
+    copied = await store.list_messages(archive.id)
+    assert [(m.internal_date, m.internal_zone) for m in copied] == [(1704144600.0, 120), (1704144600.0, -450)]

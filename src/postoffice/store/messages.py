@@ -19,6 +19,7 @@ from .db import Tx
 from .prepare import blob_row, prepare_file
 from .records import (
     DELETED,
+    DELIVERY_ZONE,
     SEEN,
     BlobInfo,
     Delivered,
@@ -63,15 +64,16 @@ class MessageStore(StoreBase):
             return _mailbox(row), uids, bits, modseqs, keywords
         return await self.db.read(op)
 
-    async def message_details(self, mailbox_id: int) -> tuple[array, array, array]:
-        """(uids, sizes, internal dates) of every message as arrays in UID order: the
-        immutable per-message data the IMAP index loads when a FETCH or SEARCH first needs
-        RFC822.SIZE / INTERNALDATE (covered by ``messages_index``, no per-message objects)."""
-        def op(tx: Tx) -> tuple[array, array, array]:
-            rows = tx.tuples("SELECT uid, size, internal_date FROM messages WHERE mailbox_id = ? ORDER BY uid",
-                             (mailbox_id,))
+    async def message_details(self, mailbox_id: int) -> tuple[array, array, array, array]:
+        """(uids, sizes, internal dates, their zones in minutes east of UTC) of every message
+        as arrays in UID order: the immutable per-message data the IMAP index loads when a
+        FETCH or SEARCH first needs RFC822.SIZE / INTERNALDATE (covered by ``messages_index``,
+        no per-message objects)."""
+        def op(tx: Tx) -> tuple[array, array, array, array]:
+            rows = tx.tuples("SELECT uid, size, internal_date, internal_zone FROM messages WHERE mailbox_id = ? "
+                             "ORDER BY uid", (mailbox_id,))
             return (array("I", map(itemgetter(0), rows)), array("Q", map(itemgetter(1), rows)),
-                    array("d", map(itemgetter(2), rows)))
+                    array("d", map(itemgetter(2), rows)), array("h", map(itemgetter(3), rows)))
         return await self.db.read(op)
 
     async def sort_rows(self, mailbox_id: int, min_uid: int = 0) -> list[tuple[int, int, float, list[Any]]]:
@@ -216,16 +218,17 @@ class MessageStore(StoreBase):
         tx.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
 
     def _insert_messages(self, tx: Tx, account_id: int, mailbox_id: int,
-                         items: Sequence[tuple[str, int, int, str, float]]) -> tuple[int, list[int]]:
-        """Insert (blob_id, size, flags, keywords, internal_date) rows; return (modseq, uids)."""
+                         items: Sequence[tuple[str, int, int, str, float, int]]) -> tuple[int, list[int]]:
+        """Insert (blob_id, size, flags, keywords, internal_date, internal_zone) rows; return
+        (modseq, uids)."""
         first_uid, modseq = self._allocate_uids(tx, mailbox_id, len(items))
         uids = list(range(first_uid, first_uid + len(items)))
         now = time.time()
         tx.executemany(
-            "INSERT INTO messages (mailbox_id, uid, blob_id, size, flags, keywords, internal_date, modseq, saved_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(mailbox_id, uid, blob, size, flags, kw, date, modseq, now)
-             for uid, (blob, size, flags, kw, date) in zip(uids, items)])
+            "INSERT INTO messages (mailbox_id, uid, blob_id, size, flags, keywords, internal_date, internal_zone, "
+            "modseq, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(mailbox_id, uid, blob, size, flags, kw, date, zone, modseq, now)
+             for uid, (blob, size, flags, kw, date, zone) in zip(uids, items)])
         tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq))
         return modseq, uids
 
@@ -260,7 +263,7 @@ class MessageStore(StoreBase):
                 if mailbox_id is None:
                     raise NotFound("mailbox is gone")
                 _, uids = self._insert_messages(tx, account_id, mailbox_id,
-                                                [(blob_id, size, flags, keywords, time.time())])
+                                                [(blob_id, size, flags, keywords, time.time(), DELIVERY_ZONE)])
                 out.append(Delivered(account_id, mailbox_id, uids[0]))
             return out
 
@@ -288,14 +291,16 @@ class MessageStore(StoreBase):
         return await asyncio.wrap_future(done)
 
     async def append(self, account_id: int, mailbox_id: int,
-                     messages: Sequence[tuple[bytes | MessageSource, int, str, float]],
+                     messages: Sequence[tuple[bytes | MessageSource, int, str, float]
+                                        | tuple[bytes | MessageSource, int, str, float, int]],
                      *, enforce_quota: bool = True) -> tuple[int, list[int]]:
         """IMAP APPEND (several messages for MULTIAPPEND, all or none, RFC 3502).
 
-        Each message is (raw, flag bits, keywords, internal date). Returns (uidvalidity, uids)."""
+        Each message is (raw, flag bits, keywords, internal date) or (..., internal date, its
+        zone in minutes east of UTC; without: ``DELIVERY_ZONE``). Returns (uidvalidity, uids)."""
         # The bodies are written (and fsynced) concurrently: MULTIAPPEND of many messages
         # should cost about one disk sync, not one per message.
-        blobs = await asyncio.gather(*(self._put_blob(raw) for raw, _, _, _ in messages))
+        blobs = await asyncio.gather(*(self._put_blob(m[0]) for m in messages))
 
         def op(tx: Tx) -> tuple[int, list[int]]:
             box = tx.one("SELECT uidvalidity, account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
@@ -307,8 +312,8 @@ class MessageStore(StoreBase):
                 raise QuotaExceeded(acct[0])
             for _, row, _ in blobs:
                 self._insert_blob(tx, row)
-            items = [(blob_id, size, flags, kw, date)
-                     for (blob_id, _, size), (_, flags, kw, date) in zip(blobs, messages)]
+            items = [(blob_id, size, m[1], m[2], m[3], m[4] if len(m) > 4 else DELIVERY_ZONE)  # type: ignore[misc]
+                     for (blob_id, _, size), m in zip(blobs, messages)]
             _, uids = self._insert_messages(tx, account_id, mailbox_id, items)
             return box[0], uids
         return await self.db.write(op)
@@ -441,12 +446,13 @@ class MessageStore(StoreBase):
         rows: list[Any] = []
         for start in range(0, len(uids), 500):
             chunk = list(uids[start:start + 500])
-            rows.extend(tx.all(f"SELECT uid, blob_id, size, flags, keywords, internal_date FROM messages "
-                               f"WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))})", (source, *chunk)))
+            rows.extend(tx.all(f"SELECT uid, blob_id, size, flags, keywords, internal_date, internal_zone "
+                               f"FROM messages WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))})",
+                               (source, *chunk)))
         rows.sort(key=lambda r: r[0])
         if not rows:
             return []
-        _, new_uids = self._insert_messages(tx, account_id, target, [(r[1], r[2], r[3], r[4], r[5]) for r in rows])
+        _, new_uids = self._insert_messages(tx, account_id, target, [tuple(r[1:]) for r in rows])
         return [(r[0], new) for r, new in zip(rows, new_uids)]
 
     async def copy_messages(self, account_id: int, source: int, uids: Sequence[int], target: int,

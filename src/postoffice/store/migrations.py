@@ -11,6 +11,8 @@ Schema notes:
 - Every change to a message bumps ``mailboxes.highestmodseq`` and stamps the message
   (RFC 7162 §3); an expunge leaves a row in ``expunged`` with its modseq so QRESYNC can answer
   VANISHED (RFC 7162 §3.2.10).
+- ``messages.internal_date`` is the INTERNALDATE instant (UTC seconds), ``internal_zone`` the
+  zone it was given in (minutes east of UTC; migration 18).
 - ``blobs`` keeps what delivery learned by parsing the message once: IMAP ENVELOPE and
   BODYSTRUCTURE, the MIME part map and the header fields SEARCH uses.
 """
@@ -466,6 +468,16 @@ MIGRATIONS: list[list[Step]] = [
             entry TEXT NOT NULL,
             PRIMARY KEY (account_id, kind, entry)
         )""",
+    ],
+    # 18: the time zone of each message's INTERNALDATE, in minutes east of UTC, as APPEND gave
+    # it (0 for delivered mail): FETCH INTERNALDATE writes the instant in that zone and SEARCH
+    # BEFORE/ON/SINCE compare the date as written there (RFC 9051 6.4.4). The covering index
+    # takes the column, so Store.message_details still reads no table rows.
+    [
+        "ALTER TABLE messages ADD COLUMN internal_zone INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX messages_index",
+        "CREATE INDEX messages_index ON messages(mailbox_id, uid, flags, modseq, keywords, size, internal_date, "
+        "internal_zone)",
     ],
 ]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .db import Tx
-
+from .records import DELIVERY_ZONE
 from .rows import StoreBase
 from .spool import MessageSource
 
@@ -160,7 +160,7 @@ class QueueStore(StoreBase):
                 self._insert_blob(tx, row)
                 if account_id is not None and tx.one("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
                     box = tx.one("SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,))
-                    self._insert_messages(tx, account_id, box[0], [(blob_id, size, 0, "", now)])
+                    self._insert_messages(tx, account_id, box[0], [(blob_id, size, 0, "", now, DELIVERY_ZONE)])
                 elif address:
                     notice_id = tx.insert("INSERT INTO queue (mail_from, blob_id, account_id, created_at, "
                                           "next_attempt) VALUES ('', ?, NULL, ?, ?)", (blob_id, now, now))

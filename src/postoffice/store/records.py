@@ -137,9 +137,16 @@ class MessageMeta:
     internal_date: float
     modseq: int
     blob_id: str
+    internal_zone: int = 0  # minutes east of UTC the INTERNALDATE was given in (APPEND)
 
     def flag_names(self) -> list[str]:
         return bits_to_flags(self.flags, self.keywords)
+
+
+#: The INTERNALDATE zone of delivered mail (and of APPEND without a date-time), in minutes east
+#: of UTC: UTC, not the host's zone, so every node of a cluster writes the same date whatever its
+#: TZ, a DST change cannot shift a day, and clients see what they always saw (``+0000``).
+DELIVERY_ZONE = 0
 
 
 @dataclass(frozen=True)

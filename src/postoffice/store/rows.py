@@ -23,7 +23,7 @@ _ACCOUNT_COLUMNS = (
 _MAILBOX_COLUMNS = ("id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq, "
                     "EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id "
                     "AND s.name = mailboxes.name)")
-_MESSAGE_COLUMNS = "uid, flags, keywords, size, internal_date, modseq, blob_id"
+_MESSAGE_COLUMNS = "uid, flags, keywords, size, internal_date, modseq, blob_id, internal_zone"
 
 
 class StoreBase:
@@ -49,7 +49,7 @@ def _mailbox(row: Any) -> Mailbox:
 
 
 def _message(row: Any) -> MessageMeta:
-    return MessageMeta(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return MessageMeta(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
 
 
 def _domain(row: Any) -> Domain:

@@ -122,6 +122,13 @@ def test_internaldate_format() -> None:
     assert fetch_mod.internal_date(ts) == b'"25-Dec-1999 23:00:00 +0000"'
 
 
+def test_internaldate_is_written_in_its_own_zone() -> None:
+    ts = datetime(2024, 1, 1, 21, 30, tzinfo=timezone.utc).timestamp()
+    assert fetch_mod.internal_date(ts, 120) == b'" 1-Jan-2024 23:30:00 +0200"'
+    assert fetch_mod.internal_date(ts, -570) == b'" 1-Jan-2024 12:00:00 -0930"'
+    assert fetch_mod.internal_date(ts, 180) == b'" 2-Jan-2024 00:30:00 +0300"'
+
+
 async def test_uid_and_modseq_added_once(store: Store, box) -> None:
     _, metas = box
     out = await run(store, metas, "(UID FLAGS)", uid=True, modseq=True, seqs=[2])

@@ -46,7 +46,8 @@ Decisions:
   describes.
 - All body data is sent as literals; BINARY data containing NUL is sent as a literal8
   (``~{n}``, RFC 3516 4.2).
-- INTERNALDATE is written in UTC (``+0000``).
+- INTERNALDATE is written in the zone it was given in (APPEND's date-time; ``+0000`` for
+  delivered mail): ``MessageMeta.internal_zone``.
 - Implicit ``\\Seen`` (``FetchAtt.sets_seen``) is the session's job: it stores the flag
   before calling, passes the updated metas and adds ``FLAGS`` to ``atts`` (RFC 9051 6.4.5).
 - Errors: a part with an unknown Content-Transfer-Encoding asked for with BINARY, or a blob
@@ -108,9 +109,10 @@ class _Corrupt(Exception):
 _DAYS: dict[int, bytes] = {}
 
 
-def internal_date(ts: float) -> bytes:
-    """``"dd-Mon-yyyy hh:mm:ss +0000"`` (RFC 9051 date-time, day space-padded), UTC."""
-    secs = math.floor(ts)
+def internal_date(ts: float, zone: int = 0) -> bytes:
+    """``"dd-Mon-yyyy hh:mm:ss +hhmm"`` (RFC 9051 date-time, day space-padded): the instant
+    ``ts`` in the zone ``zone`` minutes east of UTC."""
+    secs = math.floor(ts) + zone * 60
     day, rest = divmod(secs, 86400)
     prefix = _DAYS.get(day)
     if prefix is None:
@@ -119,7 +121,8 @@ def internal_date(ts: float) -> bytes:
         if len(_DAYS) < 100_000:
             _DAYS[day] = prefix
     hours, rest = divmod(rest, 3600)
-    return b'%s%02d:%02d:%02d +0000"' % (prefix, hours, rest // 60, rest % 60)
+    sign, offset = (b"-", -zone) if zone < 0 else (b"+", zone)
+    return b'%s%02d:%02d:%02d %s%02d%02d"' % (prefix, hours, rest // 60, rest % 60, sign, *divmod(offset, 60))
 
 
 def _flags_getter(recent: Callable[[int], bool] | None = None) -> Callable[[MessageMeta], bytes]:
@@ -186,7 +189,7 @@ class _Plan:
             get = _flags_getter(self.recent)
             return lambda m, i, r, t: b"FLAGS " + get(m)
         if name == "INTERNALDATE":
-            return lambda m, i, r, t: b"INTERNALDATE " + internal_date(m.internal_date)
+            return lambda m, i, r, t: b"INTERNALDATE " + internal_date(m.internal_date, m.internal_zone)
         if name == "RFC822.SIZE":
             return lambda m, i, r, t: b"RFC822.SIZE %d" % m.size
         if name == "MODSEQ":
@@ -258,7 +261,7 @@ class _Plan:
                 getters.append(attrgetter("size"))
             elif a.name == "INTERNALDATE":
                 fmts.append(b"INTERNALDATE %s")
-                getters.append(lambda m: internal_date(m.internal_date))
+                getters.append(lambda m: internal_date(m.internal_date, m.internal_zone))
             elif a.name == "FLAGS":
                 fmts.append(b"FLAGS %s")
                 getters.append(_flags_getter(self.recent))

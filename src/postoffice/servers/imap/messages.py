@@ -29,7 +29,7 @@ from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.grammar import search as sk
 from ...protocols.imap.responses import Code
-from ...store import SEEN, NotFound, bits_to_flags, flags_to_bits
+from ...store import DELIVERY_ZONE, SEEN, NotFound, bits_to_flags, flags_to_bits
 from . import context
 from .errors import BadRequest, Refused
 from .mailboxes import find_mailbox
@@ -85,15 +85,24 @@ async def do_append(s: Session, tag: bytes, cmd: c.Append) -> bytes:
         if not message.data:
             raise Refused("Empty messages cannot be appended")
         bits, keywords = flags_to_bits(message.flags)
-        when = message.internal_date.timestamp() if message.internal_date else time.time()
+        when, zone = _internal_date(message.internal_date)
         data = message.data
         if message.binary:
             # RFC 3516 4.4: binary parts of a literal8 are kept exactly, stored base64-encoded
             # (BODY[] never carries NUL; BINARY[n] gives the octets back) -- off the event loop
             data = await asyncio.to_thread(lambda raw=data: encode_binary_parts(bytes(raw)))
-        items.append((data, bits, " ".join(keywords), when))
+        items.append((data, bits, " ".join(keywords), when, zone))
     uidvalidity, uids = await s.app.store.append(s.account.id, box.id, items)
     return r.ok(tag, "APPEND completed", Code.appenduid(uidvalidity, uids))
+
+
+def _internal_date(given: datetime | None) -> tuple[float, int]:
+    """APPEND's date-time as (instant, zone in minutes east of UTC): the zone is kept for FETCH
+    INTERNALDATE and SEARCH BEFORE/ON/SINCE (RFC 9051 6.4.4); none given: now, as delivered."""
+    if given is None:
+        return time.time(), DELIVERY_ZONE
+    offset = given.utcoffset()
+    return given.timestamp(), int(offset.total_seconds()) // 60 if offset is not None else DELIVERY_ZONE
 
 
 # == CHECK / CLOSE / UNSELECT / EXPUNGE ============================================================
@@ -301,7 +310,7 @@ async def _fetch_from_index(s: Session, view: SelectedMailbox, targets: list[tup
             elif name == "RFC822.SIZE":
                 cols.append(column(index.sizes))
             else:  # INTERNALDATE
-                cols.append(list(map(internal_date, column(index.dates))))
+                cols.append(list(map(internal_date, column(index.dates), column(index.zones))))
         s.send(b"".join(map(fmt.__mod__, zip(*cols))))
         await s.io.maybe_flush()
 
@@ -327,7 +336,7 @@ def _fetch_departed(s: Session, view: SelectedMailbox, entry: tuple[int, int, De
     values["FLAGS"] = b"FLAGS " + r.flag_list(flags)
     if gone.size is not None and gone.date is not None:
         values["RFC822.SIZE"] = b"RFC822.SIZE %d" % gone.size
-        values["INTERNALDATE"] = b"INTERNALDATE " + internal_date(gone.date)
+        values["INTERNALDATE"] = b"INTERNALDATE " + internal_date(gone.date, gone.zone)
     s.send(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(values[n] for n in names)))
     return False
 
@@ -512,7 +521,8 @@ async def _search_columns(view: SelectedMailbox, details: bool) -> tuple[Any, se
         return Columns(index.uids[:n], bytes(index.bits[:n]), keywords,
                        index.sizes[:n] if details and index.sizes is not None else None,
                        index.dates[:n] if details and index.dates is not None else None,
-                       index.modseqs[:n]), None
+                       index.modseqs[:n],
+                       zones=index.zones[:n] if details and index.zones is not None else None), None
     # Messages expunged elsewhere but not yet reported stay in the view (RFC 9051 7.5.1) and
     # get placeholder values; new messages the view has not announced are left out.
     pos = [index.position(u) for u in view.uids]
@@ -523,7 +533,8 @@ async def _search_columns(view: SelectedMailbox, details: bool) -> tuple[Any, se
     return Columns(view.uids[:], col(index.bits, "B", 0), keywords,
                    col(index.sizes, "Q", 0) if details and index.sizes is not None else None,
                    col(index.dates, "d", 0.0) if details and index.dates is not None else None,
-                   col(index.modseqs, "Q", 0)), present
+                   col(index.modseqs, "Q", 0),
+                   zones=col(index.zones, "h", 0) if details and index.zones is not None else None), present
 
 
 __all__ = [

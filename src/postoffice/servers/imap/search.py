@@ -43,7 +43,8 @@ Decisions:
 
 - RECENT, NEW (RECENT UNSEEN) and OLD (NOT RECENT) use the session's \\Recent messages
   (``recent``, RFC 3501 2.3.2; an IMAP4rev2 session has none: RECENT matches nothing).
-- BEFORE/ON/SINCE compare the internal date's calendar day in UTC (the server's timezone).
+- BEFORE/ON/SINCE compare the internal date's calendar day as written in its own zone (the one
+  APPEND gave; UTC for delivered mail), RFC 9051 6.4.4; OLDER/YOUNGER compare the instant.
 - SENTBEFORE/SENTON/SENTSINCE compare the Date: header's own calendar date, whatever its
   zone (RFC 3501 6.4.4; delivery keeps it as written, ``sent_local``; rows stored before that
   have only the UTC timestamp, whose UTC day is used); a message without a usable Date:
@@ -119,6 +120,15 @@ _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc"})
 COST_META, COST_FIELDS, COST_BLOB = 0, 1, 2
 
 
+def _internal_days(dates: Sequence[float], zones: Sequence[int] | None) -> Callable[[int], float]:
+    """Message i -> days since 1970-01-01 of its INTERNALDATE as written in its own zone:
+    RFC 9051 6.4.4 compares "internal date (disregarding time and timezone)", so
+    "01-Jan-2024 23:30:00 +0200" is ON 1-Jan-2024 although it is 21:30 UTC."""
+    if zones is None:
+        return lambda i: dates[i] // 86400
+    return lambda i: (dates[i] + zones[i] * 60) // 86400
+
+
 def _needle(value: bytes) -> str:
     return value.decode("utf-8", "replace").casefold()
 
@@ -162,24 +172,27 @@ class Columns:
     """The values SEARCH reads, one sequence per attribute, index i = sequence number i + 1.
 
     ``keywords`` maps UID -> space-separated keywords (absent: none). ``sizes`` and ``dates``
-    may be None when the key needs neither (``needs_details``). ``blob_ids`` (and ``metas``)
-    are given for MessageMeta input; otherwise phase two looks the blobs up by UID.
+    (INTERNALDATE instants) may be None when the key needs neither (``needs_details``);
+    ``zones`` are the dates' zones in minutes east of UTC (None: all UTC). ``blob_ids`` (and
+    ``metas``) are given for MessageMeta input; otherwise phase two looks the blobs up by UID.
     """
 
-    __slots__ = ("uids", "flags", "keywords", "sizes", "dates", "modseqs", "blob_ids")
+    __slots__ = ("uids", "flags", "keywords", "sizes", "dates", "modseqs", "blob_ids", "zones")
 
     def __init__(self, uids: Sequence[int], flags: Sequence[int], keywords: dict[int, str],
                  sizes: Sequence[int] | None, dates: Sequence[float] | None, modseqs: Sequence[int],
-                 blob_ids: Sequence[str] | None = None) -> None:
+                 blob_ids: Sequence[str] | None = None, *, zones: Sequence[int] | None = None) -> None:
         self.uids, self.flags, self.keywords = uids, flags, keywords
         self.sizes, self.dates, self.modseqs, self.blob_ids = sizes, dates, modseqs, blob_ids
+        self.zones = zones
 
     @classmethod
     def from_metas(cls, messages: Sequence[MessageMeta]) -> Columns:
         return cls([m.uid for m in messages], [m.flags for m in messages],
                    {m.uid: m.keywords for m in messages if m.keywords},
                    [m.size for m in messages], [m.internal_date for m in messages],
-                   [m.modseq for m in messages], [m.blob_id for m in messages])
+                   [m.modseq for m in messages], [m.blob_id for m in messages],
+                   zones=[m.internal_zone for m in messages])
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -451,6 +464,7 @@ class _Compiler:
         op = key.op
         dates, uids = msgs.dates, msgs.uids
         assert dates is not None
+        internal_day = _internal_days(dates, msgs.zones)
         if key.sent:
             self.needs_fields = True
             fields = self.fields
@@ -465,11 +479,10 @@ class _Compiler:
                     sent = row.get("sent_date")  # stored before migration 5: UTC only
                     if sent is not None:
                         return sent // 86400
-                return dates[i] // 86400
+                return internal_day(i)
             cost = COST_FIELDS
         else:
-            def days(i: int) -> float:
-                return dates[i] // 86400
+            days = internal_day
             cost = COST_META
         if op == "before":
             return _Pred(lambda i: days(i) < day, cost)

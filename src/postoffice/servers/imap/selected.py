@@ -83,13 +83,14 @@ class Departed(NamedTuple):
     modseq: int
     size: int | None
     date: float | None
+    zone: int = 0  # of ``date``, minutes east of UTC
 
 
 class MailboxIndex:
     """The current flags of every message of one mailbox (shared; see module docstring)."""
 
     __slots__ = ("store", "bus", "mailbox_id", "sub", "uids", "bits", "modseqs", "keywords", "sizes", "dates",
-                 "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata",
+                 "zones", "uidvalidity", "uidnext", "highestmodseq", "lock", "users", "gone", "removals", "sortdata",
                  "recent_claimed", "kwset", "departed")
 
     def __init__(self, store: Store, bus: Any, mailbox_id: int) -> None:
@@ -104,9 +105,11 @@ class MailboxIndex:
         # every keyword any message here has had since the index was loaded (only grows): what
         # sessions compare with the FLAGS they announced (RFC 3501 7.2.6)
         self.kwset: set[str] = set()
-        # RFC822.SIZE and INTERNALDATE, aligned with ``uids``; None until ``details()``.
+        # RFC822.SIZE and INTERNALDATE (the instant, and the zone it was given in: minutes east
+        # of UTC), aligned with ``uids``; None until ``details()``.
         self.sizes: array | None = None
         self.dates: array | None = None
+        self.zones: array | None = None
         self.uidvalidity = 0
         self.uidnext = 1
         self.highestmodseq = 0
@@ -143,7 +146,7 @@ class MailboxIndex:
             if self.sizes is not None:
                 return
             await self._drain()
-            uids, sizes, dates = await self.store.message_details(self.mailbox_id)
+            uids, sizes, dates, zones = await self.store.message_details(self.mailbox_id)
             # The lock keeps `_apply` out, so ``self.uids`` did not change meanwhile; the
             # snapshot may be newer (more messages, fewer): a size and a date never change, so
             # align by UID. A message expunged from the table but still here gets zeros: it is
@@ -153,15 +156,17 @@ class MailboxIndex:
                 pos = [at.get(u, -1) for u in self.uids]
                 sizes = array("Q", [sizes[k] if k >= 0 else 0 for k in pos])
                 dates = array("d", [dates[k] if k >= 0 else 0.0 for k in pos])
-            self.sizes, self.dates = sizes, dates
+                zones = array("h", [zones[k] if k >= 0 else 0 for k in pos])
+            self.sizes, self.dates, self.zones = sizes, dates, zones
 
     def _remember_departed(self, positions: list[int]) -> None:
-        sized = self.sizes is not None and self.dates is not None
+        sized = self.sizes is not None and self.dates is not None and self.zones is not None
         for i in positions:
             uid = self.uids[i]
             self.departed[uid] = Departed(self.bits[i], self.keywords.get(uid, ""), self.modseqs[i],
                                           self.sizes[i] if sized else None,  # type: ignore[index]
-                                          self.dates[i] if sized else None)  # type: ignore[index]
+                                          self.dates[i] if sized else None,  # type: ignore[index]
+                                          self.zones[i] if sized else 0)  # type: ignore[index]
         while len(self.departed) > DEPARTED_KEEP:
             self.departed.popitem(last=False)
 
@@ -216,9 +221,10 @@ class MailboxIndex:
         self.uids.append(meta.uid)
         self.bits.append(meta.flags & 0xFF)
         self.modseqs.append(meta.modseq)
-        if self.sizes is not None and self.dates is not None:
+        if self.sizes is not None and self.dates is not None and self.zones is not None:
             self.sizes.append(meta.size)
             self.dates.append(meta.internal_date)
+            self.zones.append(meta.internal_zone)
         if meta.keywords:
             self.keywords[meta.uid] = meta.keywords
             self.kwset.update(meta.keywords.split())
@@ -315,11 +321,12 @@ class MailboxIndex:
             self.uids = array("I", [self.uids[i] for i in keep])
             self.bits = bytearray(self.bits[i] for i in keep)
             self.modseqs = array("Q", [self.modseqs[i] for i in keep])
-            if self.sizes is not None and self.dates is not None:
+            if self.sizes is not None and self.dates is not None and self.zones is not None:
                 self.sizes = array("Q", [self.sizes[i] for i in keep])
                 self.dates = array("d", [self.dates[i] for i in keep])
+                self.zones = array("h", [self.zones[i] for i in keep])
         else:
-            sized = self.sizes is not None and self.dates is not None
+            sized = self.sizes is not None and self.dates is not None and self.zones is not None
             for i in positions:
                 del self.uids[i]
                 del self.bits[i]
@@ -327,6 +334,7 @@ class MailboxIndex:
                 if sized:
                     del self.sizes[i]  # type: ignore[union-attr]
                     del self.dates[i]  # type: ignore[union-attr]
+                    del self.zones[i]  # type: ignore[union-attr]
         for uid in uids:
             self.keywords.pop(uid, None)
 
