@@ -109,13 +109,13 @@ def test_fetch_and_search_follow_the_zone_at_a_day_boundary(imap: imaplib.IMAP4_
 
 def test_copy_and_move_keep_the_zone(imap: imaplib.IMAP4_SSL) -> None:
     imap.create("Kept")
-    append(imap, "INBOX", "01-Jan-2024 23:30:00 +0200")
-    append(imap, "INBOX", "31-Dec-2023 00:30:00 -0500")
+    append(imap, "INBOX", "01-Jan-2024 00:30:00 +0200")  # 31-Dec 22:30 UTC
+    append(imap, "INBOX", "31-Dec-2023 22:30:00 -0500")  # 1-Jan 03:30 UTC
     imap.select("INBOX")
     assert imap.copy("1", "Kept")[0] == "OK"
     assert imap._simple_command("MOVE", "2", "Kept")[0] == "OK"
     imap.select("Kept")
-    assert internal_dates(imap) == ["1-Jan-2024 23:30:00 +0200", "31-Dec-2023 00:30:00 -0500"]
+    assert internal_dates(imap) == ["1-Jan-2024 00:30:00 +0200", "31-Dec-2023 22:30:00 -0500"]
     assert search(imap, "ON 1-Jan-2024") == [1]
     assert search(imap, "ON 31-Dec-2023") == [2]
 
