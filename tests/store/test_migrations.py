@@ -112,3 +112,31 @@ def test_mailbox_names_are_put_in_nfc_without_merging(tmp_path: Path) -> None:
         store.close()
     assert names == ["caf\u00e9", "caf\u00e9 (2)", "th\u00e9", "th\u00e9/sub"]
     assert subs == ["th\u00e9"]
+
+
+async def test_messages_stored_before_zones_keep_their_instant_in_utc(tmp_path: Path) -> None:
+    """Migration 18 adds ``messages.internal_zone``: older rows get 0 (UTC, what FETCH showed
+    before) and the IMAP index still reads sizes, dates and zones in one covering-index pass."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _database_at(data / "postoffice.db", 17)
+    conn = connect(data / "postoffice.db")
+    now = time.time()
+    conn.execute("INSERT INTO domains (id, name, created_at) VALUES (1, 'example.com', ?)", (now,))
+    conn.execute("INSERT INTO accounts (id, domain_id, address, password_hash, password_changed_at, created_at) "
+                 "VALUES (1, 1, 'a@example.com', 'x', ?, ?)", (now, now))
+    conn.execute("INSERT INTO mailboxes (id, account_id, name, uidvalidity, created_at) VALUES (1, 1, 'INBOX', 1, ?)",
+                 (now,))
+    conn.execute("INSERT INTO blobs (id, size, header_size, sent_date, created_at) VALUES ('b', 5, 2, 0, ?)", (now,))
+    conn.execute("INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, modseq, saved_at) "
+                 "VALUES (1, 1, 'b', 5, 1704144600.0, 1, ?)", (now,))
+    conn.close()
+    store = Store.open(data)
+    try:
+        uids, sizes, dates, zones = await store.message_details(1)
+        plan = store.db.read_sync(lambda tx: tx.all(
+            "EXPLAIN QUERY PLAN SELECT uid, size, internal_date, internal_zone FROM messages WHERE mailbox_id = 1"))
+    finally:
+        store.close()
+    assert (list(uids), list(sizes), list(dates), list(zones)) == ([1], [5], [1704144600.0], [0])
+    assert "COVERING INDEX messages_index" in " ".join(str(tuple(row)) for row in plan)
