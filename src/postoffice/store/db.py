@@ -164,7 +164,10 @@ class Database(JobRunner):
         self._synchronous_full = True
         # held from BEGIN IMMEDIATE to COMMIT (see _lock_writers); released by the kernel if
         # the process dies
-        self._write_lock = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        # (None where it cannot be created, a read-only directory: SQLite's busy handler then)
+        self._write_lock: int | None = None
+        with contextlib.suppress(OSError):
+            self._write_lock = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         self._writing = False
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="postoffice-db", daemon=True)
@@ -186,7 +189,8 @@ class Database(JobRunner):
             self._jobs.put(None)
             self._thread.join()
         self._conn.close()
-        os.close(self._write_lock)
+        if self._write_lock is not None:
+            os.close(self._write_lock)
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -309,11 +313,12 @@ class Database(JobRunner):
         """Wait for the other processes' write transactions (other workers, the CLI) on a
         kernel lock, which wakes this thread the moment the holder commits: SQLite's own busy
         handler polls, sleeping 1, 2, 5, 10... ms, and this thread's reads wait meanwhile."""
-        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
-        self._writing = True
+        if self._write_lock is not None:
+            fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+            self._writing = True
 
     def _unlock_writers(self) -> None:
-        if self._writing:
+        if self._writing and self._write_lock is not None:
             self._writing = False
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
