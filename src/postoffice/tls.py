@@ -34,6 +34,7 @@ import os
 import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -149,6 +150,14 @@ class AlertingSSLObject(ssl.SSLObject):
     documented ``SSLContext.sslobject_class``."""
 
     _failure: ssl.SSLError | None = None
+    _outgoing: ssl.MemoryBIO | None = None
+
+    @classmethod
+    def _create(cls, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *args: Any, **kwargs: Any) -> Any:
+        # (what SSLContext.wrap_bio calls) keep the outgoing BIO, to see whether there is an alert
+        obj = super()._create(incoming, outgoing, *args, **kwargs)  # type: ignore[misc]
+        obj._outgoing = outgoing
+        return obj
 
     def do_handshake(self) -> None:
         if self._failure is not None:
@@ -158,6 +167,10 @@ class AlertingSSLObject(ssl.SSLObject):
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
         except ssl.SSLError as exc:
+            if self._outgoing is not None and not self._outgoing.pending:
+                # Nothing to tell (plaintext on a TLS port: OpenSSL writes no alert for
+                # WRONG_VERSION_NUMBER or HTTP_REQUEST): close now, not at the handshake timeout.
+                raise
             self._failure = exc
             raise ssl.SSLWantReadError("handshake failed; the alert goes out first") from exc
 

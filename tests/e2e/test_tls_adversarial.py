@@ -116,6 +116,23 @@ def test_curl_speaking_https_gets_the_alert(srv: RunningServer, listener: str, t
     assert "no application protocol" in out.stderr.lower(), out.stderr
 
 
+@pytest.mark.parametrize("listener", sorted(IMPLICIT))
+def test_plaintext_on_an_implicit_tls_port_is_closed_at_once(srv: RunningServer, listener: str) -> None:
+    """A client speaking plaintext (or plain HTTP) to 993/995/465 gets no alert from OpenSSL
+    (there is none for WRONG_VERSION_NUMBER or HTTP_REQUEST), so the connection is closed at
+    once instead of holding a slot until the 30 s handshake timeout."""
+    for hello in (b"a1 LOGIN someone secret\r\n", b"USER someone\r\n", b"EHLO client\r\n",
+                  b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", srv.port(listener)), timeout=10) as sock:
+            sock.sendall(hello)
+            started = time.monotonic()
+            try:
+                data = sock.recv(100)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" and time.monotonic() - started < 3, (hello, data)
+
+
 @pytest.mark.parametrize("listener", ALL)
 def test_unknown_server_names_get_unrecognized_name(srv: RunningServer, listener: str) -> None:
     with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
