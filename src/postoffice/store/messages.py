@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import concurrent.futures
 import sys
 import time
@@ -92,19 +91,12 @@ class MessageStore(StoreBase):
         def decode() -> tuple[list[Any], list[str]]:
             out: list[Any] = []
             missing: list[str] = []
-            # 100,000 small lists: none can be garbage yet, so the cyclic GC (which would run
-            # a pass every few hundred) is paused meanwhile -- it halves the time
-            was = gc.isenabled()
-            gc.disable()
-            try:
+            with cpu.gc_paused():  # 100,000 small lists
                 for uid, size, date, blob_id, text in rows:
                     keys = load_stored(text)
                     if keys is None:
                         missing.append(blob_id)
                     out.append((uid, size, date, keys if keys is not None else blob_id))
-            finally:
-                if was:
-                    gc.enable()
             return out, missing
         out, missing = await asyncio.to_thread(decode)
         if missing:

@@ -13,7 +13,6 @@ own user only, like the database beside them.
 
 from __future__ import annotations
 
-import gc
 import logging
 import marshal
 import os
@@ -21,6 +20,8 @@ import threading
 import zlib
 from pathlib import Path
 from typing import Any
+
+from ..cpu import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,8 @@ class Snapshots:
         try:
             if b" ".join(parts[:2]) != MAGIC or int(parts[3]) != len(body) or int(parts[2]) != zlib.crc32(body):
                 return None
-            # 100,000 small tuples: none can be garbage yet (see sort._gc_paused)
-            was = gc.isenabled()
-            gc.disable()
-            try:
+            with gc_paused():  # 100,000 small tuples
                 saved_key, data = marshal.loads(body)
-            finally:
-                if was:
-                    gc.enable()
         except (IndexError, ValueError, EOFError, TypeError):
             log.warning("snapshot %s is damaged: ignored", self.path(ident))
             return None

@@ -205,9 +205,9 @@ async def _initial_status(s: Session, notifier: Notifier) -> list[bytes]:
     has message events (section 3.1)."""
     assert s.account is not None
     selected_id = s.selected.mailbox_id if s.selected is not None else None
-    return [await status_line(s, box, _status_items(s, notifier.events_for(box.name)))
+    return [await status_line(s, box, _status_items(s, events))
             for box in await s.server.mailboxes.list(s.account.id)
-            if box.id != selected_id and notifier.events_for(box.name) & MESSAGE_EVENTS]
+            if box.id != selected_id and (events := notifier.events_for(box.name)) & MESSAGE_EVENTS]
 
 
 def _status_items(s: Session, events: frozenset[str]) -> tuple[str, ...]:

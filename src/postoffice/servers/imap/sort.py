@@ -12,8 +12,8 @@ the base subject and the first From/To/Cc mailbox and display names already case
 References. They were computed once at delivery (``mail.sortkeys``, ``blobs.sortkeys``);
 the first SORT or THREAD of a mailbox loads them with one query, later ones only load
 messages that arrived since; a large load is saved as a snapshot (store/snapshots.py) that
-the first SORT after a restart reads instead. Sorting itself runs in a worker thread when the set is large,
-so a 100,000-message SORT does not stall the other sessions on the event loop.
+the first SORT after a restart reads instead. Sorting itself runs in a worker thread when the
+set is large, so a 100,000-message SORT does not stall the other sessions on the event loop.
 
 Decisions:
 
@@ -32,18 +32,17 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...protocols.imap import commands as c
 from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
+from ...cpu import gc_paused
 from ...mail.sortkeys import SORTKEYS_VERSION
 from .errors import Refused
 from .thread import ThreadMessage, format_threads, orderedsubject, references
@@ -71,19 +70,6 @@ SNAPSHOT_AFTER = 5000
 SNAPSHOT_FORMAT = (1, SORTKEYS_VERSION)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building 100,000 small objects triggers a cyclic-GC pass every few hundred; none of
-    them can be garbage yet, so the collector is paused meanwhile (it halves THREAD time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 async def _cpu(fn: Callable[[], T], size: int) -> T:
     """Run ``fn`` inline when ``size`` is small, otherwise in a worker thread with the
     cyclic GC paused (CPU-heavy work never runs on the event loop)."""
@@ -91,7 +77,7 @@ async def _cpu(fn: Callable[[], T], size: int) -> T:
         return fn()
 
     def run() -> T:
-        with _gc_paused():
+        with gc_paused():
             return fn()
     return await asyncio.to_thread(run)
 
