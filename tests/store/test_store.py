@@ -34,6 +34,16 @@ async def inbox(store: Store, account):
     return await store.get_mailbox(account.id, "INBOX")
 
 
+async def test_get_login_reads_account_domain_and_app_password_rule_together(store: Store) -> None:
+    account = await make_account(store)
+    assert await store.get_login("nobody@example.com") is None
+    found, domain, only_app_passwords = await store.get_login(account.address)
+    assert found == account and domain is not None and domain.name == "example.com"
+    assert only_app_passwords is False
+    await store.set_app_passwords_only(account.id, True)
+    assert (await store.get_login(account.address))[2] is True
+
+
 async def test_new_account_has_inbox_and_special_use_folders(store: Store) -> None:
     account = await make_account(store)
     boxes = {b.name: b.special_use for b in await store.list_mailboxes(account.id)}

@@ -33,15 +33,13 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 from .. import cpu
 from ..config import Security
 from ..mail.address import InvalidAddress, normalize_address
 from ..store import Account, Domain, Store
 from ..store.app_passwords import AppPassword
 from .access import protocol_access
+from .passwords import Argon2
 
 log = logging.getLogger(__name__)
 #: Accounts whose outdated password hash may wait for an upgrade at the same time.
@@ -100,9 +98,8 @@ def normalize_login(username: str) -> str | None:
         return None
 
 
-def make_hasher(security: Security) -> PasswordHasher:
-    return PasswordHasher(time_cost=security.argon2_time_cost, memory_cost=security.argon2_memory_kib,
-                          parallelism=1, type=Type.ID)
+def make_hasher(security: Security) -> Argon2:
+    return Argon2(security.argon2_memory_kib, security.argon2_time_cost)
 
 
 class FailureLog:
@@ -165,22 +162,16 @@ class Authenticator:
         return await cpu.hashing(self.hasher.hash, password)
 
     async def verify_hash(self, password_hash: str | None, password: str) -> bool:
-        """argon2 verification in the hashing threads (``postoffice.cpu``): argon2-cffi releases
-        the GIL, so concurrent logins use every core the process has."""
+        """argon2 verification in the hashing threads (``postoffice.cpu``): the GIL is released
+        (services/passwords.py), so concurrent logins use every core the process has."""
         def verify() -> bool:
-            try:
-                return self.hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
+            return self.hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
         return await cpu.hashing(verify)
 
     def _maybe_rehash(self, account: Account, password: str) -> None:
         """A hash made with other parameters (an older default) is replaced, after this login,
         by one with the current parameters: one at a time, in the background."""
-        try:
-            if not self.hasher.check_needs_rehash(account.password_hash):
-                return
-        except (InvalidHashError, ValueError):
+        if not self.hasher.needs_rehash(account.password_hash):
             return
         if account.id in self._rehashing or len(self._rehashing) >= REHASH_QUEUE:
             return
@@ -274,7 +265,8 @@ class Authenticator:
 
     async def check_password(self, username: str, password: str, remote_ip: str) -> AuthResult:
         """Verify credentials only (no protocol decision): used by the panel for mailbox users."""
-        return self._observed("panel", await self._check_password(username, password, remote_ip))
+        result, _ = await self._check_password(username, password, remote_ip)
+        return self._observed("panel", result)
 
     def _observed(self, protocol: str, result: AuthResult) -> AuthResult:
         if self.observe is not None:
@@ -282,16 +274,18 @@ class Authenticator:
         return result
 
     async def _check_password(self, username: str, password: str, remote_ip: str, *,
-                              app_passwords: bool = False) -> AuthResult:
-        """``app_passwords``: an app password may stand in for the main one (the mail
+                              app_passwords: bool = False) -> tuple[AuthResult, bool]:
+        """The result, and whether the account takes app passwords only on the mail protocols.
+        ``app_passwords``: an app password may stand in for the main one (the mail
         protocols; never the panel)."""
         started = time.monotonic()
         address = normalize_login(username) or username.strip().lower()
         if self.is_blocked(remote_ip, address):
             log.warning("login throttled for %s from %s", address, remote_ip)
             await self._delay(remote_ip, address, started)  # a blocked scanner waits too
-            return AuthResult(AuthStatus.THROTTLED, reason="too many failed logins; try again later")
-        account = await self.store.get_account(address)
+            return AuthResult(AuthStatus.THROTTLED, reason="too many failed logins; try again later"), False
+        login = await self.store.get_login(address)  # account, domain, app-passwords-only: one read
+        account, domain, only_app_passwords = login if login is not None else (None, None, False)
         app: AppPassword | None = None
         if app_passwords and account is not None:
             from .app_passwords import AppPasswords  # (imports services.accounts, which imports us)
@@ -305,10 +299,9 @@ class Authenticator:
         if not ok or account is None:
             log.info("failed login for %s from %s", address, remote_ip)
             await self.record_failure(remote_ip, address, started)
-            return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password")
+            return AuthResult(AuthStatus.BAD_CREDENTIALS, reason="invalid username or password"), False
         self.clear_failures(remote_ip, address)
-        domain = await self.store.get_domain_by_id(account.domain_id)
-        return AuthResult(AuthStatus.OK, account, domain, app_password=app)
+        return AuthResult(AuthStatus.OK, account, domain, app_password=app), only_app_passwords
 
     async def _verify_once(self, account: Account | None, address: str, password: str) -> bool:
         """argon2 verification, shared by concurrent logins with the same credentials: fifty
@@ -340,10 +333,10 @@ class Authenticator:
 
     async def authenticate(self, username: str, password: str, remote_ip: str, protocol: str) -> AuthResult:
         """Credentials, then the protocol-access decision for ``protocol`` (imap/pop3/smtp)."""
-        result = await self._check_password(username, password, remote_ip, app_passwords=True)
+        result, only_app_passwords = await self._check_password(username, password, remote_ip, app_passwords=True)
         if not result.ok or result.account is None or result.domain is None:
             return self._observed(protocol, result)
-        if result.app_password is None and await self.store.app_passwords_only(result.account.id):
+        if result.app_password is None and only_app_passwords:
             # Issue 16: an address with two-factor login may refuse its main password on the
             # mail protocols (app passwords only), as large providers do against stuffing.
             reason = "this address accepts app passwords only for IMAP, POP3 and SMTP"

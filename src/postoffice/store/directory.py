@@ -113,6 +113,20 @@ class DirectoryStore(StoreBase):
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE address = ?", (address,)))
         return _account(row) if row else None
 
+    async def get_login(self, address: str) -> tuple[Account, Domain | None, bool] | None:
+        """What a login needs, in one read: the account, its domain, and whether it accepts
+        app passwords only on the mail protocols (issue 16). None for an unknown address."""
+        def op(tx: Tx) -> tuple[Account, Domain | None, bool] | None:
+            row = tx.one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE address = ?", (address,))
+            if not row:
+                return None
+            account = _account(row)
+            domain = tx.one("SELECT id, name, protocol_policy, catch_all, created_at FROM domains WHERE id = ?",
+                            (account.domain_id,))
+            only = tx.scalar("SELECT app_passwords_only FROM account_security WHERE account_id = ?", (account.id,))
+            return account, _domain(domain) if domain else None, bool(only)
+        return await self.db.read(op)
+
     async def get_account_by_id(self, account_id: int) -> Account | None:
         row = await self.db.read(lambda tx: tx.one(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)))
