@@ -176,6 +176,33 @@ async def test_events_are_published_after_commit(store: Store) -> None:
     assert events[0].uids == (1,) and events[2].uids == (1,)
 
 
+async def test_messages_added_carries_what_a_mailbox_index_keeps(store: Store) -> None:
+    from postoffice.services.events import decode_events, dumps, encode_events
+
+    account = await make_account(store)
+    box = await inbox(store, account)
+    sub = store.bus.subscribe(mailbox_id=box.id)  # type: ignore[attr-defined]
+    await store.append(account.id, box.id, [(MESSAGE, SEEN, "$label1", 1_700_000_000.0, 120)])
+    [event] = await sub.wait(2)
+    assert isinstance(event, MessagesAdded)
+    assert event.message_metas() == await store.get_messages(box.id, event.uids)
+    # as it reaches another worker process, through the bus's JSON
+    import json
+    [copied] = decode_events(json.loads(dumps(encode_events([event]))))
+    assert copied == event and copied.message_metas() == event.message_metas()
+
+
+async def test_get_messages_with_info_is_both_reads_in_one(store: Store) -> None:
+    account = await make_account(store)
+    box = await inbox(store, account)
+    for i in range(3):
+        await store.deliver([(account.id, "INBOX")], MESSAGE + str(i).encode())
+    metas, infos = await store.get_messages_with_info(box.id, [3, 1, 9])
+    assert metas == await store.get_messages(box.id, [1, 3])
+    assert infos == await store.blob_info([m.blob_id for m in metas])
+    assert all(info.envelope for info in infos.values())
+
+
 async def test_quota_is_enforced_and_nothing_stored(store: Store) -> None:
     account = await make_account(store, quota_bytes=len(MESSAGE) + 10)
     await store.deliver([(account.id, "INBOX")], MESSAGE)

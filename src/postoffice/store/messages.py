@@ -17,6 +17,7 @@ from ..mail.mime import canonicalize_crlf
 from .db import Tx
 from .prepare import blob_row, prepare_file
 from .records import (
+    ADDED_METAS_MAX,
     DELETED,
     DELIVERY_ZONE,
     SEEN,
@@ -117,29 +118,23 @@ class MessageStore(StoreBase):
 
     async def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
         uid_list = sorted(set(uids))
-
-        def op(tx: Tx) -> list[Any]:
-            out: list[Any] = []
-            for start in range(0, len(uid_list), 500):
-                chunk = uid_list[start:start + 500]
-                out.extend(tx.all(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN "
-                    f"({','.join('?' * len(chunk))}) ORDER BY uid", (mailbox_id, *chunk)))
-            return out
-        return [_message(r) for r in await self.db.read(op)]
+        return [_message(r) for r in await self.db.read(lambda tx: _message_rows(tx, mailbox_id, uid_list))]
 
     async def blob_info(self, blob_ids: Iterable[str]) -> dict[str, BlobInfo]:
         ids = list(set(blob_ids))
+        return {r[0]: BlobInfo(*r) for r in await self.db.read(lambda tx: _blob_info_rows(tx, ids))}
 
-        def op(tx: Tx) -> list[Any]:
-            out: list[Any] = []
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                out.extend(tx.all(
-                    "SELECT id, size, header_size, envelope, bodystructure, body, structure FROM blobs "
-                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-            return out
-        return {r[0]: BlobInfo(*r) for r in await self.db.read(op)}
+    async def get_messages_with_info(self, mailbox_id: int, uids: Iterable[int]
+                                     ) -> tuple[list[MessageMeta], dict[str, BlobInfo]]:
+        """`get_messages` and the `blob_info` of those messages in one read (a FETCH of
+        ENVELOPE or BODYSTRUCTURE needs both)."""
+        uid_list = sorted(set(uids))
+
+        def op(tx: Tx) -> tuple[list[Any], list[Any]]:
+            rows = _message_rows(tx, mailbox_id, uid_list)
+            return rows, _blob_info_rows(tx, list({r[6] for r in rows}))
+        rows, infos = await self.db.read(op)
+        return [_message(r) for r in rows], {r[0]: BlobInfo(*r) for r in infos}
 
     async def read_blob(self, blob_id: str) -> bytes:
         return await asyncio.to_thread(self.blobs.get, blob_id)
@@ -221,7 +216,10 @@ class MessageStore(StoreBase):
             "modseq, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(mailbox_id, uid, blob, size, flags, kw, date, zone, modseq, now)
              for uid, (blob, size, flags, kw, date, zone) in zip(uids, items)])
-        tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq))
+        metas = tuple((uid, flags, kw, size, date, blob, zone)
+                      for uid, (blob, size, flags, kw, date, zone) in zip(uids, items)) \
+            if len(items) <= ADDED_METAS_MAX else ()
+        tx.emit(MessagesAdded(account_id, mailbox_id, tuple(uids), modseq, metas))
         return modseq, uids
 
     async def deliver(self, targets: Sequence[tuple[int, str] | tuple[int, str, int, str]],
@@ -534,3 +532,24 @@ def _packed_columns(tx: Tx, mailbox_id: int) -> tuple[array, bytearray, array]:
         bits = bytearray(bits[k] for k in order)
         modseqs = array("Q", [modseqs[k] for k in order])
     return uids, bits, modseqs
+
+
+def _message_rows(tx: Tx, mailbox_id: int, uids: list[int]) -> list[Any]:
+    """The rows of ``uids`` (sorted) in UID order, 500 at a time (SQLite's variable limit)."""
+    out: list[Any] = []
+    for start in range(0, len(uids), 500):
+        chunk = uids[start:start + 500]
+        out.extend(tx.all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN "
+            f"({','.join('?' * len(chunk))}) ORDER BY uid", (mailbox_id, *chunk)))
+    return out
+
+
+def _blob_info_rows(tx: Tx, ids: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        out.extend(tx.all(
+            "SELECT id, size, header_size, envelope, bodystructure, body, structure FROM blobs "
+            f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return out

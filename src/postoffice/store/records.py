@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # IMAP system flags kept as bits in messages.flags (\Recent is per-session, not stored).
 SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = 1, 2, 4, 8, 16
@@ -184,12 +185,24 @@ class Delivered:
 # -- change events, published after commit -------------------------------------------------
 
 
+#: A `MessagesAdded` of at most this many messages carries their index fields (``metas``).
+ADDED_METAS_MAX = 64
+
+
 @dataclass(frozen=True)
 class MessagesAdded:
     account_id: int
     mailbox_id: int
     uids: tuple[int, ...]
     modseq: int
+    # (uid, flags, keywords, size, internal_date, blob_id, internal_zone) of each message when
+    # there are at most ADDED_METAS_MAX of them, else (): what a mailbox index adds for a new
+    # message, so the sessions of every process need not read it back after each APPEND.
+    metas: tuple[tuple[Any, ...], ...] = ()
+
+    def message_metas(self) -> list[MessageMeta]:
+        return [MessageMeta(uid, flags, keywords, size, date, self.modseq, blob, zone)
+                for uid, flags, keywords, size, date, blob, zone in self.metas]
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,33 @@ async def test_details_follow_arrivals_and_expunges(store: Store) -> None:
     registry.close()
 
 
+async def test_new_messages_come_into_the_index_from_the_event_without_a_read(store: Store) -> None:
+    account_id, mailbox_id = await _setup(store, 3)
+    registry = IndexRegistry(store, store.bus)  # type: ignore[attr-defined]
+    v = await _open(store, registry, mailbox_id)
+    index = v.index
+    await index.details()
+    read = store.get_messages
+
+    async def no_reads(*args: object) -> None:
+        raise AssertionError("the index read back messages its event described")
+    store.get_messages = no_reads  # type: ignore[method-assign]
+    try:
+        await store.append(account_id, mailbox_id, [(b"Subject: a\r\n\r\na\r\n", SEEN, "$x", 1.8e9),
+                                                    (b"Subject: b\r\n\r\nbb\r\n", 0, "", 1.9e9, -300)])
+        await index.refresh()
+    finally:
+        store.get_messages = read  # type: ignore[method-assign]
+    assert list(index.uids) == [1, 2, 3, 4, 5]
+    metas = await store.get_messages(mailbox_id, [4, 5])
+    assert [index.bits[3], index.bits[4]] == [m.flags for m in metas]
+    assert [index.modseqs[3], index.modseqs[4]] == [m.modseq for m in metas]
+    assert list(index.sizes[3:]) == [m.size for m in metas]  # type: ignore[index]
+    assert list(index.zones[3:]) == [0, -300] and index.keywords[4] == "$x"  # type: ignore[index]
+    v.close(registry)
+    registry.close()
+
+
 async def test_search_columns_match_metas_and_skip_pending_expunges(store: Store) -> None:
     account_id, mailbox_id = await _setup(store, 40)
     registry = IndexRegistry(store, store.bus)  # type: ignore[attr-defined]

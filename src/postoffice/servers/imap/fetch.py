@@ -61,7 +61,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -150,6 +150,12 @@ def _lit8(data: bytes) -> bytes:
 
 # An encoder turns (meta, BlobInfo or None, raw or None, tree or None) into b"NAME value".
 _Encoder = Callable[[MessageMeta, Any, Any, Any], bytes]
+
+
+def needs_blob_info(atts: Sequence[FetchAtt]) -> bool:
+    """True when answering ``atts`` reads `Store.blob_info` (ENVELOPE, BODYSTRUCTURE, sections...)."""
+    plan = _Plan(atts, False, False)
+    return plan.need_info or plan.need_tree or plan.raw_maybe
 
 
 class _Plan:
@@ -305,8 +311,10 @@ async def fetch_responses(
     include_modseq: bool,
     utf8: bool = False,
     recent: Callable[[int], bool] | None = None,
+    known_infos: Mapping[str, BlobInfo] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the untagged FETCH responses for ``items`` (see the module docstring).
+    """Yield the untagged FETCH responses for ``items`` (see the module docstring). ``known_infos``:
+    `Store.blob_info` rows the caller already read with the messages (others are read here).
 
     Raises :class:`FetchError` after yielding everything else when some message could not be
     answered (unknown transfer encoding for BINARY, unreadable blob)."""
@@ -338,10 +346,14 @@ async def fetch_responses(
                 return None
 
     reads_raw = plan.raw_always or plan.raw_maybe
+    known = known_infos or {}
     for batch in _batches(items, reads_raw):
         infos: dict[str, BlobInfo] = {}
         if plan.need_info or plan.need_tree or plan.raw_maybe:
-            infos = await store.blob_info([m.blob_id for _, m in batch])
+            infos = {m.blob_id: known[m.blob_id] for _, m in batch if m.blob_id in known}
+            unread = [m.blob_id for _, m in batch if m.blob_id not in infos]
+            if unread:
+                infos.update(await store.blob_info(unread))
         trees: list[Part | None] = [None] * len(batch)
         if plan.need_tree or plan.raw_maybe:
             for k, (_, m) in enumerate(batch):

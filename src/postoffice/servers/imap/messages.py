@@ -144,7 +144,7 @@ async def do_expunge(s: Session, tag: bytes, cmd: c.Expunge | c.UidExpunge) -> b
 # == FETCH ===========================================================================================
 
 async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
-    from .fetch import FetchError, fetch_responses
+    from .fetch import FetchError, fetch_responses, needs_blob_info
 
     assert s.account is not None
     view = _view(s)
@@ -218,15 +218,22 @@ async def do_fetch(s: Session, tag: bytes, cmd: c.Fetch) -> bytes:
         await _fetch_from_index(s, view, targets[start:], atts, removals, include_uid=include_uid,
                                 include_modseq=include_modseq)
     else:
+        with_info = needs_blob_info(atts)
         try:
             for start in range(0, len(targets), FETCH_BATCH):
                 batch = targets[start:start + FETCH_BATCH]
-                metas = {m.uid: m for m in await s.app.store.get_messages(view.mailbox_id, [t[1] for t in batch])}
+                uids = [t[1] for t in batch]
+                infos = None
+                if with_info:  # one database round trip for both
+                    found, infos = await s.app.store.get_messages_with_info(view.mailbox_id, uids)
+                else:
+                    found = await s.app.store.get_messages(view.mailbox_id, uids)
+                metas = {m.uid: m for m in found}
                 items = [(seq, metas[uid]) for seq, uid, _ in batch if uid in metas]
                 missing = missing or len(items) < len(batch)
                 async for chunk in fetch_responses(s.app.store, items, atts, include_uid=include_uid,
                                                    include_modseq=include_modseq, utf8=s.utf8,
-                                                   recent=view.recent_predicate()):
+                                                   recent=view.recent_predicate(), known_infos=infos):
                     s.send(chunk)
                     await s.io.maybe_flush()
         except FetchError as exc:

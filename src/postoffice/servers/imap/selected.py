@@ -279,10 +279,16 @@ class MailboxIndex:
         if self._missed(events):
             await self._catch_up(events[0].account_id)
         last = self.uids[-1] if self.uids else 0
-        new = [u for e in events if isinstance(e, MessagesAdded) for u in e.uids if u > last]
         loaded: dict[int, Any] = {}
+        new: list[int] = []
+        for e in events:
+            if isinstance(e, MessagesAdded):
+                if e.metas:  # the event carries what the index keeps: nothing to read back
+                    loaded.update((m.uid, m) for m in e.message_metas() if m.uid > last)
+                else:
+                    new.extend(u for u in e.uids if u > last)
         if new:
-            loaded = {m.uid: m for m in await self.store.get_messages(self.mailbox_id, new)}
+            loaded.update((m.uid, m) for m in await self.store.get_messages(self.mailbox_id, new))
         for event in events:
             if isinstance(event, MessagesAdded):
                 for uid in event.uids:

@@ -49,7 +49,7 @@ from ...protocols.imap import responses as r
 from ...protocols.imap.responses import Code
 from ...services.auth import password_login_allowed
 from ...store import AccountChanged, Mailbox, MailboxesChanged
-from ..listener import Connection
+from ..listener import Connection, ReadDeadline
 from .selected import IndexRegistry
 from .session import Session
 
@@ -154,7 +154,7 @@ class ImapHandler:
     """One IMAP connection: the I/O half; `Session` holds the protocol state."""
 
     __slots__ = ("server", "app", "conn", "pconn", "session", "out", "out_size", "done", "waiting",
-                 "terminated", "idle_timeout", "login_deadline", "deflate", "inflate", "reserved")
+                 "terminated", "idle_timeout", "login_deadline", "deflate", "inflate", "reserved", "deadline")
 
     def __init__(self, server: ImapServer, conn: Connection) -> None:
         self.server = server
@@ -176,6 +176,7 @@ class ImapHandler:
                                + PREAUTH_TOTAL_FACTOR * min(PREAUTH_TIMEOUT, self.idle_timeout))
         self.deflate: Any = None  # zlib compress/decompress objects once COMPRESS is active
         self.inflate: Any = None
+        self.deadline = ReadDeadline()  # (created in the connection's task, which it cancels)
         self.session = Session(self)
 
     # -- policy ----------------------------------------------------------------------------------
@@ -257,12 +258,10 @@ class ImapHandler:
             self.waiting = True
             try:
                 # (Connection.read's own timeout looks like EOF: TimeoutError is an OSError).
-                # asyncio.timeout, not wait_for: no extra task per read.
-                async with asyncio.timeout(self._timeout()):
-                    if self.session.notifier is None or self.pconn.mid_command:
-                        data = await self._read()
-                    else:
-                        data = await self._read_telling_news()
+                if self.session.notifier is None or self.pconn.mid_command:
+                    data = await self.deadline.wait(self._read(), self._timeout())
+                else:
+                    data = await self.deadline.wait(self._read_telling_news(), self._timeout())
             except (TimeoutError, asyncio.TimeoutError):
                 self._autologout()
                 return ConnectionClosed()
@@ -351,6 +350,7 @@ class ImapHandler:
                 await self.maybe_flush()
             await self.flush()
         finally:
+            self.deadline.close()
             self._release_literals()
             self.done = True
             self.session.close()
