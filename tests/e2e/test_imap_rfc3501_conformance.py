@@ -217,6 +217,23 @@ def test_recent_belongs_to_exactly_one_session(srv: RunningServer) -> None:
         w.close()
 
 
+def test_a_message_appended_to_the_selected_mailbox_is_recent_for_its_appender(srv: RunningServer) -> None:
+    address, _ = new_account(srv, plain(1))
+    a, b = wire(srv, address), wire(srv, address)
+    assert b"* 1 RECENT" in ok(a.cmd(b"a1 SELECT INBOX"), b"a1")
+    assert b"* 0 RECENT" in ok(b.cmd(b"b1 SELECT INBOX"), b"b1")
+    message = plain(2)
+    lines = ok(a.cmd(b"a2 APPEND INBOX {%d+}\r\n%s" % (len(message), message), b"a2"), b"a2")
+    assert lines == [b"* 2 EXISTS", b"* 2 RECENT"]  # told first, in the APPEND's own answer
+    assert ok(b.cmd(b"b2 NOOP"), b"b2") == [b"* 2 EXISTS", b"* 0 RECENT"]
+    assert flags_of(ok(a.cmd(b"a3 FETCH 2 FLAGS"), b"a3")) == {2: b"(\\Recent)"}
+    assert flags_of(ok(b.cmd(b"b3 FETCH 2 FLAGS"), b"b3")) == {2: b"()"}
+    c = wire(srv, address)  # claimed in the store, not only in a's memory
+    assert ok(c.cmd(b"c1 STATUS INBOX (RECENT)"), b"c1") == [b"* STATUS INBOX (RECENT 0)"]
+    for w in (a, b, c):
+        w.close()
+
+
 def test_examine_and_status_do_not_claim_recent(srv: RunningServer) -> None:
     address, _ = new_account(srv, plain(1), plain(2))
     m = imaps(srv, address)

@@ -138,14 +138,20 @@ class JobRunner:
         raise NotImplementedError
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn, write=False))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self.submit(fn, write=False, future=_LoopFuture(loop, future))  # type: ignore[arg-type]
+        return await future
 
     async def write(self, fn: Callable[[Tx], T], *, durable: bool = True) -> T:
         """Run ``fn`` in a transaction. ``durable=False`` is for changes a power cut may undo
         without losing mail (flags, expunges): a batch of only those commits without the fsync
         (WAL, synchronous=NORMAL: still safe against a crash of the process, durable at the next
         checkpoint), as Dovecot treats its index. Mail itself is always written durably."""
-        return await asyncio.wrap_future(self.submit(fn, write=True, durable=durable))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self.submit(fn, write=True, durable=durable, future=_LoopFuture(loop, future))  # type: ignore[arg-type]
+        return await future
 
     def read_sync(self, fn: Callable[[Tx], T]) -> T:
         return self.submit(fn, write=False).result()
@@ -335,6 +341,43 @@ def open_database(target: str | Path, on_commit: Callable[[list[Any]], None] | N
         from .pg import PgDatabase  # psycopg is loaded only by those who use it
         return PgDatabase(target, on_commit=on_commit)
     return Database(Path(target), on_commit=on_commit)
+
+
+class _LoopFuture:
+    """What the database thread resolves for a job awaited on an event loop: it hands the
+    outcome straight to that loop's future with one ``call_soon_threadsafe``, where
+    ``asyncio.wrap_future`` adds a concurrent Future (a lock and a condition variable) and
+    chained callbacks each way. Several database jobs per IMAP command make that worth it.
+    It has the part of concurrent.futures.Future the threads use: set_result, set_exception
+    and cancelled (the awaiting task gave up: a read need not run)."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.loop = loop
+        self.future = future
+
+    def set_result(self, result: Any) -> None:
+        self._settle(result, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def cancelled(self) -> bool:
+        return self.future.cancelled()  # (read from another thread: only a hint, as intended)
+
+    def _settle(self, result: Any, exc: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self.loop.call_soon_threadsafe(_settle, self.future, result, exc)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _set_result(future: concurrent.futures.Future[Any], result: Any) -> None:

@@ -218,15 +218,8 @@ class MailboxStore(StoreBase):
         locks the row (SQLite: the single writer, BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR
         UPDATE), so two sessions, in this worker process, another one or on another node, never
         claim the same message."""
-        def op(tx: Tx) -> int:
-            first = tx.scalar(tx.for_update("SELECT recent_uid FROM mailboxes WHERE id = ?"), (mailbox_id,))
-            if first is None:
-                raise NotFound("mailbox is gone")
-            if upto > first:
-                tx.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (upto, mailbox_id))
-            return int(first)
         # not durable: a claim lost in a crash only makes a message recent once more
-        return await self.db.write(op, durable=False)
+        return await self.db.write(lambda tx: claim_recent_in(tx, mailbox_id, upto), durable=False)
 
     async def first_unclaimed_uid(self, mailbox_id: int) -> int:
         """The mailbox's ``recent_uid`` (what a read-only session shows as \\Recent)."""
@@ -236,3 +229,12 @@ class MailboxStore(StoreBase):
             raise NotFound("mailbox is gone")
         return int(first)
 
+
+def claim_recent_in(tx: Tx, mailbox_id: int, upto: int) -> int:
+    """`MailboxStore.claim_recent`'s work inside the caller's transaction."""
+    first = tx.scalar(tx.for_update("SELECT recent_uid FROM mailboxes WHERE id = ?"), (mailbox_id,))
+    if first is None:
+        raise NotFound("mailbox is gone")
+    if upto > first:
+        tx.execute("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (upto, mailbox_id))
+    return int(first)

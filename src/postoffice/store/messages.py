@@ -15,6 +15,7 @@ from .. import cpu
 from ..mail.sortkeys import load_stored, sort_keys
 from ..mail.mime import canonicalize_crlf
 from .db import Tx
+from .mailboxes import claim_recent_in
 from .prepare import blob_row, prepare_file
 from .records import (
     ADDED_METAS_MAX,
@@ -288,11 +289,25 @@ class MessageStore(StoreBase):
 
         Each message is (raw, flag bits, keywords, internal date) or (..., internal date, its
         zone in minutes east of UTC; without: ``DELIVERY_ZONE``). Returns (uidvalidity, uids)."""
+        uidvalidity, uids, _ = await self._append(account_id, mailbox_id, messages, enforce_quota, claim=False)
+        return uidvalidity, uids
+
+    async def append_claiming_recent(self, account_id: int, mailbox_id: int,
+                                     messages: Sequence[tuple[bytes | MessageSource, int, str, float, int]]
+                                     ) -> tuple[int, list[int], int]:
+        """`append` by a session that has this mailbox selected and shows \\Recent (IMAP4rev1):
+        it also claims the mailbox's recent messages up to the new ones (`claim_recent`) in
+        the same transaction, so the session need not write again right after to claim what
+        it appended. Returns (uidvalidity, uids, the previous ``recent_uid``)."""
+        return await self._append(account_id, mailbox_id, messages, True, claim=True)
+
+    async def _append(self, account_id: int, mailbox_id: int, messages: Sequence[Any], enforce_quota: bool,
+                      *, claim: bool) -> tuple[int, list[int], int]:
         # The bodies are written (and fsynced) concurrently: MULTIAPPEND of many messages
         # should cost about one disk sync, not one per message.
         blobs = await asyncio.gather(*(self._put_blob(m[0]) for m in messages))
 
-        def op(tx: Tx) -> tuple[int, list[int]]:
+        def op(tx: Tx) -> tuple[int, list[int], int]:
             box = tx.one("SELECT uidvalidity, account_id FROM mailboxes WHERE id = ?", (mailbox_id,))
             if box is None or box[1] != account_id:
                 raise NotFound("mailbox is gone")
@@ -305,7 +320,8 @@ class MessageStore(StoreBase):
             items = [(blob_id, size, m[1], m[2], m[3], m[4] if len(m) > 4 else DELIVERY_ZONE)  # type: ignore[misc]
                      for (blob_id, _, size), m in zip(blobs, messages)]
             _, uids = self._insert_messages(tx, account_id, mailbox_id, items)
-            return box[0], uids
+            recent_from = claim_recent_in(tx, mailbox_id, uids[-1] + 1) if claim and uids else 0
+            return box[0], uids, recent_from
         return await self.db.write(op)
 
     async def store_flags(self, account_id: int, mailbox_id: int, uids: Sequence[int], mode: str,

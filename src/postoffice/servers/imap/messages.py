@@ -92,7 +92,15 @@ async def do_append(s: Session, tag: bytes, cmd: c.Append) -> bytes:
             # (BODY[] never carries NUL; BINARY[n] gives the octets back) -- off the event loop
             data = await asyncio.to_thread(lambda raw=data: encode_binary_parts(bytes(raw)))
         items.append((data, bits, " ".join(keywords), when, zone))
-    uidvalidity, uids = await s.app.store.append(s.account.id, box.id, items)
+    view = s.selected
+    if view is not None and view.mailbox_id == box.id and view.claims_recent:
+        # RFC 3501 2.3.2: this session is the first told of them: claimed as it commits,
+        # not by a second write when the sync below reports them
+        uidvalidity, uids, recent_from = await s.app.store.append_claiming_recent(s.account.id, box.id, items)
+        if uids:
+            view.claimed(recent_from, uids[-1] + 1)
+    else:
+        uidvalidity, uids = await s.app.store.append(s.account.id, box.id, items)
     return r.ok(tag, "APPEND completed", Code.appenduid(uidvalidity, uids))
 
 

@@ -584,6 +584,18 @@ class SelectedMailbox:
         except Exception:  # noqa: BLE001 - a busy database must not cost the session its updates
             log.warning("claiming \\Recent in mailbox %s failed", self.mailbox_id, exc_info=True)
             return
+        self.claimed(first, upto)
+
+    @property
+    def claims_recent(self) -> bool:
+        """Whether new messages here become this session's \\Recent ones (a read-write
+        IMAP4rev1 view): its APPENDs claim them as they commit (do_append)."""
+        return self.rev1 and not self.readonly
+
+    def claimed(self, first: int, upto: int) -> None:
+        """The UIDs in [first, upto) were claimed as \\Recent for this view (``first``: the
+        mailbox's ``recent_uid`` before the claim)."""
+        index = self.index
         index.recent_claimed = max(index.recent_claimed, upto, first)
         if upto > first:
             if self.recent and self.recent[-1][1] == first:
