@@ -7,6 +7,7 @@ import concurrent.futures
 import sys
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -48,22 +49,42 @@ class MessageStore(StoreBase):
     async def flag_index(self, mailbox_id: int) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
         """One snapshot of the mailbox row and every message's (uid, flag bits, modseq, keywords)
         as compact arrays in UID order: the IMAP server's shared per-mailbox index (no
-        per-message objects, so SELECT of a large mailbox stays cheap)."""
-        def op(tx: Tx) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
+        per-message objects, so SELECT of a large mailbox stays cheap).
+
+        A mailbox of INDEX_SNAPSHOT_AFTER messages or more is also saved as a snapshot file
+        (store/snapshots.py); the next load (after a restart) starts from it and reads from
+        the database only what changed since its HIGHESTMODSEQ: rows with a higher MODSEQ and
+        the tombstones of expunges (`_index_from_snapshot`)."""
+        saved = None
+        if self.index_snapshots.exists(mailbox_id):
+            saved = await asyncio.to_thread(self.index_snapshots.read, mailbox_id, INDEX_SNAPSHOT_FORMAT)
+
+        def op(tx: Tx) -> tuple[tuple[Mailbox | None, array, bytearray, array, dict[int, str]], int]:
             with tx.snapshot():  # the row and the messages as of one moment, whoever writes
                 return snap(tx)
 
-        def snap(tx: Tx) -> tuple[Mailbox | None, array, bytearray, array, dict[int, str]]:
+        def snap(tx: Tx) -> tuple[tuple[Mailbox | None, array, bytearray, array, dict[int, str]], int]:
             uids, bits, modseqs, keywords = array("I"), bytearray(), array("Q"), {}
             row = tx.one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row is None:
-                return None, uids, bits, modseqs, keywords
+                return (None, uids, bits, modseqs, keywords), 0
+            box = _mailbox(row)
+            if saved is not None:
+                loaded = _index_from_snapshot(tx, box, saved)
+                if loaded is not None:
+                    return (box, *loaded[:4]), loaded[4]
             uids, bits, modseqs = _packed_columns(tx, mailbox_id)
             # Few messages have keywords: only theirs are read (``messages_index`` covers both).
             keywords = dict(tx.tuples("SELECT uid, keywords FROM messages WHERE mailbox_id = ? AND keywords != ''",
                                       (mailbox_id,)))
-            return _mailbox(row), uids, bits, modseqs, keywords
-        return await self.db.read(op)
+            return (box, uids, bits, modseqs, keywords), len(uids)
+        index, read = await self.db.read(op)
+        box, uids, bits, modseqs, keywords = index
+        if box is not None and read >= INDEX_SNAPSHOT_AFTER:  # in the background: SELECT does not wait
+            data = (box.uidvalidity, box.highestmodseq, uids.tobytes(), bytes(bits), modseqs.tobytes(), dict(keywords))
+            asyncio.get_running_loop().run_in_executor(
+                None, self.index_snapshots.write, mailbox_id, INDEX_SNAPSHOT_FORMAT, data)
+        return index
 
     async def message_details(self, mailbox_id: int) -> tuple[array, array, array, array]:
         """(uids, sizes, internal dates, their zones in minutes east of UTC) of every message
@@ -520,6 +541,65 @@ class MessageStore(StoreBase):
         keys = ("subject", "from", "to", "cc", "bcc", "message_id", "in_reply_to", "sent_date", "sent_local")
         return {r[0]: dict(zip(keys, r[1:])) for r in rows}
 
+
+
+#: A flag-index load that read this many messages from the database saves a snapshot.
+INDEX_SNAPSHOT_AFTER = 5000
+#: The snapshot's layout, and the machine's array item sizes and byte order it was written in.
+INDEX_SNAPSHOT_FORMAT = (1, sys.byteorder, array("I").itemsize, array("Q").itemsize)
+
+
+def _index_from_snapshot(tx: Tx, box: Mailbox, saved: Any
+                         ) -> tuple[array, bytearray, array, dict[int, str], int] | None:
+    """The flag index from a snapshot plus what changed since it was taken, and how many rows
+    that read; None when the snapshot cannot be used (another UIDVALIDITY, a database older
+    than the snapshot, too many changes, or a result that does not match the database: then
+    the caller reads everything, so a wrong snapshot never becomes a wrong index)."""
+    try:
+        uidvalidity, highest, uid_bytes, bit_bytes, modseq_bytes, saved_keywords = saved
+        if uidvalidity != box.uidvalidity or not 0 <= highest <= box.highestmodseq:
+            return None
+        uids, modseqs = array("I"), array("Q")
+        uids.frombytes(uid_bytes)
+        modseqs.frombytes(modseq_bytes)
+        bits, keywords = bytearray(bit_bytes), dict(saved_keywords)
+    except (TypeError, ValueError):
+        return None
+    if not len(uids) == len(bits) == len(modseqs):
+        return None
+    mailbox_id = box.id
+    gone = tx.tuples("SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?", (mailbox_id, highest))
+    changed = tx.tuples("SELECT uid, flags, modseq, keywords FROM messages WHERE mailbox_id = ? AND modseq > ? "
+                        "ORDER BY uid", (mailbox_id, highest))
+    if len(gone) + len(changed) > max(1000, len(uids) // 10):
+        return None  # reading everything is about as quick
+    if gone:
+        drop = {uid for (uid,) in gone}
+        keep = [k for k, uid in enumerate(uids) if uid not in drop]
+        if len(keep) < len(uids):
+            uids = array("I", [uids[k] for k in keep])
+            bits = bytearray(bits[k] for k in keep)
+            modseqs = array("Q", [modseqs[k] for k in keep])
+        for uid in drop:
+            keywords.pop(uid, None)
+    for uid, flags, modseq, kw in changed:
+        at = bisect_left(uids, uid)
+        if at < len(uids) and uids[at] == uid:
+            bits[at], modseqs[at] = flags & 0xFF, modseq
+        elif at == len(uids):
+            uids.append(uid)
+            bits.append(flags & 0xFF)
+            modseqs.append(modseq)
+        else:
+            return None  # a message below the snapshot's last UID that it does not hold
+        if kw:
+            keywords[uid] = kw
+        else:
+            keywords.pop(uid, None)
+    count, last = tx.one("SELECT COUNT(*), MAX(uid) FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+    if count != len(uids) or (last or 0) != (uids[-1] if uids else 0):
+        return None  # e.g. a database restored from an older backup that has since moved on
+    return uids, bits, modseqs, keywords, len(gone) + len(changed)
 
 
 def _packed_columns(tx: Tx, mailbox_id: int) -> tuple[array, bytearray, array]:

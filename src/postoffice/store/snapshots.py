@@ -1,5 +1,6 @@
-"""Derived data kept on disk so that a restart does not recompute it: today the per-mailbox
-SORT/THREAD rows (servers/imap/sort.py), ``data_dir/cache/sort/<mailbox id>``.
+"""Derived data kept on disk so that a restart does not recompute it: the per-mailbox SORT/THREAD
+rows (servers/imap/sort.py), ``data_dir/cache/sort/<mailbox id>``, and the flag index of large
+mailboxes (Store.flag_index), ``data_dir/cache/index/<mailbox id>``.
 
 A snapshot is never the only copy of anything. A missing, stale (other ``key``), damaged or
 torn file reads as None and the caller loads from the database as before, so files are
@@ -36,6 +37,10 @@ class Snapshots:
 
     def path(self, ident: int) -> Path:
         return self.root / str(ident)
+
+    def exists(self, ident: int) -> bool:
+        """Whether a snapshot file is there (a stat: cheap enough to ask on the event loop)."""
+        return os.path.exists(self.path(ident))
 
     def read(self, ident: int, key: Any) -> Any:
         """The data saved for ``ident`` under ``key``, or None (absent, other key, damaged)."""
