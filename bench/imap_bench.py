@@ -16,7 +16,9 @@ Measured on one connection per server (ENABLE QRESYNC first):
   built (postoffice loads its per-mailbox index from the database, Dovecot reads its index
   files), then best/median of ``--runs`` (UNSELECT between). Building the index is reported
   apart: postoffice builds it at delivery (part of the fill), Dovecot on the first SELECT of the
-  fresh maildir, timed once before Dovecot is restarted for the measurements;
+  fresh maildir, timed once before Dovecot is restarted for the measurements; and the first
+  SELECT after the server is restarted once more (postoffice then starts from the index
+  snapshot its first load saved, plus the changes since: store/messages.py ``flag_index``);
 * FETCH 1:* (UID FLAGS) and UID SEARCH UNSEEN: best/median of ``--runs``;
 * SORT (REVERSE DATE) UTF-8 ALL and THREAD REFERENCES UTF-8 ALL: the first (postoffice loads
   the sort keys kept since delivery into its index; it then saves them as a snapshot, and the
@@ -292,6 +294,7 @@ def main() -> None:
         print(f"  postoffice process after the run: PSS {pss / 1024:.0f} MiB, RSS {rss / 1024:.0f} MiB")
         po.stop()
         po.start()
+        servers["postoffice"]["select_restart"] = asyncio.run(first_command(po.port, address, "SELECT INBOX"))
         servers["postoffice"]["sort_restart"] = asyncio.run(first_command(po.port, address, *FIRST_SORT))
         po.stop()
 
@@ -311,6 +314,8 @@ def main() -> None:
                 servers[f"dovecot {version}"]["index_build"] = f"1st SELECT {build:.2f} s"
                 dc.stop()
                 dc.start()
+                servers[f"dovecot {version}"]["select_restart"] = asyncio.run(
+                    first_command(dc.port, address, "SELECT INBOX"))
                 servers[f"dovecot {version}"]["sort_restart"] = asyncio.run(first_command(dc.port, address, *FIRST_SORT))
             except Exception as e:  # noqa: BLE001 - a benchmark reports and goes on
                 print(f"  dovecot failed: {e}")
@@ -329,7 +334,9 @@ def main() -> None:
     get = lambda key: [servers[n].get(key) for n in names]  # noqa: E731
     row("messages in INBOX", [f"{v:,}" if v is not None else "?" for v in get("exists")])
     row("index build (not in the SELECTs)", [v or "-" for v in get("index_build")])
-    row("SELECT, first after a restart", [common.fmt_ms(v) for v in get("select_cold")])
+    row("SELECT, first after the fill", [common.fmt_ms(v) for v in get("select_cold")])
+    row("SELECT, first after a restart", [common.fmt_ms(v) if v is not None else "-"
+                                          for v in get("select_restart")], "< 100 ms")
     row("SELECT, best / median", [f"{common.fmt_ms(a)} / {b * 1000:,.1f}" for a, b in
                                   zip(get("select"), get("select_med"))], "< 100 ms")
     row("FETCH 1:* (UID FLAGS), best / med", [f"{common.fmt_ms(a)} / {b * 1000:,.1f}" for a, b in
@@ -361,8 +368,10 @@ def main() -> None:
     if p:
         print()
         print(f"  SELECT < 100 ms: {common.verdict(p['select'] < 0.1)} ({p['select'] * 1000:.1f} ms); "
-              f"first SELECT after start, index loaded from the database: "
-              f"{common.verdict(p['select_cold'] < 0.1)} ({p['select_cold'] * 1000:.1f} ms)")
+              f"first SELECT after a restart (index snapshot and the changes since): "
+              f"{common.verdict(p['select_restart'] < 0.1)} ({p['select_restart'] * 1000:.1f} ms); "
+              f"first SELECT after the fill (the whole index read from the database): "
+              f"{p['select_cold'] * 1000:.1f} ms")
         print(f"  FETCH 1:* (UID FLAGS) < 1 s: {common.verdict(p['fetch'] < 1.0)} ({p['fetch'] * 1000:.0f} ms)")
         if p.get("sort") is not None:
             print(f"  SORT (REVERSE DATE) < 1 s: {common.verdict(p['sort_changed'] < 1.0)} "
