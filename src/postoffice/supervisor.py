@@ -58,6 +58,9 @@ BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 60.0
 START_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 30.0
+#: After a clean stop, how long the workers' own helper processes (forkserver, resource tracker)
+#: get to exit by themselves before they are ended.
+ORPHAN_GRACE = 1.0
 
 
 def restart_delay(failures: int) -> float:
@@ -255,11 +258,12 @@ class Supervisor:
             await self._spawn(worker)
             worker.restarts += 1
 
-    def end_orphans(self) -> None:
+    def end_orphans(self, *, stopping: bool = False) -> None:
         """End what a dead worker left behind. A worker killed outright cannot stop its CPU pool
         (postoffice/cpu.py): the forkserver and pool processes do not notice and would live on
         holding memory. As the subreaper they became our children: every child that is not a
-        running worker is such a leftover."""
+        running worker is such a leftover. ``stopping``: after the workers stopped cleanly,
+        whose helpers are on their way out anyway (not worth a warning)."""
         me = os.getpid()
         for _ in range(5):  # a killed forkserver's own children are adopted in turn
             workers = {w.pid for w in self.workers if w.process is not None and w.process.returncode is None}
@@ -267,12 +271,27 @@ class Supervisor:
             if not orphans:
                 return
             for pid in orphans:
-                log.warning("ending pid %d, left behind by a worker that exited", pid)
+                log.log(logging.DEBUG if stopping else logging.WARNING,
+                        "ending pid %d, left behind by a worker that exited", pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             for pid in orphans:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)  # SIGKILLed: returns at once
+
+    async def _helpers_gone(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for children other than running workers to exit."""
+        deadline = time.monotonic() + seconds
+        me = os.getpid()
+        while time.monotonic() < deadline:
+            workers = {w.pid for w in self.workers if w.process is not None and w.process.returncode is None}
+            left = [pid for pid in _children(me) if pid not in workers]
+            for pid in left:  # reap the ones that exited, or they stay in the list as zombies
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            if not [pid for pid in _children(me) if pid not in workers]:
+                return
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         """SIGTERM to every worker, wait for them (SIGKILL after DRAIN_TIMEOUT), close up."""
@@ -290,7 +309,8 @@ class Supervisor:
                         with contextlib.suppress(ProcessLookupError):
                             proc.kill()
                 await asyncio.wait(pending, timeout=5)
-        self.end_orphans()
+        await self._helpers_gone(ORPHAN_GRACE)  # a stopped worker's forkserver exits by itself
+        self.end_orphans(stopping=True)
         self.close_sockets()
         if self.config.security.login_cache_handover and self._pidfile is not None:
             logincache.save(self.config.run_path, self.hub.logins)
