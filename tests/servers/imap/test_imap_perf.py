@@ -146,3 +146,20 @@ async def test_search_and_index_are_fast_on_thousands_of_messages(store: Store) 
     assert elapsed < 1.0, elapsed
     v.close(registry)
     registry.close()
+
+
+def test_children_attributes_take_one_pass_over_a_large_folder_tree() -> None:
+    from postoffice.servers.imap.mailboxes import _children_attr, _parents
+
+    small = {"INBOX", "a", "a/b", "a/b/c", "x/y", "xy", "Archive/2024/01"}
+    parents = _parents(small)
+    for name in small | {"x", "Archive", "Archive/2024", "zzz"}:
+        brute = any(n.startswith(name + "/") for n in small)
+        assert (_children_attr(name, parents) == "\\HasChildren") == brute, name
+    # 30,000 folders (an archive by day): comparing every name with every other took minutes
+    names = {f"Archive/{y}/{m:02d}/{d:02d}" for y in range(2000, 2083) for m in range(1, 13) for d in range(1, 31)}
+    started = time.perf_counter()
+    parents = _parents(names)
+    attrs = [_children_attr(n, parents) for n in names]
+    assert time.perf_counter() - started < 2.0  # ~0.05 s here
+    assert "Archive/2000/01" in parents and attrs.count("\\HasNoChildren") == len(names)

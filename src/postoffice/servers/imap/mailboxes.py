@@ -76,7 +76,7 @@ async def do_select(s: Session, tag: bytes, cmd: c.Select | c.Examine) -> bytes:
     s.send(r.exists(view.exists))
     if s.rev2:  # RFC 9051 6.3.2: LIST with the mailbox name and accurate attributes
         names = {b.name for b in await s.server.mailboxes.list(s.account.id)}
-        attrs = [_children_attr(box.name, names)] + ([box.special_use] if box.special_use else [])
+        attrs = [_children_attr(box.name, _parents(names))] + ([box.special_use] if box.special_use else [])
         s.send(r.list_response(attrs, SEPARATOR, wire_name(s, box.name)))
     else:
         await view.start_recent()  # RFC 3501 2.3.2: EXAMINE claims nothing
@@ -271,6 +271,7 @@ async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
     def matches(name: str) -> bool:
         return any(rx.fullmatch(name) for rx in regexes)
 
+    parents = _parents(names)  # every name with a mailbox below it: one pass, not one per name
     candidates = set(names)
     if subscribed_only:
         candidates |= subs
@@ -291,10 +292,10 @@ async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
         attrs: list[str] = []
         if box is None:
             attrs.append("\\NonExistent")  # RFC 5258 3.4 (implies \\Noselect)
-            if any(n.startswith(name + SEPARATOR) for n in names):
+            if name in parents:
                 attrs.append("\\HasChildren")
         else:
-            attrs.append(_children_attr(name, names))
+            attrs.append(_children_attr(name, parents))
             if box.special_use:
                 attrs.append(box.special_use)
         if show_subscribed and name in subs:
@@ -305,9 +306,18 @@ async def do_list(s: Session, tag: bytes, cmd: c.List) -> bytes:
     return r.ok(tag, "LIST completed")
 
 
-def _children_attr(name: str, names: set[str]) -> str:
-    prefix = name + SEPARATOR
-    return "\\HasChildren" if any(n.startswith(prefix) for n in names) else "\\HasNoChildren"
+def _parents(names: set[str]) -> set[str]:
+    """Every name (existing or not) that has a mailbox of ``names`` somewhere below it."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split(SEPARATOR)
+        out.update(SEPARATOR.join(parts[:k]) for k in range(1, len(parts)))
+    return out
+
+
+def _children_attr(name: str, parents: set[str]) -> str:
+    """RFC 3348 / RFC 9051 7.3.1: ``parents`` from `_parents` of the account's mailboxes."""
+    return "\\HasChildren" if name in parents else "\\HasNoChildren"
 
 
 async def do_lsub(s: Session, tag: bytes, cmd: c.Lsub) -> bytes:
