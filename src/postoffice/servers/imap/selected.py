@@ -281,8 +281,11 @@ class MailboxIndex:
         last = self.uids[-1] if self.uids else 0
         loaded: dict[int, Any] = {}
         new: list[int] = []
+        caught_up = self.highestmodseq
         for e in events:
             if isinstance(e, MessagesAdded):
+                if e.modseq <= caught_up:
+                    continue  # already read from the database (a late event): it may be expunged since
                 if e.metas:  # the event carries what the index keeps: nothing to read back
                     loaded.update((m.uid, m) for m in e.message_metas() if m.uid > last)
                 else:
