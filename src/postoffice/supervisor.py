@@ -264,10 +264,8 @@ class Supervisor:
         holding memory. As the subreaper they became our children: every child that is not a
         running worker is such a leftover. ``stopping``: after the workers stopped cleanly,
         whose helpers are on their way out anyway (not worth a warning)."""
-        me = os.getpid()
         for _ in range(5):  # a killed forkserver's own children are adopted in turn
-            workers = {w.pid for w in self.workers if w.process is not None and w.process.returncode is None}
-            orphans = [pid for pid in _children(me) if pid not in workers]
+            orphans = self._leftovers()
             if not orphans:
                 return
             for pid in orphans:
@@ -282,16 +280,18 @@ class Supervisor:
     async def _helpers_gone(self, seconds: float) -> None:
         """Wait up to ``seconds`` for children other than running workers to exit."""
         deadline = time.monotonic() + seconds
-        me = os.getpid()
         while time.monotonic() < deadline:
-            workers = {w.pid for w in self.workers if w.process is not None and w.process.returncode is None}
-            left = [pid for pid in _children(me) if pid not in workers]
-            for pid in left:  # reap the ones that exited, or they stay in the list as zombies
+            for pid in self._leftovers():  # reap the ones that exited, or they stay listed as zombies
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
-            if not [pid for pid in _children(me) if pid not in workers]:
+            if not self._leftovers():
                 return
             await asyncio.sleep(0.05)
+
+    def _leftovers(self) -> list[int]:
+        """Our children that are not running workers (subreaper: what workers left behind)."""
+        workers = {w.pid for w in self.workers if w.process is not None and w.process.returncode is None}
+        return [pid for pid in _children(os.getpid()) if pid not in workers]
 
     async def stop(self) -> None:
         """SIGTERM to every worker, wait for them (SIGKILL after DRAIN_TIMEOUT), close up."""

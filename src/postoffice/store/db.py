@@ -138,19 +138,19 @@ class JobRunner:
         raise NotImplementedError
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self.submit(fn, write=False, future=_LoopFuture(loop, future))  # type: ignore[arg-type]
-        return await future
+        return await self._run_job(fn, write=False, durable=True)
 
     async def write(self, fn: Callable[[Tx], T], *, durable: bool = True) -> T:
         """Run ``fn`` in a transaction. ``durable=False`` is for changes a power cut may undo
         without losing mail (flags, expunges): a batch of only those commits without the fsync
         (WAL, synchronous=NORMAL: still safe against a crash of the process, durable at the next
         checkpoint), as Dovecot treats its index. Mail itself is always written durably."""
+        return await self._run_job(fn, write=True, durable=durable)
+
+    async def _run_job(self, fn: Callable[[Tx], T], *, write: bool, durable: bool) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.submit(fn, write=True, durable=durable, future=_LoopFuture(loop, future))  # type: ignore[arg-type]
+        self.submit(fn, write=write, durable=durable, future=_LoopFuture(loop, future))  # type: ignore[arg-type]
         return await future
 
     def read_sync(self, fn: Callable[[Tx], T]) -> T:

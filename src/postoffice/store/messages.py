@@ -542,7 +542,6 @@ class MessageStore(StoreBase):
         return {r[0]: dict(zip(keys, r[1:])) for r in rows}
 
 
-
 #: A flag-index load that read this many messages from the database saves a snapshot.
 INDEX_SNAPSHOT_AFTER = 5000
 #: The snapshot's layout, and the machine's array item sizes and byte order it was written in.
@@ -631,21 +630,20 @@ def _packed_columns(tx: Tx, mailbox_id: int) -> tuple[array, bytearray, array]:
 
 
 def _message_rows(tx: Tx, mailbox_id: int, uids: list[int]) -> list[Any]:
-    """The rows of ``uids`` (sorted) in UID order, 500 at a time (SQLite's variable limit)."""
-    out: list[Any] = []
-    for start in range(0, len(uids), 500):
-        chunk = uids[start:start + 500]
-        out.extend(tx.all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN "
-            f"({','.join('?' * len(chunk))}) ORDER BY uid", (mailbox_id, *chunk)))
-    return out
+    """The rows of ``uids`` (sorted) in UID order."""
+    return _rows_in(tx, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN ({{}}) ORDER BY uid",
+                    (mailbox_id,), uids)
 
 
 def _blob_info_rows(tx: Tx, ids: list[str]) -> list[Any]:
+    return _rows_in(tx, "SELECT id, size, header_size, envelope, bodystructure, body, structure FROM blobs "
+                        "WHERE id IN ({})", (), ids)
+
+
+def _rows_in(tx: Tx, sql: str, params: tuple[Any, ...], values: list[Any]) -> list[Any]:
+    """``sql`` (its ``{}`` the IN list) for ``values``, 500 at a time (SQLite's variable limit)."""
     out: list[Any] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        out.extend(tx.all(
-            "SELECT id, size, header_size, envelope, bodystructure, body, structure FROM blobs "
-            f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    for start in range(0, len(values), 500):
+        chunk = values[start:start + 500]
+        out.extend(tx.all(sql.format(",".join("?" * len(chunk))), (*params, *chunk)))
     return out
